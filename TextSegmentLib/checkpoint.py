@@ -1,0 +1,230 @@
+"""Checkpoint bundles: ``model.safetensors`` + ``model.json`` (the model card), saved atomically, loaded safely.
+
+A bundle is checked completely before anything is built: the card's format version and fields, the text encoder,
+the weight file's integrity (SHA-256 recorded in the card), and every tensor name and shape. A broken bundle raises
+one :class:`BundleError` naming the problem; a model is never half-loaded.
+"""
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import torch
+
+from .device import resolve_device
+from .model import ModelConfig, TextSegmentModel, build_model
+from .model.text_encoder import TextEncoderUnavailable, resolve_text_encoder_path
+
+FORMAT_VERSION = 1
+#: the first TextSegment release able to read each bundle format version
+FORMAT_MIN_RELEASE = {1: "0.1.0"}
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "model.json"
+REQUIRED_CARD_FIELDS = ("format_version", "name", "architecture", "text_encoder", "input", "vocabulary", "license")
+DEFAULT_INPUT_SPEC: Dict[str, Any] = {
+    "slice_axis": "axial",
+    "orientation": "LPS",
+    "ct_windows": {
+        "soft_tissue": [40, 400],
+        "lung": [-600, 1500],
+        "bone": [400, 1800],
+        "brain": [40, 80],
+    },
+    "default_ct_window": "soft_tissue",
+    "mr_percentiles": [0.5, 99.5],
+    "intensity_range": [0, 255],
+}
+
+
+class BundleError(ValueError):
+    """A checkpoint bundle cannot be used; the message says why and what to do."""
+
+
+PathLike = Union[str, Path]
+
+
+def sha256_file(path: PathLike) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def make_card(model: TextSegmentModel, card: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Complete a (partial) model card with the architecture, text encoder and input spec of ``model``."""
+    out: Dict[str, Any] = copy.deepcopy(card) if card else {}
+    cfg = model.config.to_dict()
+    out["format_version"] = FORMAT_VERSION
+    out.setdefault("name", "textsegment-custom")
+    out.setdefault("version", "0.0.0")
+    out["architecture"] = {k: v for k, v in cfg.items() if k != "text"}
+    text = dict(cfg["text"])
+    text.setdefault("revision", None)
+    out["text_encoder"] = {**text, **out.get("text_encoder", {})}
+    spec = copy.deepcopy(DEFAULT_INPUT_SPEC)
+    spec.update(out.get("input", {}))
+    spec["image_size"] = model.config.image_size
+    spec["slice_context"] = model.config.slice_context
+    out["input"] = spec
+    out.setdefault("vocabulary", [])
+    out.setdefault("training_data", {})
+    out.setdefault("metrics", {})
+    out.setdefault("license", "Apache-2.0")
+    return out
+
+
+def save_bundle(
+    model: TextSegmentModel, directory: PathLike, card: Optional[Dict[str, Any]] = None, half: bool = False
+) -> Path:
+    """Write ``model.safetensors`` and ``model.json`` into ``directory`` atomically and return it.
+
+    The bundle is written to a temporary sibling folder, checked by loading it, and only then moved into place;
+    an existing bundle at ``directory`` is replaced only after the new one is complete. ``half`` stores fp16 weights.
+
+    Example:
+        >>> import tempfile
+        >>> from TextSegmentLib.model import build_model
+        >>> m = build_model({"image_size": 64, "embed_dim": 32, "decoder_heads": 4, "decoder_mlp_dim": 64})
+        >>> d = save_bundle(m, Path(tempfile.mkdtemp()) / "tiny", {"name": "tiny"})
+        >>> load_bundle(d).config.image_size
+        64
+    """
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    full = make_card(model, card)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+    full["weights_dtype"] = "float16" if half else "float32"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format_version": str(FORMAT_VERSION)})
+        full["weights_sha256"] = sha256_file(tmp / WEIGHTS_FILE)
+        with open(tmp / CARD_FILE, "w", encoding="utf-8") as fh:
+            json.dump(full, fh, indent=2)
+        check_bundle(tmp)
+        _replace_dir(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Move ``new`` to ``target``; an old ``target`` is removed only after the move succeeded."""
+    if not target.exists():
+        os.replace(new, target)
+        return
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_card(directory: PathLike) -> Dict[str, Any]:
+    """Read and validate ``model.json`` (fields and format version); raises BundleError."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise BundleError(f"model bundle {directory} does not exist or is not a folder")
+    path = directory / CARD_FILE
+    if not path.is_file():
+        raise BundleError(f"model bundle {directory} has no {CARD_FILE}; it is not a TextSegment model")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            card = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path} is not valid JSON ({exc}); the bundle is corrupt, download it again") from exc
+    if not isinstance(card, dict):
+        raise BundleError(f"{path} must hold a JSON object")
+    missing = [f for f in REQUIRED_CARD_FIELDS if f not in card]
+    if missing:
+        raise BundleError(f"{path} lacks the fields {missing}; the bundle is incomplete")
+    version = card["format_version"]
+    if not isinstance(version, int) or version < 1:
+        raise BundleError(f"{path}: unknown bundle format version {version!r}")
+    if version > FORMAT_VERSION:
+        raise BundleError(
+            f"model bundle format {version} is newer than this TextSegment supports (up to {FORMAT_VERSION}); "
+            f"update the TextSegment extension to a release that reads format {version}"
+        )
+    return card
+
+
+def config_from_card(card: Dict[str, Any]) -> ModelConfig:
+    """The architecture config recorded in a card (BundleError if inconsistent)."""
+    arch = dict(card["architecture"])
+    text = {k: v for k, v in card["text_encoder"].items() if k in ("package", "path", "name", "dim", "max_tokens")}
+    text["revision"] = card["text_encoder"].get("revision")
+    arch["text"] = text
+    try:
+        return ModelConfig.from_dict(arch)
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"model card architecture is invalid: {exc}") from exc
+
+
+def check_bundle(directory: PathLike) -> Dict[str, Any]:
+    """Check a bundle completely without building the model; returns its card. Raises BundleError."""
+    from safetensors import safe_open
+
+    directory = Path(directory)
+    card = read_card(directory)
+    config = config_from_card(card)
+    try:
+        resolve_text_encoder_path(config.text, directory)
+    except TextEncoderUnavailable as exc:
+        raise BundleError(f"model '{card.get('name')}' needs a text encoder that is missing: {exc}") from exc
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise BundleError(f"model bundle {directory} has no {WEIGHTS_FILE}")
+    expected_hash = card.get("weights_sha256")
+    if expected_hash and sha256_file(weights) != expected_hash:
+        raise BundleError(f"{weights} does not match the SHA-256 in its card: the file is corrupt, download it again")
+    with torch.device("meta"):
+        reference = build_model(config)
+    expected = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
+    try:
+        with safe_open(str(weights), framework="pt") as fh:
+            found = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+    except Exception as exc:  # safetensors raises several types for damaged files
+        raise BundleError(f"{weights} cannot be read ({exc}); the file is corrupt, download it again") from exc
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    if missing or unexpected:
+        raise BundleError(
+            f"{weights} does not fit the architecture in its card: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    wrong = [f"{k}: {found[k]} != {expected[k]}" for k in expected if found[k] != expected[k]]
+    if wrong:
+        raise BundleError(f"{weights} has tensors of the wrong shape: {wrong[:5]}")
+    return card
+
+
+def load_bundle(directory: PathLike, device: Union[str, torch.device] = "cpu") -> TextSegmentModel:
+    """Check and load a bundle; returns the model in eval mode on ``device`` with ``model.card`` set.
+
+    Raises :class:`BundleError` (nothing is built) when any check fails.
+    """
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    card = check_bundle(directory)
+    state = load_file(str(directory / WEIGHTS_FILE))
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+    model = build_model(config_from_card(card), text_base_dir=directory)
+    model.load_state_dict(state, strict=True)
+    model.card = card
+    model.bundle_dir = directory
+    return model.to(resolve_device(device)).eval()

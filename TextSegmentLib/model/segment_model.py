@@ -1,0 +1,140 @@
+"""TextSegmentModel: image encoder + text/box/point/mask prompts + mask decoder (LangMedSAM design)."""
+
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from ..device import autocast_for
+from .config import ModelConfig
+from .image_encoder import ImageEncoder
+from .layers import MLP
+from .mask_decoder import DecoderOutput, MaskDecoder
+from .prompt_encoder import PromptEncoder
+from .text_encoder import TextEmbedding, TextEncoder
+
+TextLike = Union[TextEmbedding, Sequence[Optional[str]], str, None]
+
+
+def _batch_size(*sizes: int) -> int:
+    sizes_set = {s for s in sizes if s != 1}
+    if len(sizes_set) > 1:
+        raise ValueError(f"batch sizes do not match: {sorted(sizes)}; each input must have the same size or 1")
+    return sizes_set.pop() if sizes_set else 1
+
+
+def _expand(x: torch.Tensor, batch: int) -> torch.Tensor:
+    return x if x.shape[0] == batch else x.expand(batch, *x.shape[1:])
+
+
+class TextSegmentModel(nn.Module):
+    """Promptable 2D slice segmentation model.
+
+    Images are (B, 3, S, S) float tensors with intensities in **[0, 255]** (S = ``config.image_size``);
+    boxes (x0, y0, x1, y1) and points (x, y) are in S x S input pixels. Any of text, box, points and a previous
+    mask can be given alone or together; a tensor with first dimension 1 is broadcast over the batch.
+
+    Example:
+        >>> model = build_model({"image_size": 64, "embed_dim": 32, "decoder_heads": 4, "decoder_mlp_dim": 64})
+        >>> emb = model.encode_image(torch.zeros(2, 3, 64, 64))
+        >>> out = model.decode(emb, text=["brain"], boxes=torch.tensor([[8., 8., 40., 40.]]))
+        >>> out.masks.shape, out.iou.shape, out.presence.shape
+        (torch.Size([2, 1, 64, 64]), torch.Size([2, 1]), torch.Size([2, 1]))
+    """
+
+    def __init__(self, config: ModelConfig, text_base_dir: Optional[Path] = None) -> None:
+        super().__init__()
+        self.config = config
+        dim = config.embed_dim
+        self.image_encoder = ImageEncoder(config)
+        self.prompt_encoder = PromptEncoder(dim, config.image_size)
+        self.mask_decoder = MaskDecoder(config)
+        self.sentence_proj = MLP(config.text.dim, dim, dim)
+        self.token_proj = MLP(config.text.dim, dim, dim)
+        self.text_type_embed = nn.Parameter(torch.zeros(1, 1, dim))
+        self._text_base_dir = text_base_dir
+        self._text_encoder: Optional[TextEncoder] = None
+        self.card: Dict[str, Any] = {}  # the model card when loaded from a bundle
+        self.bundle_dir: Optional[Path] = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.text_type_embed.device
+
+    @property
+    def text_encoder(self) -> TextEncoder:
+        """The frozen text encoder (created on first use; not part of the saved weights)."""
+        if self._text_encoder is None:
+            self._text_encoder = TextEncoder(self.config.text, self._text_base_dir)
+        return self._text_encoder
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) slices in [0, 255] -> (B, D, S/4, S/4) embeddings (float32)."""
+        size = self.config.image_size
+        if images.ndim != 4 or images.shape[1] != self.config.in_chans or images.shape[-2:] != (size, size):
+            raise ValueError(f"images must be (B, {self.config.in_chans}, {size}, {size}), got {tuple(images.shape)}")
+        images = images.to(self.device, torch.float32)
+        with autocast_for(self.device):
+            return self.image_encoder(images).float()
+
+    def encode_text(self, prompts: Sequence[Optional[str]]) -> TextEmbedding:
+        """Raw text features of prompts (cached by prompt); ``None`` means no text for that item."""
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        return self.text_encoder.encode(list(prompts))
+
+    def _project_text(self, text: TextEmbedding, batch: int):
+        text = text.to(self.device)
+        sentence = self.sentence_proj(text.sentence)
+        has_text = text.mask.any(dim=1, keepdim=True)
+        sentence = sentence * has_text
+        tokens = (self.token_proj(text.tokens) + self.text_type_embed) * text.mask[..., None]
+        return _expand(sentence, batch), _expand(tokens, batch), _expand(text.mask, batch)
+
+    def decode(
+        self,
+        image_embeddings: torch.Tensor,
+        text: TextLike = None,
+        boxes: Optional[torch.Tensor] = None,
+        points: Optional[torch.Tensor] = None,
+        point_labels: Optional[torch.Tensor] = None,
+        mask_inputs: Optional[torch.Tensor] = None,
+        presence_threshold: Optional[float] = None,
+    ) -> DecoderOutput:
+        """Decode masks from cached image embeddings and any combination of prompts.
+
+        ``text``: prompts (str or list, ``None`` entries for no text) or a :class:`TextEmbedding`.
+        ``boxes`` (B, 4); ``points`` (B, N, 2) with ``point_labels`` (B, N): 1 positive, 0 negative, -1 padding;
+        ``mask_inputs`` (B, 1, S, S) logits of a previous mask. With ``presence_threshold`` set, items whose presence
+        logit is below it skip the mask upscaling and get a constant negative mask (faster whole-volume decoding).
+        """
+        if isinstance(text, str):
+            text = [text]
+        if text is not None and not isinstance(text, TextEmbedding):
+            text = self.encode_text(text)
+        emb = image_embeddings.to(self.device, torch.float32)
+        sizes = [emb.shape[0]]
+        for t in (boxes, points, mask_inputs):
+            if t is not None:
+                sizes.append(t.shape[0])
+        if text is not None:
+            sizes.append(len(text))
+        batch = _batch_size(*sizes)
+        emb = _expand(emb, batch)
+        with autocast_for(self.device):
+            sparse, valid, dense = self.prompt_encoder(batch, boxes, points, point_labels, mask_inputs)
+            if text is not None:
+                sentence, tokens, tmask = self._project_text(text, batch)
+                sparse = torch.cat([tokens, sparse], dim=1)
+                valid = torch.cat([tmask, valid], dim=1)
+            else:
+                sentence = torch.zeros(batch, self.config.embed_dim, device=self.device)
+            out = self.mask_decoder(
+                emb, self.prompt_encoder.dense_pe(), sentence, sparse, valid, dense, presence_threshold
+            )
+        return DecoderOutput(out.masks.float(), out.iou.float(), out.presence.float())
+
+    def forward(self, images: torch.Tensor, **prompts) -> DecoderOutput:
+        """One call: ``decode(encode_image(images), **prompts)``."""
+        return self.decode(self.encode_image(images), **prompts)
