@@ -1,0 +1,187 @@
+"""The promptable slice model: shapes for every prompt combination, padding, caching, one-call equivalence."""
+
+import itertools
+
+import pytest
+import torch
+
+from TextSegmentLib.device import resolve_device
+from TextSegmentLib.model import ModelConfig, build_model
+
+SMALL = {"image_size": 64, "embed_dim": 32, "decoder_heads": 4, "decoder_mlp_dim": 64}
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model(SMALL).eval()
+
+
+@pytest.fixture(scope="module")
+def images():
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(3, 3, 64, 64, generator=g) * 255
+
+
+def test_default_model_is_tinyvit_class_and_small():
+    torch.manual_seed(0)
+    m = build_model()
+    enc = sum(p.numel() for p in m.image_encoder.parameters())
+    total = sum(p.numel() for p in m.parameters())
+    assert enc <= 10_000_000 and total <= 10_000_000
+    with torch.no_grad():
+        emb = m.encode_image(torch.zeros(1, 3, 256, 256))
+    assert emb.shape == (1, 256, 64, 64)
+
+
+def test_embed_dim_configurable():
+    with torch.no_grad():
+        emb = build_model({**SMALL, "embed_dim": 48, "decoder_heads": 4}).encode_image(torch.zeros(1, 3, 64, 64))
+    assert emb.shape == (1, 48, 16, 16)
+
+
+def test_real_text_encoder_gives_384d(model):
+    emb = model.encode_text(["left hippocampus", "the liver"])
+    assert emb.sentence.shape == (2, 384)
+    assert emb.tokens.shape[-1] == 384
+    assert emb.mask.dtype == torch.bool and emb.mask.sum(1).tolist()[0] >= 3
+    assert torch.allclose(emb.sentence.norm(dim=1), torch.ones(2), atol=1e-5)
+    # different prompts give different embeddings, the same prompt the same (cached) one
+    assert not torch.allclose(emb.sentence[0], emb.sentence[1])
+    again = model.encode_text(["left hippocampus"])
+    assert torch.equal(again.sentence[0], emb.sentence[0])
+
+
+PROMPTS = ["text", "box", "points", "mask"]
+
+
+@pytest.mark.parametrize("combo", [c for r in range(0, 5) for c in itertools.combinations(PROMPTS, r)])
+def test_every_prompt_combination(model, images, combo):
+    kwargs = {}
+    if "text" in combo:
+        kwargs["text"] = ["left putamen"]
+    if "box" in combo:
+        kwargs["boxes"] = torch.tensor([[5.0, 6.0, 40.0, 50.0]])
+    if "points" in combo:
+        kwargs["points"] = torch.tensor([[[20.0, 20.0], [30.0, 10.0], [0.0, 0.0]]])
+        kwargs["point_labels"] = torch.tensor([[1, 0, -1]])
+    if "mask" in combo:
+        kwargs["mask_inputs"] = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        out = model(images, **kwargs)
+    assert out.masks.shape == (3, 1, 64, 64)
+    assert out.iou.shape == (3, 1) and out.presence.shape == (3, 1)
+    assert torch.isfinite(out.masks).all() and torch.isfinite(out.presence).all()
+
+
+def test_prompts_change_the_output(model, images):
+    with torch.no_grad():
+        emb = model.encode_image(images[:1])
+        a = model.decode(emb, text=["left putamen"]).masks
+        b = model.decode(emb, text=["right thalamus"]).masks
+        c = model.decode(emb, text=["left putamen"], boxes=torch.tensor([[5.0, 6.0, 40.0, 50.0]])).masks
+    assert not torch.allclose(a, b) and not torch.allclose(a, c)
+
+
+def test_padding_does_not_leak(model, images):
+    short = "caudate"
+    long = "the large grey matter structure deep in the left cerebral hemisphere next to the lateral ventricle " * 3
+    with torch.no_grad():
+        emb = model.encode_image(images[:2])
+        alone = model.decode(emb[:1], text=[short])
+        batched = model.decode(emb, text=[short, long])
+    assert model.encode_text([short, long]).mask[0].sum() < model.encode_text([short, long]).mask[1].sum()
+    torch.testing.assert_close(batched.masks[:1], alone.masks, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(batched.presence[:1], alone.presence, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(batched.iou[:1], alone.iou, atol=1e-5, rtol=1e-5)
+
+
+def test_padded_points_and_absent_boxes_are_ignored(model, images):
+    box = torch.tensor([[5.0, 6.0, 40.0, 50.0]])
+    with torch.no_grad():
+        emb = model.encode_image(images[:1])
+        plain = model.decode(emb, text=["brain"])
+        padded = model.decode(
+            emb,
+            text=["brain"],
+            boxes=torch.tensor([[-1.0, -1.0, -1.0, -1.0]]),
+            points=torch.tensor([[[3.0, 3.0]]]),
+            point_labels=torch.tensor([[-1]]),
+        )
+        boxed = model.decode(emb, text=["brain"], boxes=box)
+    torch.testing.assert_close(padded.masks, plain.masks, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(boxed.masks, plain.masks)
+
+
+def test_decode_of_cached_embeddings_equals_forward(model, images):
+    kwargs = {"text": ["left hippocampus"], "boxes": torch.tensor([[10.0, 10.0, 30.0, 30.0]])}
+    with torch.no_grad():
+        once = model(images, **kwargs)
+        emb = model.encode_image(images)
+        first = model.decode(emb, **kwargs)
+        second = model.decode(emb, **kwargs)
+        other = model.decode(emb, text=["thalamus"])
+    torch.testing.assert_close(first.masks, once.masks)
+    torch.testing.assert_close(second.masks, first.masks)
+    assert other.masks.shape == first.masks.shape
+
+
+def test_one_slice_many_prompts_broadcast(model, images):
+    with torch.no_grad():
+        emb = model.encode_image(images[:1])
+        out = model.decode(emb, text=["left putamen", "right putamen", "brain"])
+        single = model.decode(emb, text=["right putamen"])
+    assert out.masks.shape == (3, 1, 64, 64)
+    torch.testing.assert_close(out.masks[1:2], single.masks, atol=1e-4, rtol=1e-4)
+
+
+def test_mismatched_batches_are_refused(model, images):
+    with torch.no_grad():
+        emb = model.encode_image(images[:2])
+        with pytest.raises(ValueError, match="batch sizes"):
+            model.decode(emb, text=["a", "b", "c"])
+    with pytest.raises(ValueError, match="images must be"):
+        model.encode_image(torch.zeros(1, 3, 32, 32))
+
+
+def test_presence_gating_skips_only_absent_items(model, images):
+    with torch.no_grad():
+        emb = model.encode_image(images)
+        full = model.decode(emb, text=["brain"])
+        threshold = float(full.presence.median())
+        gated = model.decode(emb, text=["brain"], presence_threshold=threshold)
+    keep = full.presence[:, 0] >= threshold
+    assert keep.any() and (~keep).any()
+    torch.testing.assert_close(gated.masks[keep], full.masks[keep], atol=1e-4, rtol=1e-4)
+    assert (gated.masks[~keep] < -10).all()
+
+
+def test_slice_context_flag_is_recorded():
+    cfg = ModelConfig.from_dict({**SMALL, "slice_context": True})
+    assert cfg.slice_context and build_model(cfg).config.slice_context
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError, match="image_size"):
+        ModelConfig.from_dict({"image_size": 100})
+    with pytest.raises(ValueError, match="unknown model config keys"):
+        ModelConfig.from_dict({"imagesize": 256})
+
+
+def test_device_selection():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            resolve_device("cuda")
+
+
+def test_gradients_flow_to_every_trainable_part(model, images):
+    m = build_model(SMALL).train()
+    out = m(images[:2], text=["left putamen", None], boxes=torch.tensor([[5.0, 6.0, 40.0, 50.0], [-1, -1, -1, -1]]))
+    (out.masks.mean() + out.iou.mean() + out.presence.mean()).backward()
+    for name in ("image_encoder", "mask_decoder", "sentence_proj", "token_proj"):
+        grads = [p.grad for p in getattr(m, name).parameters() if p.requires_grad]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), name
