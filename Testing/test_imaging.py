@@ -92,7 +92,5 @@ def test_fit_preserves_physical_aspect_and_maps_back():
     np.testing.assert_allclose([rows[0], cols[0]], [50.0, 100.0])
     back = fit.to_slices(model_in)
     assert back.shape == (1, 100, 200)
-    assert (
-        torch.equal(back[0] > 127, torch.as_tensor(slices[0] > 127))
-        or ((back[0] > 127) != torch.as_tensor(slices[0] > 127)).sum() < 60
-    )
+    got, want = back[0] > 127, torch.as_tensor(slices[0] > 127)
+    assert (got & want).sum() / (got | want).sum() > 0.85
