@@ -6,7 +6,6 @@ Prints a table: median of ``--repeats`` runs at batch 1 and 8 on this machine's 
 """
 
 import argparse
-import gc
 import resource
 import statistics
 import sys
@@ -23,7 +22,13 @@ from TextSegmentLib.model import build_model  # noqa: E402
 
 CONFIGS = {
     "default": {},
-    "lite": {"image_size": 128, "embed_dim": 128, "encoder_dims": [48, 96, 128, 192], "encoder_heads": [2, 3, 4, 6], "decoder_mlp_dim": 512},
+    "lite": {
+        "image_size": 128,
+        "embed_dim": 128,
+        "encoder_dims": [48, 96, 128, 192],
+        "encoder_heads": [2, 3, 4, 6],
+        "decoder_mlp_dim": 512,
+    },
 }
 
 
@@ -69,13 +74,11 @@ def bench(name: str, overrides: dict, repeats: int, device: torch.device) -> lis
         for batch in (1, 8):
             x = torch.rand(batch, 3, s, s, device=device) * 255
             emb = model.encode_image(x)
-            enc = median_ms(lambda: model.encode_image(x), repeats, batch, device)
-            dec = median_ms(lambda: model.decode(emb, text=text, boxes=box), repeats, batch, device)
-            naive = median_ms(lambda: model(x, text=text, boxes=box), repeats, batch, device)
+            enc = median_ms(lambda x=x: model.encode_image(x), repeats, batch, device)
+            dec = median_ms(lambda e=emb: model.decode(e, text=text, boxes=box), repeats, batch, device)
+            naive = median_ms(lambda x=x: model(x, text=text, boxes=box), repeats, batch, device)
             rows.append((name, s, cfg.embed_dim, batch, total, enc_gf, dec_gf, enc, dec, naive, naive / dec, rss_mb()))
     print(f"\n{name}: parameters per part (M): " + ", ".join(f"{k} {v:.3f}" for k, v in parts.items()))
-    del model
-    gc.collect()
     return rows
 
 
