@@ -1,0 +1,138 @@
+"""Decoding every slice for one prompt, presence gating, and the 3D clean-up of the stacked masks.
+
+Absent slices (presence logit below the threshold) skip the mask upscaling and are empty. The clean-up thresholds
+the slice-resolution probabilities, fills holes slice by slice, and removes 3D components that are smaller than
+``min_component_ml`` or supported by fewer than ``min_slices`` slices.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from ..imaging import SliceFit
+from ..model import TextEmbedding
+from .batching import Batcher, CancelFn, ProgressFn
+from .embeddings import SliceEmbeddings
+
+
+def prob_to_logit(p: float) -> float:
+    """Probability -> logit; 0 -> -inf and 1 -> +inf (so thresholds can force everything in or out)."""
+    if p <= 0.0:
+        return -math.inf
+    if p >= 1.0:
+        return math.inf
+    return math.log(p / (1.0 - p))
+
+
+@dataclass
+class VolumeDecode:
+    """Model-resolution mask logits (N, S, S) fp16, presence logits (N,) and predicted IoU (N,) of every slice."""
+
+    logits: torch.Tensor
+    presence: torch.Tensor
+    iou: torch.Tensor
+
+
+def decode_volume(
+    model: torch.nn.Module,
+    embeddings: SliceEmbeddings,
+    text: TextEmbedding,
+    batcher: Batcher,
+    presence_threshold: float,
+    progress: ProgressFn = None,
+    cancel: CancelFn = None,
+    start: float = 0.0,
+    span: float = 1.0,
+) -> VolumeDecode:
+    """Decode all slices of a volume for one text prompt in batches (``presence_threshold`` is a probability)."""
+    gate = prob_to_logit(presence_threshold)
+
+    def run(indices: List[int]) -> List[tuple]:
+        out = model.decode(embeddings.get(indices), text=text, presence_threshold=gate)  # type: ignore[operator]
+        logits = out.masks[:, 0].to("cpu", torch.float16)
+        return list(zip(logits, out.presence[:, 0].cpu(), out.iou[:, 0].cpu()))
+
+    items = list(range(embeddings.volume.num_slices))
+    parts = batcher.run(run, items, progress, cancel, "decoding", start, span)
+    return VolumeDecode(
+        torch.stack([p[0] for p in parts]), torch.stack([p[1] for p in parts]), torch.stack([p[2] for p in parts])
+    )
+
+
+def upscale_masks(
+    logits: torch.Tensor, fit: SliceFit, mask_threshold: float = 0.5, present: Optional[np.ndarray] = None
+) -> np.ndarray:
+    """(N, S, S) model logits -> (N, H, W) bool masks at slice resolution; slices not ``present`` stay empty."""
+    n = logits.shape[0]
+    out = np.zeros((n, fit.height, fit.width), dtype=bool)
+    thr = prob_to_logit(mask_threshold)
+    idx = np.arange(n) if present is None else np.flatnonzero(present)
+    for s in range(0, len(idx), 16):
+        part = idx[s : s + 16]
+        if not len(part):
+            continue
+        up = fit.to_slices(logits[torch.as_tensor(part)].float())
+        out[part] = (up > thr).numpy()
+    return out
+
+
+def fill_holes_2d(mask: np.ndarray, slices: Optional[Sequence[int]] = None) -> np.ndarray:
+    """Fill holes slice by slice (in place) on ``slices`` (all by default)."""
+    for k in range(mask.shape[0]) if slices is None else slices:
+        if mask[k].any():
+            mask[k] = ndimage.binary_fill_holes(mask[k])
+    return mask
+
+
+def cleanup_3d(
+    mask: np.ndarray,
+    voxel_ml: float,
+    min_component_ml: float = 0.0,
+    min_slices: int = 2,
+    fill_holes: bool = True,
+    largest_only: bool = False,
+) -> np.ndarray:
+    """3D clean-up of a (N, H, W) bool stack (slice axis first).
+
+    Example:
+        >>> m = np.zeros((5, 8, 8), bool); m[1:4, 2:6, 2:6] = True; m[0, 0, 0] = True
+        >>> int(cleanup_3d(m, voxel_ml=0.001, min_slices=2).sum())
+        48
+    """
+    if not mask.any():
+        return mask
+    if fill_holes:
+        mask = fill_holes_2d(mask.copy())
+    min_slices = max(1, min(int(min_slices), mask.shape[0]))
+    if min_component_ml <= 0 and min_slices <= 1 and not largest_only:
+        return mask
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    if count == 0:
+        return mask
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    keep = np.zeros(count + 1, dtype=bool)
+    objects = ndimage.find_objects(labels)
+    for lab in range(1, count + 1):
+        sl = objects[lab - 1]
+        span = sl[0].stop - sl[0].start if sl is not None else 0
+        keep[lab] = sizes[lab] * voxel_ml >= min_component_ml and span >= min_slices
+    if largest_only and keep[1:].any():
+        best = int(np.argmax(np.where(keep, sizes, -1)))
+        keep[:] = False
+        keep[best] = True
+    keep[0] = False
+    return keep[labels]
+
+
+def confidence_of(presence: torch.Tensor, mask: np.ndarray) -> float:
+    """Segment confidence: mean presence probability over the slices holding the final mask; when nothing was
+    found, the highest presence probability of any slice (how close the target came to being found)."""
+    prob = torch.sigmoid(presence.float()).numpy()
+    occupied = mask.reshape(mask.shape[0], -1).any(axis=1)
+    if occupied.any():
+        return float(prob[occupied].mean())
+    return float(prob.max()) if prob.size else 0.0

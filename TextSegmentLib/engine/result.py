@@ -1,0 +1,189 @@
+"""The result of a segmentation: per-prompt state, the reports, the labelmap in the input geometry, saving."""
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from ..vocabulary import PromptMatch
+from .decode import confidence_of
+from .io import suffix_of, write_image_atomic, write_text_atomic
+from .volume import PreparedVolume, from_slice_view
+
+#: label colours (RGB 0-1) written into .seg.nrrd files
+_COLORS = [(0.9, 0.3, 0.2), (0.2, 0.6, 0.9), (0.3, 0.8, 0.3), (0.95, 0.8, 0.2), (0.7, 0.4, 0.9), (0.9, 0.5, 0.7)]
+
+
+@dataclass
+class SegmentReport:
+    """What happened to one prompt. ``label`` is its value in the labelmap (prompt index + 1); ``confidence`` in
+    [0, 1]; ``matched`` the model-card vocabulary name (None if not in the vocabulary); ``laterality_check`` is
+    'ok', 'mismatch' or None (no side in the prompt, or nothing found)."""
+
+    prompt: str
+    label: int
+    found: bool
+    confidence: float
+    volume_ml: float
+    seconds: float
+    matched: Optional[str] = None
+    side: Optional[str] = None
+    ct_window: Optional[str] = None
+    slices: Optional[Tuple[int, int]] = None
+    laterality_check: Optional[str] = None
+    refinements: int = 0
+    warnings: List[str] = field(default_factory=list)
+
+
+@dataclass
+class PromptState:
+    """Working state of one prompt in slice-view order: model logits (N, S, S) fp16, presence (N,), IoU (N,),
+    the final mask (N, H, W) bool."""
+
+    prompt: str
+    match: PromptMatch
+    window: Any
+    logits: torch.Tensor
+    presence: torch.Tensor
+    iou: torch.Tensor
+    mask: np.ndarray
+    seconds: float
+    refinements: int = 0
+
+
+@dataclass
+class _Change:
+    prompt_index: int
+    slices: Dict[int, Tuple[np.ndarray, torch.Tensor, float]]
+    seconds: float
+
+
+class Result:
+    """Segmentation of one volume for one or more prompts.
+
+    ``labelmap`` is a SimpleITK image (uint8, uint16 beyond 255 prompts) with the input's size, spacing, origin and
+    direction; label i + 1 is prompt i; where prompts overlap the more confident one wins. ``mask(i)`` is prompt
+    i's own mask (before overlap resolution) as a bool array in the input's ``(k, j, i)`` order.
+    """
+
+    def __init__(self, volume: PreparedVolume, states: List[PromptState], info: Dict[str, Any]) -> None:
+        self.volume = volume
+        self.states = states
+        self.info = info
+        self._history: List[_Change] = []
+        self._labelmap: Optional[sitk.Image] = None
+        self._reports: Optional[List[SegmentReport]] = None
+
+    # --- reports -------------------------------------------------------------------------------------------
+    def _side_check(self, state: PromptState) -> Optional[str]:
+        side = state.match.side
+        if side not in ("left", "right") or not state.mask.any():
+            return None
+        canonical = from_slice_view(state.mask, self.volume.axis)  # (S, P, L): L index grows to patient left
+        profile = canonical.sum(axis=(0, 1), dtype=np.int64)
+        centre = float((profile * np.arange(profile.size)).sum() / max(profile.sum(), 1))
+        midline = (profile.size - 1) / 2.0
+        on_left = centre > midline
+        return "ok" if on_left == (side == "left") else "mismatch"
+
+    def _report(self, index: int, state: PromptState) -> SegmentReport:
+        mask = state.mask
+        occupied = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
+        found = bool(occupied.size)
+        warnings = []
+        side_check = self._side_check(state)
+        if side_check == "mismatch":
+            warnings.append(f"the segment lies mostly on the patient's other side than '{state.match.side}'")
+        window = state.window if (self.volume.is_ct and isinstance(state.window, str)) else None
+        if self.volume.is_ct and not isinstance(state.window, str) and state.window is not None:
+            window = "level {} width {}".format(*state.window)
+        return SegmentReport(
+            prompt=state.prompt,
+            label=index + 1,
+            found=found,
+            confidence=round(confidence_of(state.presence, mask), 4),
+            volume_ml=round(float(mask.sum()) * self.volume.voxel_ml, 3),
+            seconds=round(state.seconds, 3),
+            matched=state.match.name,
+            side=state.match.side,
+            ct_window=window,
+            slices=(int(occupied[0]), int(occupied[-1])) if found else None,
+            laterality_check=side_check,
+            refinements=state.refinements,
+            warnings=warnings,
+        )
+
+    @property
+    def segments(self) -> List[SegmentReport]:
+        """One :class:`SegmentReport` per prompt, in prompt order."""
+        if self._reports is None:
+            self._reports = [self._report(i, s) for i, s in enumerate(self.states)]
+        return self._reports
+
+    def _invalidate(self) -> None:
+        self._labelmap = None
+        self._reports = None
+
+    # --- arrays and images ---------------------------------------------------------------------------------
+    def mask(self, prompt_index: int) -> np.ndarray:
+        """Prompt ``prompt_index``'s mask as a bool array in the input's (k, j, i) order."""
+        return self.volume.to_input_array(self.states[prompt_index].mask)
+
+    @property
+    def labelmap(self) -> sitk.Image:
+        """The labelmap in the input geometry (built once, rebuilt after a refinement or undo)."""
+        if self._labelmap is None:
+            dtype = np.uint8 if len(self.states) < 256 else np.uint16
+            stack = np.zeros(self.states[0].mask.shape if self.states else (0, 0, 0), dtype=dtype)
+            order = sorted(range(len(self.states)), key=lambda i: (self.segments[i].confidence, -i))
+            for i in order:  # the most confident prompt is painted last and wins overlaps
+                stack[self.states[i].mask] = i + 1
+            image = sitk.GetImageFromArray(self.volume.to_input_array(stack))
+            image.CopyInformation(self.volume.image)
+            self._labelmap = image
+        return self._labelmap
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-able report: input geometry, settings, and one entry per prompt."""
+        image = self.volume.image
+        return {
+            **self.info,
+            "size": list(image.GetSize()),
+            "spacing": list(image.GetSpacing()),
+            "origin": list(image.GetOrigin()),
+            "direction": list(image.GetDirection()),
+            "slice_axis": self.volume.axis,
+            "modality": "CT" if self.volume.is_ct else "MR/other",
+            "oblique_degrees": round(self.volume.reorientation.oblique_degrees, 3),
+            "segments": [asdict(s) for s in self.segments],
+        }
+
+    def save(self, path: Union[str, Path], overwrite: bool = False) -> Path:
+        """Write the labelmap (.nii.gz, .nii, .nrrd, .mha or .seg.nrrd) and ``<path>.json`` atomically.
+
+        Raises ``FileExistsError`` if ``path`` exists and not ``overwrite``.
+        """
+        path = Path(path)
+        suffix = suffix_of(path)
+        if suffix not in (".nii.gz", ".nii", ".nrrd", ".seg.nrrd", ".mha"):
+            raise ValueError(f"unsupported output type {path.name}; use .nii.gz, .nrrd, .seg.nrrd, .nii or .mha")
+        image = self.labelmap
+        if suffix == ".seg.nrrd":
+            image = sitk.Image(image)
+            for seg in self.segments:
+                i = seg.label - 1
+                color = _COLORS[i % len(_COLORS)]
+                image.SetMetaData(f"Segment{i}_ID", f"Segment_{seg.label}")
+                image.SetMetaData(f"Segment{i}_Name", seg.prompt)
+                image.SetMetaData(f"Segment{i}_LabelValue", str(seg.label))
+                image.SetMetaData(f"Segment{i}_Layer", "0")
+                image.SetMetaData(f"Segment{i}_Color", " ".join(f"{c:g}" for c in color))
+        write_image_atomic(image, path, overwrite=overwrite)
+        report = dict(self.to_dict(), output=str(path), saved=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        write_text_atomic(json.dumps(report, indent=2), Path(str(path) + ".json"))
+        return path

@@ -1,0 +1,186 @@
+"""A volume prepared for the slice model: canonical LPS array, slice stack along an axis, intensity, slice fit.
+
+Orientation: the input is reoriented to canonical LPS by the **nearest axis** (imaging/orientation.py: a permutation
+and flips, no resampling), so results map back voxel-exactly; obliquity above 20 degrees is warned about.
+
+Slice views of the canonical ``(S, P, L)`` array (rows, columns of each 2D slice as the model sees it):
+
+- axial: slices along S (inferior -> superior); rows anterior -> posterior, columns patient right -> left
+- coronal: slices along P (anterior -> posterior); rows superior -> inferior, columns right -> left
+- sagittal: slices along L (right -> left); rows superior -> inferior, columns anterior -> posterior
+"""
+
+import hashlib
+import logging
+from typing import Dict, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from ..imaging import CT_WINDOWS, detect_ct, fit_slices, normalize_ct, normalize_mr, plan_fit, reorientation_for
+from ..imaging.orientation import from_canonical, to_canonical
+
+log = logging.getLogger(__name__)
+
+SLICE_AXES = ("axial", "coronal", "sagittal")
+#: canonical axis (0 = L, 1 = P, 2 = S) normal to each slice view
+AXIS_NORMAL = {"axial": 2, "coronal": 1, "sagittal": 0}
+OBLIQUE_WARNING_DEGREES = 20.0
+
+WindowLike = Optional[object]
+
+
+def check_axis(axis: str) -> str:
+    """Validate a slice axis name."""
+    if axis not in SLICE_AXES:
+        raise ValueError(f"slice_axis must be one of {SLICE_AXES}, got {axis!r}")
+    return axis
+
+
+def slice_view(canonical: np.ndarray, axis: str) -> np.ndarray:
+    """Canonical ``(S, P, L)`` array -> ``(N, rows, cols)`` stack of slices along ``axis`` (a view)."""
+    if axis == "axial":
+        return canonical
+    if axis == "coronal":
+        return np.flip(np.transpose(canonical, (1, 0, 2)), axis=1)
+    return np.flip(np.transpose(canonical, (2, 0, 1)), axis=1)
+
+
+def from_slice_view(stack: np.ndarray, axis: str) -> np.ndarray:
+    """Exact inverse of :func:`slice_view`."""
+    if axis == "axial":
+        return stack
+    if axis == "coronal":
+        return np.transpose(np.flip(stack, axis=1), (1, 0, 2))
+    return np.transpose(np.flip(stack, axis=1), (1, 2, 0))
+
+
+def slice_pixel_spacing(canonical_spacing: Sequence[float], axis: str) -> Tuple[float, float]:
+    """(row, column) spacing in mm of slices along ``axis``; ``canonical_spacing`` is (L, P, S)."""
+    sl, sp, ss = canonical_spacing
+    return {"axial": (sp, sl), "coronal": (ss, sl), "sagittal": (ss, sp)}[axis]
+
+
+def resolve_window(window: WindowLike) -> Tuple[float, float]:
+    """A window name or (level, width) -> (level, width)."""
+    if isinstance(window, str):
+        if window not in CT_WINDOWS:
+            raise ValueError(f"unknown CT window {window!r}; use one of {sorted(CT_WINDOWS)} or (level, width)")
+        return CT_WINDOWS[window]
+    level, width = window  # type: ignore[misc]
+    if float(width) <= 0:
+        raise ValueError(f"CT window width must be positive, got {width}")
+    return float(level), float(width)
+
+
+class PreparedVolume:
+    """An input image in canonical orientation, sliced along one axis, ready for encoding.
+
+    Example:
+        >>> img = sitk.GetImageFromArray(np.random.rand(6, 10, 12).astype(np.float32))
+        >>> pv = PreparedVolume(img, {}, image_size=64, axis="axial")
+        >>> pv.num_slices, pv.model_inputs([0, 1], None).shape
+        (6, torch.Size([2, 3, 64, 64]))
+    """
+
+    def __init__(
+        self,
+        image: sitk.Image,
+        metadata: Mapping[str, str],
+        image_size: int,
+        axis: str = "axial",
+        slice_context: bool = False,
+        modality: Optional[str] = None,
+        mr_percentiles: Sequence[float] = (0.5, 99.5),
+    ) -> None:
+        self.image = image
+        self.axis = check_axis(axis)
+        self.reorientation = reorientation_for(image.GetDirection())
+        if self.reorientation.oblique_degrees > OBLIQUE_WARNING_DEGREES:
+            log.warning(
+                "the volume is oblique by %.1f degrees; it is segmented on the nearest anatomical axes (no "
+                "resampling), so 'axial' slices are tilted by that angle",
+                self.reorientation.oblique_degrees,
+            )
+        raw = sitk.GetArrayViewFromImage(image)
+        self.canonical = to_canonical(raw, self.reorientation)
+        self.canonical_spacing = self.reorientation.canonical_spacing(image.GetSpacing())
+        self.stack = slice_view(self.canonical, self.axis)
+        self.num_slices, self.height, self.width = (int(s) for s in self.stack.shape)
+        row_sp, col_sp = slice_pixel_spacing(self.canonical_spacing, self.axis)
+        self.fit = plan_fit(self.height, self.width, row_sp, col_sp, image_size)
+        if modality:
+            self.is_ct = modality.strip().upper() == "CT"
+        else:
+            self.is_ct = detect_ct(raw, metadata)
+        self.slice_context = slice_context
+        self.mr_percentiles = tuple(mr_percentiles)
+        self.voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
+        self._mr: Optional[np.ndarray] = None
+        self._hash: Optional[str] = None
+
+    @property
+    def content_hash(self) -> str:
+        """Hash of the canonical slice stack and its fit: equal for the same volume stored in any orientation."""
+        if self._hash is None:
+            digest = hashlib.blake2b(digest_size=16)
+            digest.update(repr((self.stack.shape, str(self.stack.dtype), self.fit, self.axis)).encode())
+            for k in range(self.num_slices):
+                digest.update(np.ascontiguousarray(self.stack[k]).tobytes())
+            self._hash = digest.hexdigest()
+        return self._hash
+
+    def window_key(self, window: WindowLike) -> str:
+        """Cache key part for the intensity preset used with ``window``."""
+        if not self.is_ct:
+            return f"mr{self.mr_percentiles}"
+        return "ct{}".format(resolve_window(window or "soft_tissue"))
+
+    def normalized(self, indices: Sequence[int], window: WindowLike) -> np.ndarray:
+        """Slices ``indices`` (clamped) as float32 in [0, 255]: CT window or MR percentiles of the whole volume."""
+        idx = np.clip(np.asarray(indices, dtype=int), 0, self.num_slices - 1)
+        if self.is_ct:
+            return normalize_ct(self.stack[idx], resolve_window(window or "soft_tissue"))
+        if self._mr is None:
+            self._mr = normalize_mr(self.stack, self.mr_percentiles)
+        return self._mr[idx]
+
+    def model_inputs(self, indices: Sequence[int], window: WindowLike) -> torch.Tensor:
+        """(B, 3, S, S) model inputs for slices ``indices`` (2.5D neighbours when the model uses slice context)."""
+        idx = np.asarray(indices, dtype=int)
+        if not self.slice_context:
+            planes = fit_slices(self.normalized(idx, window), self.fit)
+            return planes[:, None].expand(-1, 3, -1, -1).contiguous()
+        needed = np.unique(np.concatenate([idx - 1, idx, idx + 1]).clip(0, self.num_slices - 1))
+        planes = fit_slices(self.normalized(needed, window), self.fit)
+        where: Dict[int, int] = {int(k): n for n, k in enumerate(needed)}
+
+        def pick(k: np.ndarray) -> torch.Tensor:
+            return planes[[where[int(v)] for v in np.clip(k, 0, self.num_slices - 1)]]
+
+        return torch.stack([pick(idx - 1), pick(idx), pick(idx + 1)], dim=1)
+
+    def to_input_array(self, stack: np.ndarray) -> np.ndarray:
+        """A ``(N, rows, cols)`` slice-view array -> input ``(k, j, i)`` order (exact inverse of the preparation)."""
+        return np.ascontiguousarray(from_canonical(from_slice_view(stack, self.axis), self.reorientation))
+
+    def input_index_to_view(self, ijk: Sequence[float]) -> Tuple[float, float, float]:
+        """Input voxel index (i, j, k) -> (slice, row, col) in the slice view (continuous, exact for integers)."""
+        size = self.image.GetSize()
+        canon = [0.0, 0.0, 0.0]  # L, P, S
+        for c in range(3):
+            p = self.reorientation.permutation[c]
+            v = float(ijk[p])
+            canon[c] = (size[p] - 1 - v) if self.reorientation.flips[c] else v
+        li, pi, si = canon
+        n_s = self.canonical.shape[0]
+        if self.axis == "axial":
+            return si, pi, li
+        if self.axis == "coronal":
+            return pi, n_s - 1 - si, li
+        return li, n_s - 1 - si, pi
+
+    def physical_to_index(self, point: Sequence[float]) -> Tuple[float, float, float]:
+        """Physical LPS point (mm) -> continuous input voxel index (i, j, k)."""
+        return tuple(self.image.TransformPhysicalPointToContinuousIndex([float(v) for v in point]))  # type: ignore
