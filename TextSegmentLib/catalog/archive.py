@@ -34,8 +34,8 @@ def _safe_name(name: str, archive: Path) -> Optional[PurePosixPath]:
 def _plan_zip(zf: zipfile.ZipFile, archive: Path) -> List[Tuple[zipfile.ZipInfo, Optional[PurePosixPath]]]:
     plan = []
     for info in zf.infolist():
-        mode = info.external_attr >> 16
-        if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the archiver recorded no Unix file type
+        if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
             raise UnsafeArchive(f"{archive.name}: {info.filename!r} is a link or special file; refused")
         plan.append((info, _safe_name(info.filename, archive)))
     return plan
