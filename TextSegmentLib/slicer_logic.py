@@ -1,0 +1,385 @@
+"""TextSegmentLogic: text prompts -> segments in Slicer's scene; refine with a box or +/- points; undo; batches.
+
+Usable without the widget, from Slicer's Python console or under plain Python with ``slicer-core``. MRML is read
+and written on the calling (main) thread only; every torch call runs on the one persistent worker thread
+(:mod:`TextSegmentLib.worker`), so the GUI can stay responsive (``segmentAsync`` / ``refineAsync`` + ``apply*``) and
+the console can simply block (``segment`` / ``refine``).
+
+Example (Slicer's Python console)::
+
+    import TextSegment
+    logic = TextSegment.TextSegmentLogic()
+    volume = slicer.util.getNode("CTACardio")
+    seg = logic.segment(volume, ["liver", "left kidney", "aorta"])
+    logic.refine(seg, seg.GetSegmentation().GetSegmentIdBySegmentName("liver"), roiNode=getNode("R"))
+    logic.undo(seg)
+"""
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+from . import slicer_bridge as bridge
+from .terminology import match_prompt
+from .worker import Job, Worker, default_worker
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Optional[Callable[[float, str], None]]
+#: segment tags written by TextSegment (kept in .seg.nrrd files)
+TAG_PROMPT, TAG_FOUND, TAG_CONFIDENCE, TAG_VOLUME = (
+    "TextSegment.Prompt",
+    "TextSegment.Found",
+    "TextSegment.Confidence",
+    "TextSegment.VolumeMl",
+)
+INPUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+#: segmenters per (model key, device): loading a model once per session is enough
+_SEGMENTERS: Dict[Tuple[Any, str], Any] = {}
+
+
+@dataclass
+class _UndoStep:
+    """What one segment/refine call changed: (segment id, previous vtkSegment or None, index) per segment."""
+
+    kind: str  # "segment" or "refine"
+    segments: List[Tuple[str, Any, int]]
+    session: Optional["_Session"] = None  # for "segment": the node's session before the call
+
+
+@dataclass
+class _Session:
+    """The engine result behind a segmentation node, and which segment holds which prompt."""
+
+    volume_id: str
+    result: Any
+    segment_ids: Dict[int, str]
+    undo: List[_UndoStep] = field(default_factory=list)
+
+
+def _model_key(model: Any) -> Any:
+    return model if isinstance(model, (str, Path)) else id(model)
+
+
+class TextSegmentLogic:
+    """Text-prompted segmentation of volume nodes into segmentation nodes.
+
+    ``scene`` defaults to Slicer's scene; ``model`` is a catalog id, a bundle folder or a loaded model; ``device`` is
+    auto, cuda, mps or cpu. Options of :meth:`segment` are the engine's (``slice_axis``, ``ct_window``,
+    ``presence_threshold``, ``min_component_ml``, ``fill_holes``, ``largest_only``, ...).
+
+    Example:
+        >>> logic = TextSegmentLogic(scene, model=tiny_model, device="cpu")  # doctest: +SKIP
+        >>> seg = logic.segment(volume_node, ["brain", "left hippocampus"])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, scene: Any = None, model: Any = "default", device: str = "auto", worker: Optional[Worker] = None
+    ) -> None:
+        if scene is None:
+            import slicer  # noqa: PLC0415
+
+            scene = slicer.mrmlScene
+        self.scene = scene
+        self.model = model
+        self.device = device
+        self.worker = worker or default_worker()
+        self._sessions: Dict[str, _Session] = {}
+        self._inputs: Dict[str, Tuple[Any, Any]] = {}  # volume node id -> ((mtime, matrix), VolumeInput)
+
+    # ------------------------------------------------------------------------------------------ engine access
+    def segmenter(self) -> Any:
+        """The engine :class:`Segmenter` for the current model and device (loaded once; call on the worker)."""
+        key = (_model_key(self.model), self.device)
+        if key not in _SEGMENTERS:
+            try:
+                from .engine import Segmenter  # noqa: PLC0415
+            except ImportError as exc:
+                raise ImportError(
+                    f"TextSegment needs PyTorch and its other Python packages ({exc}); open the TextSegment module "
+                    "once so that it offers to install them"
+                ) from exc
+            _SEGMENTERS[key] = Segmenter(model=self.model, device=self.device)
+        return _SEGMENTERS[key]
+
+    @staticmethod
+    def clearModelCache() -> None:
+        """Forget loaded models (e.g. after a model update)."""
+        _SEGMENTERS.clear()
+
+    def volumeInput(self, volumeNode: Any) -> Any:
+        """Volume node -> engine ``VolumeInput`` (LPS geometry); cached per (node, image modified time, geometry)."""
+        from .engine import VolumeInput  # noqa: PLC0415
+
+        image = volumeNode.GetImageData() if volumeNode is not None else None
+        stamp = (image.GetMTime() if image is not None else None, volumeNode.GetMTime() if volumeNode else None)
+        cached = self._inputs.get(volumeNode.GetID()) if volumeNode is not None else None
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        array, ijk_to_ras = bridge.volume_to_array(volumeNode)
+        spacing, origin, direction = bridge.lps_geometry(ijk_to_ras)
+        modality = volumeNode.GetAttribute("DICOM.Modality")
+        volume = VolumeInput(array, spacing, origin, direction, {"0008|0060": modality} if modality else None)
+        self._inputs = {volumeNode.GetID(): (stamp, volume)}  # keep one volume's copy only
+        return volume
+
+    # ------------------------------------------------------------------------------------------ segment
+    def segmentAsync(self, volumeNode: Any, prompts: Union[str, Sequence[str]], **options: Any) -> Job:
+        """Start segmenting on the worker; returns the :class:`Job` (its result goes to :meth:`applySegmentation`)."""
+        volume = self.volumeInput(volumeNode)
+        prompts = [prompts] if isinstance(prompts, str) else [p for p in prompts if p and p.strip()]
+
+        def run(job: Job) -> Any:
+            job.report(0.0, "loading the model")
+            return self.segmenter().segment(volume, prompts, progress=job.report, cancel=job.cancelled, **options)
+
+        return self.worker.submit(run, description=f"segmenting {volumeNode.GetName()}")
+
+    def applySegmentation(self, volumeNode: Any, result: Any, segmentationNode: Any = None) -> Any:
+        """Write an engine result into ``segmentationNode`` (a new one when None): one segment per prompt."""
+        if segmentationNode is None:
+            segmentationNode = self.scene.AddNewNodeByClass(
+                "vtkMRMLSegmentationNode", f"{volumeNode.GetName()} TextSegment"
+            )
+        bridge.prepare_segmentation_node(segmentationNode, volumeNode)
+        _, ijk_to_ras = bridge.volume_to_array(volumeNode, copy=False)
+        segmentation = segmentationNode.GetSegmentation()
+        changed: List[Tuple[str, Any, int]] = []
+        ids: Dict[int, str] = {}
+        for index, report in enumerate(result.segments):
+            match = match_prompt(report.prompt)
+            segment_id, previous = bridge.write_segment(
+                segmentationNode, result.mask(index), ijk_to_ras, report.prompt, match.color, match.entry, volumeNode
+            )
+            self._tag(segmentationNode, segment_id, report)
+            changed.append((segment_id, previous, segmentation.GetSegmentIndex(segment_id)))
+            ids[index] = segment_id
+        old = self._sessions.get(segmentationNode.GetID())
+        session = _Session(volumeNode.GetID(), result, ids, list(old.undo) if old else [])
+        session.undo.append(_UndoStep("segment", changed, old))
+        self._sessions[segmentationNode.GetID()] = session
+        return segmentationNode
+
+    def segment(
+        self,
+        volumeNode: Any,
+        prompts: Union[str, Sequence[str]],
+        segmentationNode: Any = None,
+        progress: ProgressFn = None,
+        **options: Any,
+    ) -> Any:
+        """Segment ``volumeNode`` for each prompt and return the segmentation node (blocks until done).
+
+        Segments are named after the prompts and coloured/coded with Slicer terminology when the name is a known
+        structure; a segment of the same name is replaced (undo restores it). Prompts the model does not find give
+        an empty segment (tag ``TextSegment.Found`` = ``false``) that can be refined with a box.
+        """
+        job = self.segmentAsync(volumeNode, prompts, **options)
+        result = self._wait(job, progress)
+        return self.applySegmentation(volumeNode, result, segmentationNode)
+
+    def results(self, segmentationNode: Any) -> List[Any]:
+        """The engine's per-prompt reports (prompt, found, confidence, volume_ml, ...) of the last run, if any."""
+        session = self._sessions.get(segmentationNode.GetID()) if segmentationNode is not None else None
+        return list(session.result.segments) if session else []
+
+    # ------------------------------------------------------------------------------------------ refine
+    def _session_for(self, segmentationNode: Any, segmentId: str) -> Tuple[_Session, int]:
+        session = self._sessions.get(segmentationNode.GetID()) if segmentationNode is not None else None
+        if session is None:
+            raise bridge.BridgeError(
+                "this segmentation was not made by TextSegment in this session; run Segment first, then refine"
+            )
+        for index, sid in session.segment_ids.items():
+            if sid == segmentId:
+                return session, index
+        raise bridge.BridgeError(f"segment '{segmentId}' was not made by the last TextSegment run; segment it first")
+
+    def refinePrompts(self, segmentationNode: Any, segmentId: str, roiNode: Any = None, pointListNode: Any = None):
+        """Markups -> the engine's refine arguments: ``(prompt_index, slice, box, points, labels)`` in voxels."""
+        session, index = self._session_for(segmentationNode, segmentId)
+        volumeNode = self.scene.GetNodeByID(session.volume_id)
+        if volumeNode is None:
+            raise bridge.BridgeError("the volume this segmentation was made from is no longer in the scene")
+        volume = session.result.volume
+        from .engine.volume import AXIS_NORMAL  # noqa: PLC0415
+
+        axis = volume.reorientation.permutation[AXIS_NORMAL[volume.axis]]  # index axis normal to the slices
+        box = None
+        points = bridge.points_to_voxels(pointListNode, volumeNode)
+        if roiNode is not None:
+            vbox = bridge.roi_to_voxel_box(roiNode, volumeNode, slice_axis=axis)
+            in_plane = [a for a in range(3) if a != axis]
+            if min(vbox.hi[a] - vbox.lo[a] for a in in_plane) < 0.5:
+                raise bridge.BridgeError(
+                    f"the box is flat in this segmentation's slice plane; draw it on the {volume.axis} view"
+                )
+            box, slice_ijk = (vbox.lo, vbox.hi), vbox.lo
+        elif points:
+            slice_ijk = points[-1].ijk  # the slice of the latest click
+        else:
+            raise bridge.BridgeError("place a box or at least one +/- point first")
+        current = int(round(slice_ijk[axis]))
+        on_slice = [p for p in points if int(round(p.ijk[axis])) == current]
+        if len(on_slice) < len(points):
+            log.info("%d point(s) on other slices were ignored", len(points) - len(on_slice))
+        return (
+            index,
+            tuple(float(v) for v in slice_ijk),
+            box,
+            [p.ijk for p in on_slice] or None,
+            [p.label for p in on_slice] or None,
+        )
+
+    def refineAsync(self, segmentationNode: Any, segmentId: str, roiNode: Any = None, pointListNode: Any = None):
+        """Start a refinement on the worker; its result goes to :meth:`applyRefinement`."""
+        session, _ = self._session_for(segmentationNode, segmentId)
+        index, slice_ijk, box, points, labels = self.refinePrompts(segmentationNode, segmentId, roiNode, pointListNode)
+
+        def run(job: Job) -> Any:
+            return self.segmenter().refine(
+                session.result, index, slice_ijk, box=box, points=points, labels=labels, coords="voxel",
+                progress=job.report, cancel=job.cancelled,
+            )  # fmt: skip
+
+        return self.worker.submit(run, description="refining")
+
+    def applyRefinement(self, segmentationNode: Any, segmentId: str) -> Any:
+        """Write the refined mask of ``segmentId`` back into the node (undo restores the previous one)."""
+        session, index = self._session_for(segmentationNode, segmentId)
+        volumeNode = self.scene.GetNodeByID(session.volume_id)
+        _, ijk_to_ras = bridge.volume_to_array(volumeNode, copy=False)
+        report = session.result.segments[index]
+        segment = segmentationNode.GetSegmentation().GetSegment(segmentId)
+        name = segment.GetName() if segment is not None else report.prompt
+        sid, previous = bridge.write_segment(
+            segmentationNode, session.result.mask(index), ijk_to_ras, name, None, None, volumeNode, segmentId
+        )
+        self._tag(segmentationNode, sid, report)
+        index = segmentationNode.GetSegmentation().GetSegmentIndex(sid)
+        session.undo.append(_UndoStep("refine", [(sid, previous, index)]))
+        return segmentationNode
+
+    def refine(
+        self,
+        segmentationNode: Any,
+        segmentId: str,
+        roiNode: Any = None,
+        pointListNode: Any = None,
+        progress: ProgressFn = None,
+    ) -> Any:
+        """Fix ``segmentId`` on one slice with an ROI box and/or +/- points, propagated to neighbouring slices.
+
+        ``pointListNode`` is one point list (a label starting with ``-`` marks a negative point) or a pair
+        ``(positives, negatives)``. Blocks until done; returns the segmentation node.
+        """
+        self._wait(self.refineAsync(segmentationNode, segmentId, roiNode, pointListNode), progress)
+        return self.applyRefinement(segmentationNode, segmentId)
+
+    # ------------------------------------------------------------------------------------------ undo
+    def canUndo(self, segmentationNode: Any) -> bool:
+        session = self._sessions.get(segmentationNode.GetID()) if segmentationNode is not None else None
+        return bool(session and session.undo)
+
+    def undo(self, segmentationNode: Any) -> bool:
+        """Undo the last segment or refine call on this node; False when there is nothing to undo."""
+        session = self._sessions.get(segmentationNode.GetID()) if segmentationNode is not None else None
+        if not session or not session.undo:
+            return False
+        step = session.undo.pop()
+        segmentation = segmentationNode.GetSegmentation()
+        for segment_id, previous, index in reversed(step.segments):
+            if previous is None:
+                segmentation.RemoveSegment(segment_id)
+            else:
+                bridge.restore_segment(segmentationNode, segment_id, previous, index)
+        if step.kind == "refine":  # keep the engine's state in step with the node
+            self.worker.run(lambda job: self.segmenter().undo(session.result), description="undo")
+        elif step.session is None:
+            del self._sessions[segmentationNode.GetID()]
+        else:
+            step.session.undo = session.undo
+            self._sessions[segmentationNode.GetID()] = step.session
+        return True
+
+    # ------------------------------------------------------------------------------------------ batches
+    def segmentFiles(
+        self,
+        inputs: Union[str, Path, Sequence[Union[str, Path]]],
+        prompts: Union[str, Sequence[str]],
+        outputFolder: Union[str, Path],
+        suffix: str = ".seg.nrrd",
+        overwrite: bool = False,
+        progress: ProgressFn = None,
+        **options: Any,
+    ) -> List[Path]:
+        """Segment every input file (or every image in a folder) and write ``<name><suffix>`` + a JSON report each.
+
+        A file that fails is logged and skipped; the written paths are returned.
+
+        Example:
+            >>> logic.segmentFiles("/data/scans", ["liver", "spleen"], "/data/out")  # doctest: +SKIP
+            [PosixPath('/data/out/case01.seg.nrrd'), ...]
+        """
+        files = _input_files(inputs)
+        out_dir = Path(outputFolder)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written: List[Path] = []
+        for n, path in enumerate(files):
+            target = out_dir / (_stem(path) + suffix)
+            if progress is not None:
+                progress(n / max(len(files), 1), f"{path.name} ({n + 1}/{len(files)})")
+            try:
+                result = self.worker.run(
+                    lambda job, p=path: self.segmenter().segment(str(p), prompts, cancel=job.cancelled, **options)
+                )
+                written.append(result.save(target, overwrite=overwrite))
+                found = ", ".join(f"{s.prompt}: {s.volume_ml:.1f} mL" if s.found else f"{s.prompt}: not found"
+                                  for s in result.segments)  # fmt: skip
+                log.info("%s -> %s (%s)", path.name, target.name, found)
+            except Exception as exc:  # noqa: BLE001 (one bad file must not stop a batch)
+                log.error("%s failed: %s", path, exc)
+        if progress is not None:
+            progress(1.0, f"{len(written)} of {len(files)} written")
+        return written
+
+    # ------------------------------------------------------------------------------------------ helpers
+    def _wait(self, job: Job, progress: ProgressFn) -> Any:
+        last = None
+        while not job.wait(0.1):
+            status = job.status()
+            if progress is not None and (status.fraction, status.message) != last:
+                last = (status.fraction, status.message)
+                progress(status.fraction, status.message)
+        return job.get()
+
+    @staticmethod
+    def _tag(segmentationNode: Any, segmentId: str, report: Any) -> None:
+        segment = segmentationNode.GetSegmentation().GetSegment(segmentId)
+        segment.SetTag(TAG_PROMPT, str(report.prompt))
+        segment.SetTag(TAG_FOUND, "true" if report.found else "false")
+        segment.SetTag(TAG_CONFIDENCE, f"{report.confidence:.3f}")
+        segment.SetTag(TAG_VOLUME, f"{report.volume_ml:.3f}")
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in INPUT_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _input_files(inputs: Union[str, Path, Sequence[Union[str, Path]]]) -> List[Path]:
+    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    files: List[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            images = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(INPUT_SUFFIXES))
+            files.extend(images or [path])  # a folder without image files is taken as one DICOM series
+        else:
+            files.append(path)
+    return files
