@@ -12,7 +12,7 @@ from typing import List, Optional
 from .. import __version__
 
 #: sub-command modules in TextSegmentLib.cli, in help order
-SUBCOMMANDS = ["summary", "segment"]
+SUBCOMMANDS = ["summary", "segment", "models"]
 
 
 class UsageError(Exception):

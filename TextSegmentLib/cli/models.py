@@ -1,0 +1,149 @@
+"""``models``: list, download, import, verify and remove the models of the catalog and the cache.
+
+Examples::
+
+    python -m TextSegmentLib models list
+    python -m TextSegmentLib models download ct-organs-v1.0.0
+    python -m TextSegmentLib models import /media/usb/ct-organs-v1.0.0.zip
+    python -m TextSegmentLib models verify
+    python -m TextSegmentLib models remove ct-organs-v1.0.0
+"""
+
+import argparse
+import sys
+from typing import Callable, Optional, Tuple
+
+from .main import UsageError
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "models",
+        help="list, download, import, verify or remove models",
+        description="Manage the model cache (TEXTSEGMENT_HOME; default ~/.cache/TextSegment/models).",
+    )
+    p.add_argument("--catalog", help="catalog file (default: Resources/models.json or TEXTSEGMENT_CATALOG)")
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    actions.add_parser("list", help="show the catalog's models: id, installed, size, default")
+    d = actions.add_parser("download", help="download and verify a model (id or name; default: the default model)")
+    d.add_argument("id", nargs="?", default="default", help="model id (name-v1.2.3) or name")
+    d.add_argument("--force", action="store_true", help="download again even if a verified copy is installed")
+    d.add_argument("--retries", type=int, default=4, help="retries per URL after a network failure (default 4)")
+    d.add_argument("--timeout", type=float, default=60.0, help="seconds without data before a try fails (default 60)")
+    i = actions.add_parser("import", help="install a model from a local archive, folder or file:// URL (offline)")
+    i.add_argument("path", help=".zip / .tar.gz archive, bundle folder, or file:// URL")
+    i.add_argument("--id", dest="model_id", help="catalog id to check the file against, or the id of a custom model")
+    v = actions.add_parser("verify", help="check installed models (all when no id is given); no network")
+    v.add_argument("id", nargs="?", help="model id")
+    r = actions.add_parser("remove", help="delete an installed model")
+    r.add_argument("id", help="model id")
+    return p
+
+
+def _size(n: Optional[int]) -> str:
+    if not n:
+        return "-"
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def progress_bar(label: str) -> Tuple[Callable[[int, Optional[int]], None], Callable[[], None]]:
+    """A tqdm progress callback for downloads (bytes done, total or None) and a function that closes the bar."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc=label, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr, leave=False)
+
+    def update(done: int, total: Optional[int]) -> None:
+        if total is not None and bar.total != total:
+            bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return update, bar.close
+
+
+def _list(catalog) -> int:
+    from ..catalog import cache_dir, list_models
+
+    rows = list_models(catalog)
+    if not rows:
+        print(f"the catalog {catalog.path} lists no models, and none is installed in {cache_dir()}")
+        return 0
+    width = max(len(r.id) for r in rows)
+    print(f"{'ID':<{width}}  {'INSTALLED':<9}  {'SIZE':>9}  NOTE")
+    for r in rows:
+        state = "embedded" if r.embedded and r.installed else ("yes" if r.installed else "no")
+        notes = [
+            n for n, on in (("default", r.default), ("deprecated", r.deprecated), ("custom", not r.in_catalog)) if on
+        ]
+        print(f"{r.id:<{width}}  {state:<9}  {_size(r.size):>9}  {', '.join(notes)}".rstrip())
+    print(f"cache: {cache_dir()}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..catalog import (
+        CatalogError,
+        DownloadCancelled,
+        DownloadError,
+        DownloadOptions,
+        import_model,
+        installed_ids,
+        load_catalog,
+        remove_model,
+        verify_model,
+    )
+
+    try:
+        catalog = load_catalog(args.catalog)
+        if args.action == "list":
+            return _list(catalog)
+        if args.action == "download":
+            target = catalog.default_id() if args.id == "default" else args.id
+            if target is None:
+                raise UsageError(f"the catalog {catalog.path} names no default model; give a model id")
+            if catalog.get(target) is None and catalog.newest(target) is None:
+                known = ", ".join(e.id for e in catalog.entries) or "none"
+                raise UsageError(f"'{args.id}' is not in the catalog (known: {known})")
+            from ..catalog import download_model
+
+            update, close = progress_bar(target)
+            options = DownloadOptions(retries=args.retries, read_timeout=args.timeout)
+            try:
+                path = download_model(target, progress=update, catalog=catalog, options=options, force=args.force)
+            finally:
+                close()
+            print(path)
+            return 0
+        if args.action == "import":
+            print(import_model(args.path, model_id=args.model_id, catalog=catalog))
+            return 0
+        if args.action == "verify":
+            ids = [args.id] if args.id else installed_ids() + [e.id for e in catalog.entries if e.embedded]
+            failed = 0
+            for model_id in dict.fromkeys(ids):
+                try:
+                    verify_model(model_id, catalog=catalog)
+                    print(f"{model_id}: ok")
+                except CatalogError as exc:
+                    failed += 1
+                    print(f"{model_id}: FAILED: {exc}")
+            if not ids:
+                print("no model is installed")
+            return 1 if failed else 0
+        if args.action == "remove":
+            if not remove_model(args.id, catalog=catalog):
+                raise UsageError(f"model '{args.id}' is not installed")
+            print(f"removed {args.id}")
+            return 0
+        raise UsageError(f"unknown action {args.action}")
+    except DownloadCancelled:
+        print("download cancelled; nothing was changed", file=sys.stderr)
+        return 130
+    except DownloadError as exc:
+        if args.action == "import":  # an unsafe or unreadable local archive is bad input
+            raise UsageError(str(exc)) from exc
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except CatalogError as exc:
+        raise UsageError(str(exc)) from exc
