@@ -175,7 +175,7 @@ class EmbeddingStore:
         else:
             mb = full.numel() * 2 / (1024 * 1024)
             log.warning(
-                "slice embeddings of this volume need %.0f MB, more than the cache limit of %.0f MB: they are used "
+                "slice embeddings of this volume need %.1f MB, more than the cache limit of %.1f MB: they are used "
                 "for this call only and slices are encoded again for later prompts or refinements; raise "
                 "cache_limit_mb to keep them",
                 mb,
