@@ -250,3 +250,18 @@ def test_two_processes_download_the_same_model(home, server, tiny):
     assert server._server.routes["/tiny-v1.0.0.zip"].gets == 1  # the second process waited, then used the cache
     assert verify_model("tiny-v1.0.0") and leftovers(home) == []
     assert load_catalog().get("tiny-v1.0.0") is not None
+
+
+def test_garbage_partial_file_is_detected_and_downloaded_again(home, server, tiny):
+    size = tiny["zip"].stat().st_size
+    url = _serve(server, tiny)
+    _catalog(home, [entry("tiny-v1.0.0", tiny["zip"], [url])])
+    sha = load_catalog().get("tiny-v1.0.0").sha256
+    part = home / ".partial" / f"tiny-v1.0.0-{sha[:16]}.zip.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"\0" * (size // 2))  # e.g. a disk error in an earlier run
+    assert verify_model(download_model("tiny-v1.0.0", options=FAST).name)
+    assert [r["range"] for r in server._server.routes["/tiny-v1.0.0.zip"].requests] == [f"bytes={size // 2}-", None]
+    part.write_bytes(tiny["zip"].read_bytes())  # complete but never installed: no request at all
+    assert download_model("tiny-v1.0.0", options=FAST, force=True).is_dir()
+    assert server._server.routes["/tiny-v1.0.0.zip"].gets == 2 and leftovers(home) == []

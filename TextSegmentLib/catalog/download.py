@@ -93,6 +93,8 @@ def _attempt(
     if expected_size is not None and offset > expected_size:
         dest.unlink()
         offset = 0
+    if expected_size is not None and offset == expected_size:
+        return  # complete already (an earlier try ended just before verification); the caller checks it
     request = urllib.request.Request(url, headers={"User-Agent": _user_agent(), "Accept-Encoding": "identity"})
     if offset:
         request.add_header("Range", f"bytes={offset}-")
