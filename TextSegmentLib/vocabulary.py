@@ -8,7 +8,7 @@ Words of laterality (left/right/bilateral, l/r) are split off before matching an
 
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 _SIDES = {"left": "left", "l": "left", "lt": "left", "right": "right", "r": "right", "rt": "right"}
 _BOTH = {"bilateral", "both"}
@@ -48,6 +48,7 @@ REGION_KEYWORDS = {
         "amygdala",
         "hemorrhage",
         "haemorrhage",
+        "bleed",
         "cortex",
         "cerebell",
         "gyrus",
@@ -75,7 +76,7 @@ def normalize(text: str) -> List[str]:
     return [w for w in words if w not in _STOP]
 
 
-def split_side(words: Sequence[str]) -> "tuple[Optional[str], List[str]]":
+def split_side(words: Sequence[str]) -> Tuple[Optional[str], List[str]]:
     """Split laterality words off: (side, remaining words); side is 'left', 'right', 'both' or None."""
     side: Optional[str] = None
     rest: List[str] = []
@@ -106,11 +107,17 @@ def window_for(words: Sequence[str], entry: Optional[Dict[str, Any]] = None) -> 
             value = entry.get(key)
             if value in ("soft_tissue", "lung", "bone", "brain"):
                 return value
-    text = " ".join(words)
     for window, keys in REGION_KEYWORDS.items():
-        if any(k in text for k in keys):
+        if any(_keyword_in(k, words) for k in keys):
             return window
     return "soft_tissue"
+
+
+def _keyword_in(keyword: str, words: Sequence[str]) -> bool:
+    """A keyword matches a whole word (or its plural); keywords of 5+ letters also match word beginnings."""
+    return any(
+        w in (keyword, keyword + "s", keyword + "es") or (len(keyword) >= 5 and w.startswith(keyword)) for w in words
+    )
 
 
 def match_prompt(prompt: str, vocabulary: Iterable[Any] = ()) -> PromptMatch:
