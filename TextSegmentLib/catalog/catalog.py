@@ -45,6 +45,20 @@ def parse_id(model_id: str) -> Optional[Tuple[str, Tuple[int, int, int]]]:
     return m.group("name"), (major, minor, patch)
 
 
+def id_from_card(card: Dict[str, Any]) -> str:
+    """``<name>-v<version>`` from a model card, the name made id-safe and a missing version taken as 0.0.0.
+
+    Example:
+        >>> id_from_card({"name": "CT Organs", "version": "1.2.0"})
+        'ct-organs-v1.2.0'
+    """
+    name = re.sub(r"[^a-z0-9._-]+", "-", str(card.get("name") or "custom").lower()).strip("-._") or "custom"
+    version = str(card.get("version") or "0.0.0")
+    if not re.match(r"^\d+\.\d+\.\d+$", version):
+        version = "0.0.0"
+    return f"{name}-v{version}"
+
+
 def archive_format(url_or_name: str) -> Optional[str]:
     """``"zip"``, ``"tar.gz"`` or None from a file name or URL (query strings ignored)."""
     name = url_or_name.split("?", 1)[0].split("#", 1)[0].lower()

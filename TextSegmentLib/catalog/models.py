@@ -17,7 +17,7 @@ from urllib.request import url2pathname
 
 from .archive import find_bundle_root, safe_unpack
 from .cache import ModelLock, installed_ids, model_dir, read_install_record, work_dir
-from .catalog import Catalog, CatalogEntry, archive_format, load_catalog, parse_id
+from .catalog import Catalog, CatalogEntry, archive_format, id_from_card, load_catalog, parse_id
 from .download import CancelFn, DownloadOptions, ProgressFn, fetch
 from .errors import CatalogError, DownloadCancelled, DownloadError, VerificationError
 from .install import (
@@ -220,14 +220,6 @@ def resolve_model(
         return fallback
 
 
-def _custom_id(card: dict) -> str:
-    name = re.sub(r"[^a-z0-9._-]+", "-", str(card.get("name", "custom")).lower()).strip("-._") or "custom"
-    version = str(card.get("version") or "0.0.0")
-    if not re.match(r"^\d+\.\d+\.\d+$", version):
-        version = "0.0.0"
-    return f"{name}-v{version}"
-
-
 def import_model(path_or_file_url: PathLike, model_id: Optional[str] = None, catalog: Optional[Catalog] = None) -> Path:
     """Install a model from a local archive (``.zip``/``.tar.gz``), a bundle folder or a ``file://`` URL.
 
@@ -260,7 +252,7 @@ def import_model(path_or_file_url: PathLike, model_id: Optional[str] = None, cat
                 raise VerificationError(f"{source} is not catalog model '{entry.id}': the weights' SHA-256 differs")
         card = check_folder(source)
         return _install(
-            entry, model_id or _custom_id(card), catalog, lambda mid: install_folder(source, mid, entry, str(source))
+            entry, model_id or id_from_card(card), catalog, lambda mid: install_folder(source, mid, entry, str(source))
         )
     if archive_format(source.name) is None and (entry is None or entry.archive is None):
         raise CatalogError(f"{source} is neither a model folder nor a .zip / .tar.gz archive")
@@ -280,7 +272,7 @@ def import_model(path_or_file_url: PathLike, model_id: Optional[str] = None, cat
     try:
         root = find_bundle_root(safe_unpack(source, staging / "unpacked"))
         card = check_folder(root)
-        return _install(None, _custom_id(card), catalog, lambda mid: install_folder(root, mid, None, str(source)))
+        return _install(None, id_from_card(card), catalog, lambda mid: install_folder(root, mid, None, str(source)))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -7,6 +7,7 @@ Examples::
     python -m TextSegmentLib models import /media/usb/ct-organs-v1.0.0.zip
     python -m TextSegmentLib models verify
     python -m TextSegmentLib models remove ct-organs-v1.0.0
+    python -m TextSegmentLib models publish exports/ct-organs --url https://example.org/ct-organs-v1.0.0.zip
 """
 
 import argparse
@@ -38,6 +39,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
     v.add_argument("id", nargs="?", help="model id")
     r = actions.add_parser("remove", help="delete an installed model")
     r.add_argument("id", help="model id")
+    pub = actions.add_parser("publish", help="pack a bundle and add its entry to the catalog (for maintainers)")
+    pub.add_argument("path", help="bundle folder or .zip / .tar.gz archive")
+    pub.add_argument("--url", action="append", default=[], help="where the archive will be served (repeatable)")
+    pub.add_argument("--embedded", action="store_true", help="list a bundle folder inside Resources/ as embedded")
+    pub.add_argument("--out", default=".", help="folder for the packed archive (default: current folder)")
+    pub.add_argument("--modality", action="append", help="CT, MR, ... (default: from the card, else CT and MR)")
+    pub.add_argument("--set-default", action="store_true", help="make this model's name the catalog default")
+    pub.add_argument("--dry-run", action="store_true", help="print the entry, change no file")
     return p
 
 
@@ -78,6 +87,39 @@ def _list(catalog) -> int:
         ]
         print(f"{r.id:<{width}}  {state:<9}  {_size(r.size):>9}  {', '.join(notes)}".rstrip())
     print(f"cache: {cache_dir()}")
+    return 0
+
+
+def _publish(args: argparse.Namespace, catalog) -> int:
+    import json
+    from pathlib import Path
+
+    from ..catalog.catalog import id_from_card
+    from ..catalog.install import check_folder
+    from ..catalog.publish import add_to_catalog, make_entry, pack_bundle
+
+    source = Path(args.path)
+    if args.embedded:
+        if not source.is_dir():
+            raise UsageError("--embedded needs a bundle folder inside the catalog's Resources folder")
+        try:
+            rel = source.resolve().relative_to(Path(catalog.path).resolve().parent).as_posix()
+        except ValueError as exc:
+            raise UsageError(f"{source} is not inside {Path(catalog.path).parent}; copy it there first") from exc
+        entry = make_entry(source, embedded=rel, modalities=args.modality)
+    else:
+        if not args.url:
+            raise UsageError("give the URL(s) the archive will be served from with --url")
+        if source.is_dir():
+            card = check_folder(source)
+            source = pack_bundle(source, Path(args.out) / f"{id_from_card(card)}.zip")
+            print(f"packed {source}", file=sys.stderr)
+        entry = make_entry(source, urls=args.url, modalities=args.modality)
+    print(json.dumps(entry, indent=2))
+    if not args.dry_run:
+        name = entry["id"].rsplit("-v", 1)[0]
+        add_to_catalog(catalog.path, entry, default=name if args.set_default else None)
+        print(f"added {entry['id']} to {catalog.path}", file=sys.stderr)
     return 0
 
 
@@ -131,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
             if not ids:
                 print("no model is installed")
             return 1 if failed else 0
+        if args.action == "publish":
+            return _publish(args, catalog)
         if args.action == "remove":
             if not remove_model(args.id, catalog=catalog):
                 raise UsageError(f"model '{args.id}' is not installed")

@@ -1,0 +1,64 @@
+"""Publishing: reproducible archives, generated catalog entries that validate and download, ``models publish``."""
+# ruff: noqa: F811  (pytest fixtures imported from conftest_http are parameters of the tests)
+
+import json
+import shutil
+from pathlib import Path
+
+import jsonschema
+import pytest
+from conftest_http import home, server, sha256, tiny, write_catalog  # noqa: F401
+
+from TextSegmentLib.catalog import CatalogError, download_model, import_model, load_catalog, resolve_model
+from TextSegmentLib.catalog.publish import add_to_catalog, make_entry, pack_bundle
+from TextSegmentLib.cli.main import main
+
+SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "Resources" / "models.schema.json").read_text())
+
+
+def test_pack_is_reproducible_and_entry_downloads(home, server, tiny, tmp_path):
+    a = pack_bundle(tiny["bundle"], tmp_path / "a" / "tiny.zip")
+    b = pack_bundle(tiny["bundle"], tmp_path / "b" / "tiny.zip")
+    assert sha256(a) == sha256(b)
+    server.add("/tiny-v1.0.0.zip", body=a.read_bytes())
+    entry = make_entry(a, [server.url("/tiny-v1.0.0.zip")], modalities=["MR"], description="test")
+    assert entry["id"] == "tiny-v1.0.0" and entry["size"] == a.stat().st_size and entry["modalities"] == ["MR"]
+    catalog = write_catalog(home.parent / "Resources" / "models.json", [])
+    add_to_catalog(catalog, entry, default="tiny")
+    jsonschema.validate(json.loads(catalog.read_text()), SCHEMA)
+    assert load_catalog().default_id() == "tiny-v1.0.0"
+    assert download_model("tiny").name == "tiny-v1.0.0"
+    assert import_model(str(tiny["bundle"])).name == "tiny-v1.0.0"  # matched by weights_sha256
+
+
+def test_embedded_entry(home, tiny):
+    folder = home.parent / "Resources" / "models" / "tiny-v1.0.0"
+    shutil.copytree(tiny["bundle"], folder)
+    catalog = write_catalog(home.parent / "Resources" / "models.json", [])
+    add_to_catalog(catalog, make_entry(folder, embedded="models/tiny-v1.0.0"), default="tiny")
+    jsonschema.validate(json.loads(catalog.read_text()), SCHEMA)
+    assert resolve_model(None) == folder
+
+
+def test_invalid_entry_leaves_catalog_unchanged(home, tiny, tmp_path):
+    catalog = write_catalog(home.parent / "Resources" / "models.json", [])
+    before = catalog.read_text()
+    with pytest.raises(CatalogError):
+        add_to_catalog(catalog, {"id": "broken"})
+    assert catalog.read_text() == before
+    with pytest.raises(CatalogError):
+        make_entry(tiny["bundle"], ["https://example.org/x.zip"])  # a folder needs packing first
+
+
+def test_publish_command(home, tiny, tmp_path, capsys):
+    catalog = write_catalog(home.parent / "Resources" / "models.json", [])
+    url = "https://models.example.org/tiny-v1.0.0.zip"
+    args = ["models", "publish", str(tiny["bundle"]), "--url", url, "--out", str(tmp_path)]
+    assert main([*args, "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["urls"] == [url]
+    assert load_catalog().entries == []
+    assert main([*args, "--set-default"]) == 0
+    assert (tmp_path / "tiny-v1.0.0.zip").is_file()
+    assert load_catalog(catalog).default_id() == "tiny-v1.0.0"
+    assert main(["models", "publish", str(tiny["bundle"])]) == 2  # no URL
+    assert main(["models", "publish", str(tiny["bundle"]), "--embedded"]) == 2  # not inside Resources

@@ -1,0 +1,134 @@
+"""Publishing a bundle: pack it into a reproducible ``.zip`` and write its catalog entry.
+
+Used by ``training/`` after export and by ``python -m TextSegmentLib models publish``; docs/models.md walks through
+the whole procedure.
+"""
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from .archive import find_bundle_root, safe_unpack
+from .catalog import archive_format, id_from_card, load_catalog
+from .errors import CatalogError
+from .install import WEIGHTS_FILE, check_folder, sha256_of
+
+PathLike = Union[str, Path]
+#: a fixed timestamp makes the archive's bytes (and so its SHA-256) depend only on the files
+_ZIP_TIME = (2020, 1, 1, 0, 0, 0)
+
+
+def pack_bundle(bundle_dir: PathLike, archive: PathLike) -> Path:
+    """Check a bundle folder and write it as ``archive`` (``.zip``) holding one folder named after its id.
+
+    Example:
+        >>> pack_bundle("exports/ct-organs", "dist/ct-organs-v1.0.0.zip")  # doctest: +SKIP
+        PosixPath('dist/ct-organs-v1.0.0.zip')
+    """
+    bundle_dir, archive = Path(bundle_dir), Path(archive)
+    if archive_format(archive.name) != "zip":
+        raise CatalogError(f"{archive.name}: pack into a .zip file")
+    card = check_folder(bundle_dir)
+    top = id_from_card(card)
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    files = sorted(p for p in bundle_dir.rglob("*") if p.is_file() and p.name != "install.json")
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in files:
+            info = zipfile.ZipInfo(f"{top}/{f.relative_to(bundle_dir).as_posix()}", _ZIP_TIME)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with open(f, "rb") as src, zf.open(info, "w") as out:
+                for chunk in iter(lambda: src.read(1 << 20), b""):
+                    out.write(chunk)
+    return archive
+
+
+def _structures(card: Dict[str, Any]) -> List[str]:
+    names = []
+    for item in card.get("vocabulary") or []:
+        name = item.get("name") if isinstance(item, dict) else item
+        if isinstance(name, str) and name:
+            names.append(name)
+    return names
+
+
+def make_entry(
+    source: PathLike,
+    urls: Sequence[str] = (),
+    embedded: Optional[str] = None,
+    modalities: Optional[Sequence[str]] = None,
+    **fields: Any,
+) -> Dict[str, Any]:
+    """The catalog entry of an archive (give ``urls``) or of an embedded bundle folder (give ``embedded``).
+
+    Id, title, structures, license, text encoder and timings come from the model card; ``fields`` override or add
+    any entry field (``description``, ``sample_data``, ``deprecated``...).
+
+    Example:
+        >>> make_entry("dist/ct-organs-v1.0.0.zip", ["https://example.org/ct-organs-v1.0.0.zip"])  # doctest: +SKIP
+        {'id': 'ct-organs-v1.0.0', ...}
+    """
+    source = Path(source)
+    with tempfile.TemporaryDirectory() as tmp:
+        if source.is_dir():
+            if not embedded:
+                raise CatalogError("a bundle folder can only be listed as embedded; pack it into a .zip for a URL")
+            root = source
+        else:
+            if not urls:
+                raise CatalogError("an archive entry needs at least one URL")
+            root = find_bundle_root(safe_unpack(source, Path(tmp) / "x"))
+        card = check_folder(root)
+        weights_sha = sha256_of(root / WEIGHTS_FILE)
+        weights_size = (root / WEIGHTS_FILE).stat().st_size
+    encoder = card.get("text_encoder", {})
+    entry: Dict[str, Any] = {
+        "id": id_from_card(card),
+        "title": card.get("title") or card.get("name", ""),
+        "description": card.get("description", ""),
+        "modalities": list(modalities or card.get("modalities") or ["CT", "MR"]),
+        "structures": _structures(card),
+        "sha256": weights_sha if embedded else sha256_of(source),
+        "size": weights_size if embedded else source.stat().st_size,
+        "format_version": card["format_version"],
+        "text_encoder": {
+            "name": encoder.get("name", ""),
+            "package": encoder.get("package"),
+            "bundled": bool(encoder.get("path")),
+            "dim": encoder.get("dim"),
+        },
+        "license": card.get("license", ""),
+        "timings": {"cpu_seconds": None, "gpu_seconds": None, **(card.get("timings") or {})},
+        "deprecated": False,
+    }
+    if entry["text_encoder"]["dim"] is None:
+        del entry["text_encoder"]["dim"]
+    if embedded:
+        entry["embedded"] = embedded
+    else:
+        entry["urls"] = list(urls)
+        entry["weights_sha256"] = weights_sha
+    if card.get("min_textsegment_version"):
+        entry["min_textsegment_version"] = card["min_textsegment_version"]
+    entry.update(fields)
+    return entry
+
+
+def add_to_catalog(catalog_file: PathLike, entry: Dict[str, Any], default: Optional[str] = None) -> None:
+    """Add (or replace, by id) ``entry`` in a catalog file; ``default`` also sets the catalog's default."""
+    path = Path(catalog_file)
+    data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"catalog_version": 1, "models": []}
+    data["models"] = [m for m in data.get("models", []) if m.get("id") != entry["id"]] + [entry]
+    if default is not None:
+        data["default"] = default
+    tmp = path.with_name(f".{path.name}.new")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    try:
+        load_catalog(tmp)  # the new catalog must load before it replaces the old one
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
