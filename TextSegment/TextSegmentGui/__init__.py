@@ -1,0 +1,1 @@
+"""GUI helpers of the TextSegment module (Slicer only): dependency setup and widget parts."""

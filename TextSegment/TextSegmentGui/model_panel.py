@@ -1,0 +1,111 @@
+"""Model section: catalog list, download with progress and cancel, import, update check, device hint."""
+
+import importlib.util
+import logging
+import os
+
+import qt
+import slicer
+
+
+class ModelPanelMixin:
+    """Model management for TextSegmentWidget (uses ``self.ui``, ``self.logic``, ``self._start``)."""
+
+    def _populateModels(self) -> None:
+        combo = self.ui.modelComboBox
+        combo.blockSignals(True)
+        combo.clear()
+        try:
+            from TextSegmentLib.catalog import list_models
+
+            for m in list_models():
+                state = "installed" if m.installed else f"{(m.size or 0) / 1e6:.0f} MB download"
+                combo.addItem(f"{m.id}{' (default)' if m.default else ''} - {state}", m.id)
+        except Exception as exc:
+            logging.warning(f"TextSegment: the model catalog cannot be read: {exc}")
+        combo.addItem("default (catalog default)", "default")
+        wanted = self._parameterNode.model if self._parameterNode else "default"
+        combo.setCurrentIndex(max(0, combo.findData(wanted)))
+        combo.blockSignals(False)
+
+    def _onModelChanged(self, index: int) -> None:
+        if self._parameterNode:
+            self._parameterNode.model = self.ui.modelComboBox.itemData(index) or "default"
+
+    def _configureLogic(self) -> None:
+        self.logic.model = self._parameterNode.model or "default"
+        self.logic.device = self._parameterNode.device
+
+    def _ensureModel(self, thenCall) -> bool:
+        """True when the chosen model is usable now; else offer to download it (then call ``thenCall``)."""
+        from TextSegmentLib.catalog import list_models
+
+        model = self.logic.model
+        status = {m.id: m for m in list_models()}.get(model)
+        if status is None or status.installed:
+            return True
+        if slicer.util.confirmOkCancelDisplay(f"Download the model {model} ({(status.size or 0) / 1e6:.0f} MB)?"):
+            self._download(model, thenCall)
+        return False
+
+    def _download(self, model: str, thenCall=None) -> None:
+        from TextSegmentLib.catalog import download_model
+
+        def run(job):
+            return download_model(
+                model, progress=lambda done, total: job.report(done / total if total else 0.0, f"{done / 1e6:.0f} MB"),
+                cancel=job.cancelled,
+            )  # fmt: skip
+
+        def done(path):
+            self._populateModels()
+            if thenCall is not None:
+                thenCall()
+
+        self._start(self.logic.worker.submit(run, description=f"downloading {model}"), done, f"Downloading {model}...")
+
+    def onDownload(self) -> None:
+        model = self.ui.modelComboBox.currentData
+        if self._job is None and model and model != "default":
+            self._download(model)
+
+    def onImport(self) -> None:
+        from TextSegmentLib.catalog import import_model
+
+        path = qt.QFileDialog.getOpenFileName(
+            None, "Import a TextSegment model", "", "Model archives (*.zip *.tar.gz);;Model card (model.json)"
+        )
+        if path:
+            path = os.path.dirname(path) if path.endswith("model.json") else path
+            with slicer.util.tryWithErrorDisplay("The model could not be imported.", waitCursor=True):
+                folder = import_model(path)
+                self._populateModels()
+                slicer.util.infoDisplay(f"Installed {os.path.basename(str(folder))}")
+
+    def onCheckUpdates(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Could not check for updates.", waitCursor=True):
+            from TextSegmentLib.catalog import list_models, load_catalog
+
+            catalog, models = load_catalog(), list_models()
+            installed = {m.id for m in models if m.installed}
+            newer = []
+            for name in catalog.names():
+                newest = catalog.newest(name)
+                if newest and newest.id not in installed and any(i.startswith(name + "-v") for i in installed):
+                    newer.append(newest.id)
+            text = ("Newer versions: " + ", ".join(newer) + ". Select one and press Download.") if newer else None
+            slicer.util.infoDisplay(text or "The installed models are the newest in the catalog.")
+
+    def _updateDeviceHint(self, *args) -> None:
+        hint = ""
+        device = self.ui.deviceComboBox.currentText
+        if device in ("auto", "cuda") and importlib.util.find_spec("torch") is not None:
+            import torch
+
+            if torch.cuda.is_available():
+                gb = torch.cuda.get_device_properties(0).total_memory / 2**30
+                if gb < 4:
+                    hint = f"The GPU has {gb:.1f} GB; large volumes may fall back to the CPU (slower)."
+            elif device == "cuda":
+                hint = "No CUDA GPU was found; use auto or cpu."
+        self.ui.deviceHintLabel.text = hint

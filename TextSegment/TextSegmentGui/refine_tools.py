@@ -1,0 +1,58 @@
+"""Box and +/- point tools: markups nodes and place mode in the slice views."""
+
+import slicer
+
+from TextSegmentLib.slicer_bridge import POINT_LABEL_ATTRIBUTE
+
+MARKUPS = {"box": "TextSegment box", "positive": "TextSegment +", "negative": "TextSegment -"}
+
+
+class RefineToolsMixin:
+    """Markups tools for TextSegmentWidget (uses ``self.ui``)."""
+
+    def _markupsNode(self, kind: str):
+        node = slicer.mrmlScene.GetFirstNodeByName(MARKUPS[kind])
+        if node is None:
+            cls = "vtkMRMLMarkupsROINode" if kind == "box" else "vtkMRMLMarkupsFiducialNode"
+            node = slicer.mrmlScene.AddNewNodeByClass(cls, MARKUPS[kind])
+            node.CreateDefaultDisplayNodes()
+            node.GetDisplayNode().SetSelectedColor(
+                {"box": (1, 1, 0), "positive": (0, 1, 0), "negative": (1, 0, 0)}[kind]
+            )
+            if kind != "box":
+                node.SetMarkupLabelFormat("+" if kind == "positive" else "-")
+            if kind == "negative":
+                node.SetAttribute(POINT_LABEL_ATTRIBUTE, "negative")
+        return node
+
+    def _place(self, kind: str, on: bool) -> None:
+        buttons = {
+            "box": self.ui.boxButton,
+            "positive": self.ui.positivePointButton,
+            "negative": self.ui.negativePointButton,
+        }
+        interaction = slicer.app.applicationLogic().GetInteractionNode()
+        if not on:
+            if not any(b.checked for b in buttons.values()):
+                interaction.SwitchToViewTransformMode()
+            return
+        for other, button in buttons.items():
+            if other != kind and button.checked:
+                button.blockSignals(True)
+                button.checked = False
+                button.blockSignals(False)
+        node = self._markupsNode(kind)
+        if kind == "box":
+            node.RemoveAllControlPoints()
+        selection = slicer.app.applicationLogic().GetSelectionNode()
+        selection.SetReferenceActivePlaceNodeClassName(node.GetClassName())
+        selection.SetActivePlaceNodeID(node.GetID())
+        interaction.SetPlaceModePersistence(0 if kind == "box" else 1)
+        interaction.SetCurrentInteractionMode(interaction.Place)
+        self._updateButtons()
+
+    def _clearMarkups(self) -> None:
+        for kind in MARKUPS:
+            node = slicer.mrmlScene.GetFirstNodeByName(MARKUPS[kind])
+            if node is not None:
+                node.RemoveAllControlPoints()
