@@ -214,3 +214,55 @@ def test_segment_files_batch(scene, logic, brain_image, tmp_path):
     reader.SetFileName(str(written[0]))
     assert reader.ReadData(loaded)
     assert loaded.GetSegmentation().GetNthSegment(0).GetName() == "brain"
+
+
+def test_cancel_within_a_second_leaves_scene_unchanged(scene, logic):
+    import time
+
+    array = (np.random.default_rng(0).random((400, 40, 40)) * 100).astype(np.float32)
+    volume = bridge.array_to_volume(scene, array, np.diag([2.0, 2.0, 1.0, 1.0]), name="long")
+    nodes_before = scene.GetNumberOfNodes()
+    job = logic.segmentAsync(volume, ["liver"], use_cache=False)
+    deadline = time.monotonic() + 60
+    while job.status().fraction <= 0.02 and not job.done and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not job.done, "the job ended before it could be cancelled"
+    t0 = time.monotonic()
+    job.cancel()
+    assert job.wait(1.0), "cancel took more than a second"
+    assert time.monotonic() - t0 < 1.0 and job.state == "cancelled"
+    assert scene.GetNumberOfNodes() == nodes_before
+    assert logic.worker.alive
+
+
+def test_errors_leave_the_scene_as_it_was(scene, logic, brain_image, monkeypatch):
+    volume = _volume_node(scene, brain_image)
+    job = logic.segmentAsync(volume, ["brain"], no_such_option=1)
+    assert job.wait(30) and job.state == "failed" and "no_such_option" in str(job.error)
+    assert scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 0
+
+    seg = logic.segment(volume, ["brain", "skull"], **OPTIONS)
+    sid = seg.GetSegmentation().GetSegmentIdBySegmentName("brain")
+    before = bridge.segment_to_array(seg, sid, volume)
+    result = logic._sessions[seg.GetID()].result
+    calls = []
+    original = bridge.write_segment
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(bridge, "write_segment", failing)
+    result.states[0].mask[:] = True  # a different "brain" that must not stay in the scene
+    result._invalidate()
+    with pytest.raises(RuntimeError, match="disk full"):
+        logic.applySegmentation(volume, result, seg)
+    assert seg.GetSegmentation().GetNumberOfSegments() == 2
+    np.testing.assert_array_equal(bridge.segment_to_array(seg, sid, volume), before)
+    count = scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems()
+    calls.clear()
+    with pytest.raises(RuntimeError, match="disk full"):
+        logic.applySegmentation(volume, result)  # a new node is removed again
+    assert scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == count

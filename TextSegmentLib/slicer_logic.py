@@ -139,23 +139,32 @@ class TextSegmentLogic:
 
     def applySegmentation(self, volumeNode: Any, result: Any, segmentationNode: Any = None) -> Any:
         """Write an engine result into ``segmentationNode`` (a new one when None): one segment per prompt."""
-        if segmentationNode is None:
+        _, ijk_to_ras = bridge.volume_to_array(volumeNode, copy=False)
+        _check_grid(volumeNode, result)
+        created = segmentationNode is None
+        if created:
             segmentationNode = self.scene.AddNewNodeByClass(
                 "vtkMRMLSegmentationNode", f"{volumeNode.GetName()} TextSegment"
             )
-        bridge.prepare_segmentation_node(segmentationNode, volumeNode)
-        _, ijk_to_ras = bridge.volume_to_array(volumeNode, copy=False)
         segmentation = segmentationNode.GetSegmentation()
         changed: List[Tuple[str, Any, int]] = []
         ids: Dict[int, str] = {}
-        for index, report in enumerate(result.segments):
-            match = match_prompt(report.prompt)
-            segment_id, previous = bridge.write_segment(
-                segmentationNode, result.mask(index), ijk_to_ras, report.prompt, match.color, match.entry, volumeNode
-            )
-            self._tag(segmentationNode, segment_id, report)
-            changed.append((segment_id, previous, segmentation.GetSegmentIndex(segment_id)))
-            ids[index] = segment_id
+        try:
+            bridge.prepare_segmentation_node(segmentationNode, volumeNode)
+            for index, report in enumerate(result.segments):
+                match = match_prompt(report.prompt)
+                mask = result.mask(index)
+                segment_id, previous = bridge.write_segment(
+                    segmentationNode, mask, ijk_to_ras, report.prompt, match.color, match.entry, volumeNode
+                )
+                changed.append((segment_id, previous, segmentation.GetSegmentIndex(segment_id)))
+                self._tag(segmentationNode, segment_id, report)
+                ids[index] = segment_id
+        except BaseException:  # leave the scene as it was
+            self._revert(segmentationNode, changed)
+            if created:
+                self.scene.RemoveNode(segmentationNode)
+            raise
         old = self._sessions.get(segmentationNode.GetID())
         session = _Session(volumeNode.GetID(), result, ids, list(old.undo) if old else [])
         session.undo.append(_UndoStep("segment", changed, old))
@@ -212,6 +221,7 @@ class TextSegmentLogic:
         volumeNode = self.scene.GetNodeByID(session.volume_id)
         if volumeNode is None:
             raise bridge.BridgeError("the volume this segmentation was made from is no longer in the scene")
+        _check_grid(volumeNode, session.result)
         volume = session.result.volume
         from .engine.volume import AXIS_NORMAL  # noqa: PLC0415
 
@@ -298,12 +308,7 @@ class TextSegmentLogic:
         if not session or not session.undo:
             return False
         step = session.undo.pop()
-        segmentation = segmentationNode.GetSegmentation()
-        for segment_id, previous, index in reversed(step.segments):
-            if previous is None:
-                segmentation.RemoveSegment(segment_id)
-            else:
-                bridge.restore_segment(segmentationNode, segment_id, previous, index)
+        self._revert(segmentationNode, step.segments)
         if step.kind == "refine":  # keep the engine's state in step with the node
             self.worker.run(lambda job: self.segmenter().undo(session.result), description="undo")
         elif step.session is None:
@@ -365,12 +370,31 @@ class TextSegmentLogic:
         return job.get()
 
     @staticmethod
+    def _revert(segmentationNode: Any, changed: List[Tuple[str, Any, int]]) -> None:
+        """Put back what ``write_segment`` calls replaced (newest first); new segments are removed."""
+        segmentation = segmentationNode.GetSegmentation()
+        for segment_id, previous, index in reversed(changed):
+            if previous is None:
+                segmentation.RemoveSegment(segment_id)
+            else:
+                bridge.restore_segment(segmentationNode, segment_id, previous, index)
+
+    @staticmethod
     def _tag(segmentationNode: Any, segmentId: str, report: Any) -> None:
         segment = segmentationNode.GetSegmentation().GetSegment(segmentId)
         segment.SetTag(TAG_PROMPT, str(report.prompt))
         segment.SetTag(TAG_FOUND, "true" if report.found else "false")
         segment.SetTag(TAG_CONFIDENCE, f"{report.confidence:.3f}")
         segment.SetTag(TAG_VOLUME, f"{report.volume_ml:.3f}")
+
+
+def _check_grid(volumeNode: Any, result: Any) -> None:
+    """Refuse to write a result computed on another grid (the volume changed while it was being segmented)."""
+    dims = tuple(volumeNode.GetImageData().GetDimensions())
+    if tuple(result.volume.image.GetSize()) != dims:
+        raise bridge.BridgeError(
+            f"volume '{volumeNode.GetName()}' changed (now {dims}) since it was segmented; segment it again"
+        )
 
 
 def _stem(path: Path) -> str:
