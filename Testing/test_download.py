@@ -13,6 +13,7 @@ from conftest_http import FAST, entry, home, leftovers, server, snapshot, tiny, 
 from httpserver import closed_port
 
 from TextSegmentLib.catalog import (
+    CatalogError,
     DownloadCancelled,
     DownloadError,
     ModelIncompatible,
@@ -265,3 +266,24 @@ def test_garbage_partial_file_is_detected_and_downloaded_again(home, server, tin
     part.write_bytes(tiny["zip"].read_bytes())  # complete but never installed: no request at all
     assert download_model("tiny-v1.0.0", options=FAST, force=True).is_dir()
     assert server._server.routes["/tiny-v1.0.0.zip"].gets == 2 and leftovers(home) == []
+
+
+def test_sample_data_download_is_verified_and_cached(home, server, tiny):
+    from TextSegmentLib.catalog import download_sample
+
+    data = b"sample volume bytes" * 100
+    server.add("/samples/head.nii.gz", body=data)
+    import hashlib
+
+    sample = {"name": "head", "url": server.url("/samples/head.nii.gz"), "size": len(data)}
+    sample["sha256"] = hashlib.sha256(data).hexdigest()
+    bad = dict(sample, name="bad", sha256="f" * 64)
+    _catalog(home, [entry("tiny-v1.0.0", tiny["zip"], [server.url("/t.zip")], sample_data=[sample, bad])])
+    path = download_sample("tiny-v1.0.0", options=FAST)
+    assert path.read_bytes() == data and path.name == "head.nii.gz"
+    with pytest.raises(DownloadError, match="does not match"):
+        download_sample("tiny-v1.0.0", "bad", options=FAST)
+    server.stop()
+    assert download_sample("tiny", "head", options=FAST) == path
+    with pytest.raises(CatalogError, match="listed: head, bad"):
+        download_sample("tiny-v1.0.0", "other")

@@ -30,6 +30,7 @@ from .models import (
     resolve_model,
     verify_model,
 )
+from .samples import download_sample
 
 __all__ = [
     "CATALOG_ENV",
@@ -48,6 +49,7 @@ __all__ = [
     "cache_dir",
     "default_catalog_path",
     "download_model",
+    "download_sample",
     "fetch",
     "import_model",
     "installed_ids",
