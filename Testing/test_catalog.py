@@ -388,3 +388,12 @@ def test_zip_symlink_member_is_refused(tmp_path):
         zf.writestr(info, "/etc/passwd")
     with pytest.raises(UnsafeArchive, match="link"):
         safe_unpack(tmp_path / "l.zip", tmp_path / "out")
+
+
+def test_unwritable_cache_gives_clear_error(home, tiny, monkeypatch, tmp_path):
+    _catalog(home, [entry("tiny-v1.0.0", tiny["zip"], ["https://x.invalid/t.zip"])])
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("TEXTSEGMENT_HOME", str(blocker / "models"))
+    with pytest.raises(DownloadError, match="set TEXTSEGMENT_HOME to a writable folder"):
+        import_model(str(tiny["zip"]))

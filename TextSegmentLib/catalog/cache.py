@@ -51,7 +51,12 @@ def model_dir(model_id: str) -> Path:
 def work_dir(kind: str) -> Path:
     """``.partial``, ``.tmp`` or ``.locks`` under the cache folder, created."""
     path = cache_dir() / kind
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DownloadError(
+            f"cannot write to the model cache {cache_dir()} ({exc}); set {HOME_ENV} to a writable folder"
+        ) from exc
     return path
 
 

@@ -47,6 +47,10 @@ class _Retryable(Exception):
     """An attempt failed in a way that another attempt may fix."""
 
 
+class _LocalFailure(DownloadError):
+    """Writing on this machine failed (disk full, permissions): no other URL will help."""
+
+
 def _user_agent() -> str:
     from .. import __version__
 
@@ -150,7 +154,10 @@ def _attempt(
                     raise _Retryable(f"connection to {host} dropped after {done} bytes: {exc}") from exc
                 if not chunk:
                     break
-                out.write(chunk)
+                try:
+                    out.write(chunk)
+                except OSError as exc:
+                    raise _LocalFailure(f"cannot write the download to {dest}: {exc} (is the disk full?)") from exc
                 done += len(chunk)
                 if expected_size is not None and done > expected_size:
                     out.close()
@@ -205,7 +212,7 @@ def fetch(
                 return dest
             except _Retryable as exc:
                 errors.append(str(exc))
-            except DownloadCancelled:
+            except (DownloadCancelled, _LocalFailure):
                 raise
             except DownloadError as exc:
                 errors.append(str(exc))
