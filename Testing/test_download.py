@@ -287,3 +287,11 @@ def test_sample_data_download_is_verified_and_cached(home, server, tiny):
     assert download_sample("tiny", "head", options=FAST) == path
     with pytest.raises(CatalogError, match="listed: head, bad"):
         download_sample("tiny-v1.0.0", "other")
+
+
+def test_unknown_host_fails_at_once_with_offline_hint(home, tiny):
+    _catalog(home, [entry("tiny-v1.0.0", tiny["zip"], ["http://models.example.invalid/t.zip"])])
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match="cannot find the server.*models import"):
+        download_model("tiny-v1.0.0", options=FAST)
+    assert time.monotonic() - start < 10

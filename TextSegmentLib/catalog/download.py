@@ -117,6 +117,10 @@ def _attempt(
         reason = exc.reason
         if isinstance(reason, (socket.timeout, TimeoutError)):
             raise _Retryable(f"{host} did not answer within {opts.connect_timeout:g} s") from exc
+        if isinstance(reason, socket.gaierror):  # no DNS: offline, or a proxy is needed; retrying will not help
+            raise DownloadError(
+                f"cannot find the server {host} ({reason}); is this machine offline or behind a proxy?"
+            ) from exc
         raise _Retryable(f"cannot connect to {host}: {reason} (check the network and proxy settings)") from exc
     except (socket.timeout, TimeoutError) as exc:
         raise _Retryable(f"{host} did not answer within {opts.connect_timeout:g} s") from exc
@@ -218,4 +222,7 @@ def fetch(
                 errors.append(str(exc))
                 break  # a permanent error for this URL: try the next one
     tries = "; ".join(dict.fromkeys(errors))
-    raise DownloadError(f"download failed after {len(errors)} tries: {tries}")
+    raise DownloadError(
+        f"download failed after {len(errors)} tries: {tries}. Without internet access, install the model from a "
+        "file instead (python -m TextSegmentLib models import FILE, or Import in the Slicer module)"
+    )
