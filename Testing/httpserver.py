@@ -5,6 +5,7 @@ connection after some bytes, stall, throttle, or act as a forward proxy target. 
 """
 
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -117,8 +118,14 @@ class _Server(ThreadingHTTPServer):
 class ModelServer:
     """Context manager: ``with ModelServer() as srv: srv.add("/m.zip", body=b"..."); srv.url("/m.zip")``."""
 
-    def __init__(self) -> None:
+    def __init__(self, certfile: Optional[str] = None, keyfile: Optional[str] = None) -> None:
         self._server = _Server(("127.0.0.1", 0), _Handler)
+        self.scheme = "http"
+        if certfile:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(certfile, keyfile)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._server.routes = {}
         self._server.lock = threading.Lock()
         self._server.stopping = threading.Event()
@@ -130,7 +137,7 @@ class ModelServer:
         return self._server.server_address[1]
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def add(self, path: str, **kwargs) -> Route:
         route = Route(**kwargs)

@@ -3,6 +3,7 @@ cancel, proxy, concurrent processes, and a cached model used with the server sto
 # ruff: noqa: F811  (pytest fixtures imported from conftest_http are parameters of the tests)
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -295,3 +296,31 @@ def test_unknown_host_fails_at_once_with_offline_hint(home, tiny):
     with pytest.raises(DownloadError, match="cannot find the server.*models import"):
         download_model("tiny-v1.0.0", options=FAST)
     assert time.monotonic() - start < 10
+
+
+def test_server_file_of_another_size_is_refused_at_once(home, server, tiny):
+    server.add("/tiny-v1.0.0.zip", body=tiny["zip"].read_bytes() + b"extra")
+    _catalog(home, [entry("tiny-v1.0.0", tiny["zip"], [server.url("/tiny-v1.0.0.zip")])])
+    with pytest.raises(DownloadError, match="bytes but the catalog lists"):
+        download_model("tiny-v1.0.0", options=FAST)
+    assert server._server.routes["/tiny-v1.0.0.zip"].gets == 1 and not (home / "tiny-v1.0.0").exists()
+
+
+def test_https_certificate_checked_and_site_authority_accepted(home, tiny, tmp_path, monkeypatch):
+    from httpserver import ModelServer
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with ModelServer(str(cert), str(key)) as srv:
+        srv.add("/t.zip", body=tiny["zip"].read_bytes())
+        _catalog(home, [entry("tiny-v1.0.0", tiny["zip"], [srv.url("/t.zip")])])
+        with pytest.raises(DownloadError, match="certificate.*SSL_CERT_FILE"):
+            download_model("tiny-v1.0.0", options=FAST)
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        assert download_model("tiny-v1.0.0", options=FAST).is_dir()

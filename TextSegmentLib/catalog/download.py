@@ -8,6 +8,7 @@ site's own authority). ``file://`` URLs work too, for mirrors on a shared drive.
 import http.client
 import logging
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -117,6 +118,11 @@ def _attempt(
         reason = exc.reason
         if isinstance(reason, (socket.timeout, TimeoutError)):
             raise _Retryable(f"{host} did not answer within {opts.connect_timeout:g} s") from exc
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise DownloadError(
+                f"the HTTPS certificate of {host} cannot be verified ({reason.verify_message}); behind a proxy that "
+                "re-signs HTTPS, set SSL_CERT_FILE to a file with your site's certificate authority"
+            ) from exc
         if isinstance(reason, socket.gaierror):  # no DNS: offline, or a proxy is needed; retrying will not help
             raise DownloadError(
                 f"cannot find the server {host} ({reason}); is this machine offline or behind a proxy?"
@@ -140,6 +146,11 @@ def _attempt(
         elif offset:
             offset = 0  # the server ignores Range: it sends the whole file
         total = offset + length if length is not None else None
+        if total is not None and expected_size is not None and total != expected_size:
+            raise DownloadError(
+                f"{url} has {total} bytes but the catalog lists {expected_size}; "
+                "the file on the server is not the one the catalog describes"
+            )
         _set_read_timeout(response, opts.read_timeout)
         done = offset
         if progress is not None:
