@@ -397,3 +397,22 @@ def test_unwritable_cache_gives_clear_error(home, tiny, monkeypatch, tmp_path):
     monkeypatch.setenv("TEXTSEGMENT_HOME", str(blocker / "models"))
     with pytest.raises(DownloadError, match="set TEXTSEGMENT_HOME to a writable folder"):
         import_model(str(tiny["zip"]))
+
+
+def test_installed_model_usable_without_catalog(home, tiny, monkeypatch):
+    _catalog(home, [])
+    path = import_model(str(tiny["zip"]))
+    monkeypatch.setenv("TEXTSEGMENT_CATALOG", str(home / "missing.json"))
+    assert resolve_model("tiny-v1.0.0") == path
+    with pytest.raises(CatalogError, match="does not exist"):
+        resolve_model("other-v1.0.0")
+
+
+def test_file_url_forms():
+    from TextSegmentLib.catalog.models import _local_path
+
+    assert _local_path("file:///data/m.zip") == Path("/data/m.zip")
+    assert _local_path("file://localhost/data/m.zip") == Path("/data/m.zip")
+    assert _local_path("file://server/share/m.zip") == Path("//server/share/m.zip")
+    assert _local_path("https://example.org/m.zip") is None
+    assert _local_path("ct-organs-v1.0.0") is None

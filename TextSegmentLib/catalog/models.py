@@ -43,7 +43,9 @@ def _catalog(catalog: Optional[Catalog]) -> Catalog:
 def _local_path(text: str) -> Optional[Path]:
     """A filesystem path if ``text`` names one (``file://`` URL, path with a separator, or an existing path)."""
     if text.startswith("file:"):
-        return Path(url2pathname(urlsplit(text).path))
+        parts = urlsplit(text)
+        share = f"//{parts.netloc}" if parts.netloc and parts.netloc != "localhost" else ""  # UNC file://host/share
+        return Path(url2pathname(share + parts.path))
     if re.match(r"^[a-z][a-z0-9+.-]*://", text, re.I):
         return None
     if os.sep in text or "/" in text or text.startswith(("~", ".")) or Path(text).exists():
@@ -185,7 +187,12 @@ def resolve_model(
         if local.is_file():
             return import_model(local, catalog=catalog)
         raise CatalogError(f"model path {local} does not exist")
-    catalog = _catalog(catalog)
+    try:
+        catalog = _catalog(catalog)
+    except CatalogError:
+        if text in installed_ids():  # an installed model stays usable when the catalog file is broken or missing
+            return verify_installed(text)
+        raise
     bare = text == "default" or parse_id(text) is None
     if text == "default":
         default = catalog.default_id()
