@@ -198,3 +198,18 @@ def test_save_is_atomic_and_keeps_geometry(brain_result, brain, tmp_path, suffix
     with pytest.raises(FileExistsError):
         brain_result.save(out)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_slice_stride_decodes_fewer_slices_and_agrees_where_present(tiny_bundle, brain):
+    seg = Segmenter(str(tiny_bundle), device="cpu")
+    decoded = []
+    original = seg.model.decode
+    seg.model.decode = lambda emb, **k: decoded.append(len(emb)) or original(emb, **k)
+    n = brain.GetSize()[2]
+    full = seg.segment(brain, ["brain"], presence_threshold=0.0, min_component_ml=0.0)
+    strided = seg.segment(brain, ["brain"], presence_threshold=0.0, min_component_ml=0.0, slice_stride=3)
+    assert np.array_equal(full.mask(0), strided.mask(0))  # every slice present: all decoded
+    decoded.clear()
+    absent = seg.segment(brain, ["brain"], presence_threshold=1.0, slice_stride=4)
+    assert sum(decoded) == len(range(0, n, 4)) + (0 if (n - 1) % 4 == 0 else 1)
+    assert not absent.segments[0].found

@@ -33,6 +33,7 @@ DEFAULT_OPTIONS: Dict[str, Any] = {
     "min_slices": 2,  # 3D components spanning fewer slices are removed
     "fill_holes": True,
     "largest_only": False,
+    "slice_stride": 1,  # >1: decode every n-th slice first, then only near present ones (faster, see decode.py)
     "use_cache": True,  # False: re-encode the volume (the naive path, for comparisons)
 }
 Coords = Sequence[float]
@@ -188,6 +189,7 @@ class Segmenter:
                 cancel,
                 done / units,
                 0.3 * n / units,
+                opts["slice_stride"],
             )
             done += 0.3 * n
             present = (dec.presence >= gate).numpy() if gate > -np.inf else None
