@@ -12,7 +12,7 @@ from typing import List, Optional
 from .. import __version__
 
 #: sub-command modules in TextSegmentLib.cli, in help order
-SUBCOMMANDS = ["summary", "segment", "models"]
+SUBCOMMANDS = ["demo", "segment", "models", "summary"]
 
 
 class UsageError(Exception):
