@@ -143,6 +143,8 @@ def main() -> int:
                 return proc.returncode
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             print(f"done: {config} {volume}", file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
     head = "| config | volume | slices | first prompt s | further prompt s | absent, stride 4 s | naive s |"
     head += " naive/further | refine s | refine+5 s | peak RSS GB |"
     print(head)
@@ -154,8 +156,6 @@ def main() -> int:
             f"| {r['naive_ratio']:.1f}x "
             f"| {r['refine']:.3f} | {r['refine_prop5']:.2f} | {r['peak_rss_gb']:.2f} |"
         )
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
 
 
