@@ -101,7 +101,11 @@ class TextSegmentLogic:
                     f"TextSegment needs PyTorch and its other Python packages ({exc}); open the TextSegment module "
                     "once so that it offers to install them"
                 ) from exc
-            _SEGMENTERS[key] = Segmenter(model=self.model, device=self.device)
+            from .device import resolve_device  # noqa: PLC0415
+
+            # Small batches off the GPU: cancel is checked between batches, and CPUs gain little from big ones.
+            batch = 8 if resolve_device(self.device).type == "cuda" else 2
+            _SEGMENTERS[key] = Segmenter(model=self.model, device=self.device, batch_size=batch)
         return _SEGMENTERS[key]
 
     @staticmethod
