@@ -122,6 +122,7 @@ def cleanup_3d(
     min_slices: int = 2,
     fill_holes: bool = True,
     largest_only: bool = False,
+    _n: Optional[int] = None,
 ) -> np.ndarray:
     """3D clean-up of a (N, H, W) bool stack (slice axis first).
 
@@ -132,9 +133,17 @@ def cleanup_3d(
     """
     if not mask.any():
         return mask
+    # work on the bounding box of the mask only (small structures in big volumes)
+    box = tuple(slice(int(np.flatnonzero(a)[0]), int(np.flatnonzero(a)[-1]) + 1) for a in _projections(mask))
+    if any(b.stop - b.start < n for b, n in zip(box, mask.shape)):
+        out = np.zeros_like(mask)
+        out[box] = cleanup_3d(
+            mask[box], voxel_ml, min_component_ml, min_slices, fill_holes, largest_only, _n=mask.shape[0]
+        )
+        return out
     if fill_holes:
         mask = fill_holes_2d(mask.copy())
-    min_slices = max(1, min(int(min_slices), mask.shape[0]))
+    min_slices = max(1, min(int(min_slices), _n or mask.shape[0]))
     if min_component_ml <= 0 and min_slices <= 1 and not largest_only:
         return mask
     labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
@@ -153,6 +162,10 @@ def cleanup_3d(
         keep[best] = True
     keep[0] = False
     return keep[labels]
+
+
+def _projections(mask: np.ndarray) -> List[np.ndarray]:
+    return [mask.any(axis=(1, 2)), mask.any(axis=(0, 2)), mask.any(axis=(0, 1))]
 
 
 def confidence_of(presence: torch.Tensor, mask: np.ndarray) -> float:
