@@ -1,0 +1,1 @@
+"""Training pipeline of TextSegment: prepare -> train -> evaluate -> export (see training/README.md)."""

@@ -1,0 +1,157 @@
+"""Export a trained run as a checkpoint bundle (fp16 weights + a filled model card) and its catalog entry.
+
+    python -m training.export --config training/configs/brain_lite_128.yaml --run training/runs/<name> \
+        --out exports/<name> [--metrics training/runs/<name>/eval/metrics.json] [--url https://.../x.zip]
+
+Writes ``<out>/`` (the bundle), and with ``--url`` also ``<out>.zip`` (reproducible archive) and
+``<out>.catalog.json`` (the entry for ``Resources/models.json``: id, urls, sha256, size, timings...).
+"""
+
+import argparse
+import json
+import logging
+import platform
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from TextSegmentLib.checkpoint import save_bundle
+from TextSegmentLib.model import build_model
+
+from .config import load_config
+from .prepare.run import load_manifest
+from .prompting import PromptBank
+from .vocabulary import Structure
+
+log = logging.getLogger("training.export")
+
+
+def load_trained_model(cfg: Dict, run_dir: Path):
+    """The model of a run's ``checkpoint.pt`` (float32, eval mode, CPU) and the checkpoint's step."""
+    state = torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=False)
+    model = build_model(state.get("config", cfg).get("model", cfg.get("model", {})))
+    model.load_state_dict(state["model"])
+    return model.eval(), int(state.get("step", 0))
+
+
+def vocabulary(manifest: Dict, trained_only: bool = True) -> List[Dict]:
+    """Model-card vocabulary (name, synonyms, laterality, region, CT window) of the structures with training data."""
+    out = []
+    train_cases = [c for c in manifest["cases"] if c["split"] == "train"]
+    for s in (Structure.from_dict(x) for x in manifest["structures"]):
+        if trained_only and not any(layer in c["layers"] for c in train_cases for layer in s.sources):
+            continue
+        out.append(s.card_entry())
+    return out
+
+
+def training_data(cfg: Dict, manifest: Dict, step: int) -> Dict:
+    """What the model was trained on and how."""
+    tc = cfg.get("train", {})
+    cases = [
+        {
+            "id": c["id"],
+            "modality": c["modality"],
+            "split": c["split"],
+            "slices": {p: v["n_slices"] for p, v in c["planes"].items()},
+        }
+        for c in manifest["cases"]
+    ]
+    return {
+        "cases": cases,
+        "planes": manifest.get("planes", ["axial"]),
+        "image_size": manifest["image_size"],
+        "min_pixels": manifest["min_pixels"],
+        "steps": step,
+        "batch_size": tc.get("batch_size"),
+        "optimizer": {"name": "AdamW", "lr": tc.get("lr"), "weight_decay": tc.get("weight_decay")},
+        "loss": "dice + focal (masks), BCE (presence), MSE (IoU)",
+        "augmentation": tc.get("data", {}).get("augment", {}),
+        "held_out_phrasings": PromptBank().heldout,
+    }
+
+
+def measure_timings(model, slices: int = 64, repeats: int = 1) -> Dict:
+    """Seconds to encode ``slices`` slices and decode one text prompt over them on this machine's CPU."""
+    size = model.config.image_size
+    images = torch.rand(slices, 3, size, size) * 255
+    with torch.no_grad():
+        model.encode_image(images[:2])
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            emb = torch.cat([model.encode_image(images[i : i + 16]) for i in range(0, slices, 16)])
+        t1 = time.perf_counter()
+        text = model.encode_text(["brain"])
+        t2 = time.perf_counter()
+        for i in range(0, slices, 16):
+            model.decode(emb[i : i + 16], text=text)
+        t3 = time.perf_counter()
+    total = (t1 - t0) / repeats + (t3 - t2)
+    return {
+        "cpu_seconds": round(total * 181 / slices, 2),
+        "gpu_seconds": None,
+        "reference": f"181 slices at {size}x{size}, one prompt, {platform.processor() or platform.machine()} CPU, "
+        f"{torch.get_num_threads()} threads",
+    }
+
+
+def export(
+    cfg: Dict, run_dir: Path, out: Path, metrics: Optional[Dict] = None, url: Optional[str] = None, timings: bool = True
+) -> Dict:
+    """Write the bundle (and with ``url`` the archive and catalog entry); returns {bundle, archive, entry}."""
+    model, step = load_trained_model(cfg, run_dir)
+    manifest = load_manifest(cfg["prepare"]["cache"])
+    ex = cfg.get("export", {})
+    vocab = vocabulary(manifest)
+    modalities = sorted({c["modality"] for c in manifest["cases"] if c["split"] == "train"})
+    card = {
+        "name": cfg.get("name", "textsegment-custom"),
+        "version": str(cfg.get("version", "0.0.0")),
+        "title": ex.get("title", cfg.get("name")),
+        "description": ex.get("description", ""),
+        "modalities": modalities,
+        "vocabulary": vocab,
+        "training_data": training_data(cfg, manifest, step),
+        "metrics": metrics or {},
+        "license": ex.get("license", "Apache-2.0"),
+    }
+    if timings:
+        card["timings"] = measure_timings(model)
+    bundle = save_bundle(model, out, card, half=True)
+    result = {"bundle": str(bundle), "archive": None, "entry": None}
+    if url:
+        from TextSegmentLib.catalog.publish import make_entry, pack_bundle
+
+        archive = pack_bundle(bundle, out.with_suffix(".zip"))
+        entry = make_entry(archive, [url], modalities=modalities)
+        with open(out.with_suffix(".catalog.json"), "w", encoding="utf-8") as fh:
+            json.dump(entry, fh, indent=2)
+        result.update(archive=str(archive), entry=entry)
+    log.info("exported %s (%d structures, step %d)", bundle, len(vocab), step)
+    return result
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Export a trained run as a bundle and catalog entry.")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--run", help="run folder with checkpoint.pt (default training/runs/<config name>)")
+    parser.add_argument("--out", help="bundle folder (default exports/<name>-v<version>)")
+    parser.add_argument("--metrics", help="metrics.json written by training.evaluate")
+    parser.add_argument("--url", help="where the archive will be published; writes <out>.zip and <out>.catalog.json")
+    parser.add_argument("--no-timings", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg = load_config(args.config)
+    run = Path(args.run or Path("training/runs") / cfg["name"])
+    out = Path(args.out or Path("exports") / f"{cfg['name']}-v{cfg.get('version', '0.0.0')}")
+    metrics = json.loads(Path(args.metrics).read_text(encoding="utf-8")) if args.metrics else None
+    res = export(cfg, run, out, metrics, args.url, not args.no_timings)
+    print(json.dumps({k: v for k, v in res.items() if k != "entry"}, indent=2))
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=3)
+    main()

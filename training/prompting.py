@@ -1,0 +1,130 @@
+"""Prompt generation from the data files in ``training/prompts/``: templated phrasings of names, synonyms and
+abbreviations, laterality phrasings, free-form descriptions, anatomy-agnostic spatial queries, held-out phrasings.
+
+Training draws from a fixed pool of prompts per structure (so text features are computed once); held-out
+phrasings are kept out of that pool and used only by evaluation.
+"""
+
+import random
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import yaml
+
+from .vocabulary import PROMPTS_DIR, Structure
+
+SPATIAL_KINDS = ("largest", "smallest", "leftmost", "rightmost", "topmost", "lowest")
+
+
+def load_yaml(name: str) -> Dict:
+    with open(Path(PROMPTS_DIR) / name, encoding="utf-8") as fh:
+        return yaml.safe_load(fh) or {}
+
+
+class PromptBank:
+    """All phrasings, loaded once from ``templates.yaml`` and ``descriptions.yaml``."""
+
+    def __init__(self, templates: Optional[Dict] = None, descriptions: Optional[Dict] = None) -> None:
+        t = templates if templates is not None else load_yaml("templates.yaml")
+        self.train: List[str] = list(t["train"])
+        self.heldout: List[str] = list(t["heldout"])
+        self.spatial: Dict[str, List[str]] = {k: list(v) for k, v in t["spatial"].items()}
+        self.laterality: List[str] = list(t["laterality"])
+        self.descriptions: Dict[str, List[str]] = (
+            descriptions if descriptions is not None else load_yaml("descriptions.yaml")
+        )
+        overlap = set(self.train) & set(self.heldout)
+        if overlap:
+            raise ValueError(f"held-out templates also used for training: {sorted(overlap)}")
+
+    def terms(self, s: Structure, rng: random.Random) -> str:
+        """A way to name the structure: the canonical name half of the time, else a synonym or a sided phrasing."""
+        r = rng.random()
+        if r < 0.5 or (not s.synonyms and s.laterality not in ("left", "right")):
+            return s.name
+        if s.laterality in ("left", "right") and r < 0.7:
+            tpl = rng.choice(self.laterality)
+            return tpl.format(side=s.laterality, s=s.laterality[0].upper(), name=s.base)
+        return rng.choice(s.synonyms) if s.synonyms else s.name
+
+    def description(self, s: Structure, rng: random.Random) -> Optional[str]:
+        """A free-form description of the structure, with its side, or None when the files have none."""
+        options = self.descriptions.get(s.base) or self.descriptions.get(s.name)
+        if not options:
+            return None
+        text = rng.choice(options)
+        if s.laterality in ("left", "right"):
+            return rng.choice(
+                [f"{s.laterality} {text}", f"{text}, {s.laterality} side", f"{text} on the {s.laterality}"]
+            )
+        return text
+
+    def sample(self, s: Structure, rng: random.Random, p_description: float = 0.1) -> str:
+        """One training phrasing of a structure."""
+        if rng.random() < p_description:
+            text = self.description(s, rng)
+            if text:
+                return text
+        return rng.choice(self.train).format(name=self.terms(s, rng))
+
+    def pool(self, structures: Sequence[Structure], per_structure: int, seed: int = 0) -> Dict[str, List[str]]:
+        """A fixed pool of distinct training prompts per structure (canonical name first), never a held-out one."""
+        heldout = set(self.heldout_prompts(structures))
+        out: Dict[str, List[str]] = {}
+        for s in structures:
+            rng = random.Random(f"{seed}:{s.name}")
+            prompts = [s.name]
+            for _ in range(per_structure * 20):
+                if len(prompts) >= per_structure:
+                    break
+                p = self.sample(s, rng)
+                if p not in prompts and p not in heldout:
+                    prompts.append(p)
+            out[s.name] = prompts
+        return out
+
+    def spatial_pool(self) -> Dict[str, List[str]]:
+        """The anatomy-agnostic query phrasings per kind."""
+        return {k: list(self.spatial[k]) for k in SPATIAL_KINDS}
+
+    def heldout_prompts(self, structures: Sequence[Structure]) -> List[str]:
+        """Every held-out phrasing of every structure (canonical name), for evaluation only."""
+        return [tpl.format(name=s.name) for s in structures for tpl in self.heldout]
+
+
+def swap_side(name: str) -> str:
+    """The contralateral name: ``left hippocampus`` <-> ``right hippocampus`` (unchanged when not sided)."""
+    for a, b in (("left", "right"), ("right", "left")):
+        if name.startswith(a + " "):
+            return b + name[len(a) :]
+    return name
+
+
+def spatial_target(masks: Dict[str, np.ndarray], kind: str) -> Optional[str]:
+    """Name of the structure picked by an anatomy-agnostic query on one slice (canonical LPS axial slice:
+    columns run from the patient's right to left, rows from anterior (top) to posterior (bottom)).
+
+    ``largest``/``smallest`` compare pixel counts; the directional kinds compare mask centroids. None when no
+    mask is non-empty or the winner is tied.
+    """
+    stats = []
+    for name, m in masks.items():
+        n = int(m.sum())
+        if n:
+            rows, cols = np.nonzero(m)
+            stats.append((name, n, float(rows.mean()), float(cols.mean())))
+    if not stats:
+        return None
+    key = {
+        "largest": lambda s: s[1],
+        "smallest": lambda s: -s[1],
+        "leftmost": lambda s: s[3],
+        "rightmost": lambda s: -s[3],
+        "topmost": lambda s: -s[2],
+        "lowest": lambda s: s[2],
+    }[kind]
+    ranked = sorted(stats, key=key, reverse=True)
+    if len(ranked) > 1 and key(ranked[0]) == key(ranked[1]):
+        return None
+    return ranked[0][0]
