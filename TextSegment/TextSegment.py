@@ -156,9 +156,10 @@ class TextSegmentWidget(
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self._populateModels()
-        self._setCompletions(known_names())
+        self._observeInteraction()
         self.initializeParameterNode()
+        self._populateModels()
+        self._setCompletions(known_names() + self._vocabulary(self._parameterNode.model))
 
     def cleanup(self) -> None:
         self.removeObservers()
@@ -179,6 +180,8 @@ class TextSegmentWidget(
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
 
     def onSceneStartClose(self, caller, event) -> None:
+        if self._job is not None:
+            self._job.cancel()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -206,7 +209,6 @@ class TextSegmentWidget(
             self._updateButtons()
             self._updateResults()
 
-    # ------------------------------------------------------------------------------------------ prompts
     # ------------------------------------------------------------------------------------------ jobs
     def _start(self, job, onDone, dialogTitle: Optional[str] = None) -> None:
         self._job, self._onJobDone = job, onDone
@@ -282,11 +284,12 @@ class TextSegmentWidget(
             if not self._ensureModel(self.onSegment):
                 return
             self._remember(prompts)
+            output = self._parameterNode.outputSegmentation
             job = self.logic.segmentAsync(volume, prompts, **self._options())
-            self._start(job, lambda result: self._applySegmentation(volume, result))
+            self._start(job, lambda result: self._applySegmentation(volume, result, output))
 
-    def _applySegmentation(self, volume, result) -> None:
-        segmentation = self.logic.applySegmentation(volume, result, self._parameterNode.outputSegmentation)
+    def _applySegmentation(self, volume, result, output) -> None:
+        segmentation = self.logic.applySegmentation(volume, result, output)
         self._parameterNode.outputSegmentation = segmentation
         segmentation.CreateClosedSurfaceRepresentation()
         self._updateResults()
@@ -393,9 +396,16 @@ class TextSegmentTest(ScriptedLoadableModuleTest):
         before = bridge.segment_to_array(seg, sid, volume)
         np.testing.assert_array_equal(before, logic._sessions[seg.GetID()].result.mask(0))
 
-        array, ijk_to_ras = bridge.volume_to_array(volume)
-        k = array.shape[0] // 2
-        lo, hi = (ijk_to_ras @ [40, 40, k, 1])[:3], (ijk_to_ras @ [200, 200, k, 1])[:3]
+        # A box on the middle slice of the axis the model slices along (whatever the volume's storage order).
+        from TextSegmentLib.engine.volume import AXIS_NORMAL
+
+        prepared = logic._sessions[seg.GetID()].result.volume
+        axis = prepared.reorientation.permutation[AXIS_NORMAL[prepared.axis]]
+        dims = np.array(volume.GetImageData().GetDimensions(), float)
+        lo, hi = dims * 0.25, dims * 0.75
+        lo[axis] = hi[axis] = dims[axis] // 2
+        _, ijk_to_ras = bridge.volume_to_array(volume, copy=False)
+        lo, hi = (ijk_to_ras @ np.r_[lo, 1.0])[:3], (ijk_to_ras @ np.r_[hi, 1.0])[:3]
         roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "box")
         roi.SetCenter(*((lo + hi) / 2))
         roi.SetSize(*abs(hi - lo))

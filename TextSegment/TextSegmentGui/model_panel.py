@@ -7,6 +7,8 @@ import os
 import qt
 import slicer
 
+from TextSegmentLib.terminology import known_names
+
 
 class ModelPanelMixin:
     """Model management for TextSegmentWidget (uses ``self.ui``, ``self.logic``, ``self._start``)."""
@@ -18,7 +20,8 @@ class ModelPanelMixin:
         try:
             from TextSegmentLib.catalog import list_models
 
-            for m in list_models():
+            models = list_models()
+            for m in models:
                 state = "installed" if m.installed else f"{(m.size or 0) / 1e6:.0f} MB download"
                 combo.addItem(f"{m.id}{' (default)' if m.default else ''} - {state}", m.id)
         except Exception as exc:
@@ -29,8 +32,21 @@ class ModelPanelMixin:
         combo.blockSignals(False)
 
     def _onModelChanged(self, index: int) -> None:
+        model = self.ui.modelComboBox.itemData(index) or "default"
         if self._parameterNode:
-            self._parameterNode.model = self.ui.modelComboBox.itemData(index) or "default"
+            self._parameterNode.model = model
+        self._setCompletions(known_names() + self._vocabulary(model))
+
+    def _vocabulary(self, model: str) -> list:
+        """Structure names of a catalog model (no model loading): used for prompt completion."""
+        try:
+            from TextSegmentLib.catalog import load_catalog
+
+            catalog = load_catalog()
+            entry = catalog.get(catalog.default_id() if model == "default" else model)
+            return list(entry.structures) if entry is not None else []
+        except Exception:  # a missing or broken catalog only costs the completion
+            return []
 
     def _configureLogic(self) -> None:
         self.logic.model = self._parameterNode.model or "default"

@@ -25,12 +25,28 @@ class RefineToolsMixin:
                 node.SetAttribute(POINT_LABEL_ATTRIBUTE, "negative")
         return node
 
-    def _place(self, kind: str, on: bool) -> None:
-        buttons = {
+    def _toolButtons(self) -> dict:
+        return {
             "box": self.ui.boxButton,
             "positive": self.ui.positivePointButton,
             "negative": self.ui.negativePointButton,
         }
+
+    def _observeInteraction(self) -> None:
+        """Un-check the tool buttons when place mode ends (one box placed, Escape, another module's tool)."""
+        interaction = slicer.app.applicationLogic().GetInteractionNode()
+        self.addObserver(interaction, interaction.InteractionModeChangedEvent, self._onInteractionModeChanged)
+
+    def _onInteractionModeChanged(self, caller, event) -> None:
+        if caller.GetCurrentInteractionMode() == caller.Place:
+            return
+        for button in self._toolButtons().values():
+            button.blockSignals(True)
+            button.checked = False
+            button.blockSignals(False)
+
+    def _place(self, kind: str, on: bool) -> None:
+        buttons = self._toolButtons()
         interaction = slicer.app.applicationLogic().GetInteractionNode()
         if not on:
             if not any(b.checked for b in buttons.values()):
