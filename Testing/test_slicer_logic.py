@@ -22,11 +22,9 @@ OPTIONS = {"presence_threshold": 0.0, "min_component_ml": 0.0, "min_slices": 1, 
 
 
 @pytest.fixture(scope="module")
-def tiny_model():
-    from TextSegmentLib.model import build_model
-
-    torch.manual_seed(3)
-    return build_model({"image_size": 64, "embed_dim": 32, "decoder_heads": 4, "decoder_mlp_dim": 64}).eval()
+def tiny_model(tiny_bundle):
+    """The shared tiny random-weight bundle (Testing/conftest.py), loaded through the catalog/bundle path."""
+    return str(tiny_bundle)
 
 
 @pytest.fixture(scope="module")
