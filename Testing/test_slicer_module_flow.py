@@ -1,0 +1,170 @@
+"""The module's widget glue (TextSegment/TextSegment.py) driven without the Slicer application.
+
+Real MRML (slicer-core) and the real logic, worker and tiny model; only Qt, the widgets and Slicer's scripted-module
+base classes are stand-ins. This exercises what the self-test does inside Slicer: Segment -> poll the worker ->
+segments and results; box -> Apply -> Undo; an error shows a dialog and leaves the scene; Cancel.
+"""
+
+import importlib.util
+import sys
+import time
+import types
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+pytest.importorskip("torch")
+
+from TextSegmentLib import slicer_bridge as bridge  # noqa: E402
+from TextSegmentLib.worker import Worker  # noqa: E402
+
+MODULE_DIR = Path(__file__).resolve().parents[1] / "TextSegment"
+
+
+class _Base:
+    def __init__(self, *args, **kwargs):
+        pass
+
+
+def _stub_modules():
+    scripted = types.ModuleType("slicer.ScriptedLoadableModule")
+    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleWidget", "ScriptedLoadableModuleTest"):
+        setattr(scripted, name, type(name, (_Base,), {}))
+
+    class ScriptedLoadableModuleLogic(_Base):
+        def getParameterNode(self):
+            return mock.MagicMock()
+
+    scripted.ScriptedLoadableModuleLogic = ScriptedLoadableModuleLogic
+    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
+    wrapper.parameterNodeWrapper = lambda cls: cls
+    wrapper.Choice = wrapper.WithinRange = lambda *args: None
+    return {"qt": mock.MagicMock(), "slicer.ScriptedLoadableModule": scripted, "slicer.parameterNodeWrapper": wrapper}
+
+
+@pytest.fixture
+def module(monkeypatch):
+    for name, stub in _stub_modules().items():
+        monkeypatch.setitem(sys.modules, name, stub)
+    monkeypatch.syspath_prepend(str(MODULE_DIR))
+    before = set(sys.modules)
+    spec = importlib.util.spec_from_file_location("TextSegment", MODULE_DIR / "TextSegment.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    yield mod
+    for name in set(sys.modules) - before:
+        if name.startswith("TextSegmentGui"):
+            del sys.modules[name]
+
+
+@pytest.fixture
+def scene(monkeypatch):
+    scene = slicer.vtkMRMLScene()
+    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
+    app = mock.MagicMock()
+    app.testingEnabled.return_value = True
+    monkeypatch.setattr(slicer, "app", app, raising=False)
+    return scene
+
+
+@pytest.fixture
+def worker():
+    w = Worker(name="test-module-worker")
+    yield w
+    w.shutdown()
+
+
+def _widget(module, scene, volume, tiny_bundle, worker, prompts="brain\nleft hippocampus"):
+    widget = module.TextSegmentWidget()
+    names = [
+        "promptEdit", "recentPromptsComboBox", "progressBar", "statusLabel", "resultsTable", "refineSegmentComboBox",
+        "segmentButton", "cancelButton", "applyRefineButton", "undoButton", "boxButton", "positivePointButton",
+        "negativePointButton",
+    ]  # fmt: skip
+    widget.ui = types.SimpleNamespace(**{n: mock.MagicMock() for n in names})
+    widget.ui.promptEdit.toPlainText.return_value = prompts
+    widget.ui.refineSegmentComboBox.currentData = None
+    widget.ui.refineSegmentComboBox.findData.return_value = 0
+    widget.logic = module.TextSegmentLogic(scene, model=str(tiny_bundle), device="cpu", worker=worker)
+    widget._timer = mock.MagicMock()
+    widget._parameterNode = types.SimpleNamespace(
+        inputVolume=volume, outputSegmentation=None, prompts=prompts, recentPrompts="", model=str(tiny_bundle),
+        device="cpu", sliceAxis="axial", ctWindow="auto", presenceThreshold=0.0, minComponentMl=0.0,
+        fillHoles=False, largestOnly=False,
+    )  # fmt: skip
+    return widget
+
+
+def _run(widget, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while widget._job is not None and time.monotonic() < deadline:
+        widget._poll()
+        time.sleep(0.02)
+    assert widget._job is None, "the job did not finish"
+
+
+def _volume(scene, shape=(12, 40, 36)):
+    z, y, x = np.mgrid[: shape[0], : shape[1], : shape[2]]
+    array = (100.0 * ((x - 18) ** 2 / 200 + (y - 20) ** 2 / 250 + (z - 6) ** 2 / 30 < 1) + x).astype(np.float32)
+    return bridge.array_to_volume(scene, array, np.diag([-2.0, -2.0, 3.0, 1.0]), name="head")
+
+
+def test_segment_refine_undo_through_the_widget(module, scene, tiny_bundle, worker, monkeypatch):
+    volume = _volume(scene)
+    widget = _widget(module, scene, volume, tiny_bundle, worker)
+    monkeypatch.setattr(module, "ensureDependencies", lambda askConfirmation=True: True)
+    widget.onSegment()
+    assert widget._job is not None
+    _run(widget)
+    seg = widget._parameterNode.outputSegmentation
+    assert seg is not None and seg.GetSegmentation().GetNumberOfSegments() == 2
+    widget.ui.resultsTable.setRowCount.assert_called_with(2)
+    assert widget.ui.refineSegmentComboBox.addItem.call_count == 2
+    assert widget._parameterNode.recentPrompts == "brain\tleft hippocampus"
+
+    sid = seg.GetSegmentation().GetSegmentIdBySegmentName("brain")
+    before = bridge.segment_to_array(seg, sid, volume)
+    box = widget._markupsNode("box")
+    _, m = bridge.volume_to_array(volume, copy=False)
+    lo, hi = (m @ [5.0, 5.0, 6.0, 1.0])[:3], (m @ [30.0, 34.0, 6.0, 1.0])[:3]
+    box.SetCenter(*((lo + hi) / 2))
+    box.SetSize(*np.abs(hi - lo))
+    widget.ui.refineSegmentComboBox.currentData = sid
+    widget.onApplyRefine()
+    _run(widget)
+    assert box.GetNumberOfControlPoints() == 0, "the box is cleared once applied"
+    assert widget.logic.canUndo(seg)
+    widget.onUndo()
+    np.testing.assert_array_equal(bridge.segment_to_array(seg, sid, volume), before)
+
+
+def test_error_shows_a_dialog_and_leaves_the_scene(module, scene, tiny_bundle, worker, monkeypatch):
+    volume = _volume(scene)
+    widget = _widget(module, scene, volume, tiny_bundle, worker, prompts="brain")
+    widget._parameterNode.ctWindow = "no-such-window"
+    shown = []
+    monkeypatch.setattr(slicer.util, "errorDisplay", lambda text, **kw: shown.append((text, kw)))
+    monkeypatch.setattr(module, "ensureDependencies", lambda askConfirmation=True: True)
+    widget.onSegment()
+    _run(widget)
+    assert shown and "no-such-window" in shown[0][0] and "Traceback" in shown[0][1]["detailedText"]
+    assert scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 0
+    assert widget._parameterNode.outputSegmentation is None
+
+
+def test_cancel_from_the_widget(module, scene, tiny_bundle, worker, monkeypatch):
+    volume = _volume(scene, shape=(300, 32, 32))
+    widget = _widget(module, scene, volume, tiny_bundle, worker, prompts="brain")
+    monkeypatch.setattr(module, "ensureDependencies", lambda askConfirmation=True: True)
+    widget.onSegment()
+    job = widget._job
+    while job.status().fraction < 0.02 and not job.done:
+        time.sleep(0.01)
+    widget.onCancel()
+    _run(widget)
+    assert job.state == "cancelled"
+    assert "cancelled" in str(widget.ui.statusLabel.text)
+    assert scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 0
