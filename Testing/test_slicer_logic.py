@@ -272,3 +272,21 @@ def test_errors_leave_the_scene_as_it_was(scene, logic, brain_image, monkeypatch
     with pytest.raises(RuntimeError, match="disk full"):
         logic.applySegmentation(volume, result)  # a new node is removed again
     assert scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == count
+
+
+def test_undo_history_is_bounded(scene, logic, brain_image):
+    from TextSegmentLib.slicer_logic import MAX_UNDO
+
+    volume = _volume_node(scene, brain_image)
+    seg = logic.segment(volume, ["brain"], **OPTIONS)
+    result = logic._sessions[seg.GetID()].result
+    for _ in range(MAX_UNDO + 3):
+        logic.applySegmentation(volume, result, seg)
+    session = logic._sessions[seg.GetID()]
+    assert len(session.undo) == MAX_UNDO
+    assert all(not step.session.undo for step in session.undo if step.session is not None)
+    for _ in range(MAX_UNDO):
+        assert logic.undo(seg)
+    assert not logic.canUndo(seg) and seg.GetSegmentation().GetNumberOfSegments() == 1
+    logic.forget(seg)
+    assert seg.GetID() not in logic._sessions

@@ -182,6 +182,7 @@ class TextSegmentWidget(
     def onSceneStartClose(self, caller, event) -> None:
         if self._job is not None:
             self._job.cancel()
+        self.logic.forget()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:

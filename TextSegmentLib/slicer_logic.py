@@ -35,6 +35,8 @@ TAG_PROMPT, TAG_FOUND, TAG_CONFIDENCE, TAG_VOLUME = (
     "TextSegment.VolumeMl",
 )
 INPUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+#: undo steps kept per segmentation node (each may hold segment copies and an engine result)
+MAX_UNDO = 10
 
 #: segmenters per (model key, device): loading a model once per session is enough
 _SEGMENTERS: Dict[Tuple[Any, str], Any] = {}
@@ -172,6 +174,7 @@ class TextSegmentLogic:
         old = self._sessions.get(segmentationNode.GetID())
         session = _Session(volumeNode.GetID(), result, ids, list(old.undo) if old else [])
         session.undo.append(_UndoStep("segment", changed, old))
+        _trim(session)
         self._sessions[segmentationNode.GetID()] = session
         return segmentationNode
 
@@ -283,6 +286,7 @@ class TextSegmentLogic:
         self._tag(segmentationNode, sid, report)
         index = segmentationNode.GetSegmentation().GetSegmentIndex(sid)
         session.undo.append(_UndoStep("refine", [(sid, previous, index)]))
+        _trim(session)
         return segmentationNode
 
     def refine(
@@ -302,6 +306,14 @@ class TextSegmentLogic:
         return self.applyRefinement(segmentationNode, segmentId)
 
     # ------------------------------------------------------------------------------------------ undo
+    def forget(self, segmentationNode: Any = None) -> None:
+        """Drop the undo history and engine results of one segmentation node (or of all; e.g. on scene close)."""
+        if segmentationNode is None:
+            self._sessions.clear()
+            self._inputs.clear()
+        else:
+            self._sessions.pop(segmentationNode.GetID(), None)
+
     def canUndo(self, segmentationNode: Any) -> bool:
         session = self._sessions.get(segmentationNode.GetID()) if segmentationNode is not None else None
         return bool(session and session.undo)
@@ -390,6 +402,14 @@ class TextSegmentLogic:
         segment.SetTag(TAG_FOUND, "true" if report.found else "false")
         segment.SetTag(TAG_CONFIDENCE, f"{report.confidence:.3f}")
         segment.SetTag(TAG_VOLUME, f"{report.volume_ml:.3f}")
+
+
+def _trim(session: _Session) -> None:
+    """Keep the last MAX_UNDO steps; older engine results are released with them."""
+    del session.undo[:-MAX_UNDO]
+    for step in session.undo:
+        if step.session is not None:
+            step.session.undo = []  # an old session's own history is never used again (it gets the current one)
 
 
 def _check_grid(volumeNode: Any, result: Any) -> None:
