@@ -82,12 +82,13 @@ def _widget(module, scene, volume, tiny_bundle, worker, prompts="brain\nleft hip
     names = [
         "promptEdit", "recentPromptsComboBox", "progressBar", "statusLabel", "resultsTable", "refineSegmentComboBox",
         "segmentButton", "cancelButton", "applyRefineButton", "undoButton", "boxButton", "positivePointButton",
-        "negativePointButton",
+        "negativePointButton", "deviceComboBox", "deviceHintLabel",
     ]  # fmt: skip
     widget.ui = types.SimpleNamespace(**{n: mock.MagicMock() for n in names})
     widget.ui.promptEdit.toPlainText.return_value = prompts
     widget.ui.refineSegmentComboBox.currentData = None
     widget.ui.refineSegmentComboBox.findData.return_value = 0
+    widget.ui.deviceComboBox.currentText = "cpu"
     widget.logic = module.TextSegmentLogic(scene, model=str(tiny_bundle), device="cpu", worker=worker)
     widget._timer = mock.MagicMock()
     widget._parameterNode = types.SimpleNamespace(
@@ -116,6 +117,8 @@ def test_segment_refine_undo_through_the_widget(module, scene, tiny_bundle, work
     volume = _volume(scene)
     widget = _widget(module, scene, volume, tiny_bundle, worker)
     monkeypatch.setattr(module, "ensureDependencies", lambda askConfirmation=True: True)
+    shown = []
+    monkeypatch.setattr(slicer.util, "errorDisplay", lambda text, **kw: shown.append(text))
     widget.onSegment()
     assert widget._job is not None
     _run(widget)
@@ -139,6 +142,7 @@ def test_segment_refine_undo_through_the_widget(module, scene, tiny_bundle, work
     assert widget.logic.canUndo(seg)
     widget.onUndo()
     np.testing.assert_array_equal(bridge.segment_to_array(seg, sid, volume), before)
+    assert shown == [], shown
 
 
 def test_error_shows_a_dialog_and_leaves_the_scene(module, scene, tiny_bundle, worker, monkeypatch):

@@ -160,6 +160,8 @@ class TextSegmentWidget(
         self.initializeParameterNode()
         self._populateModels()
         self._setCompletions(known_names() + self._vocabulary(self._parameterNode.model))
+        if "torch" in sys.modules:  # importing torch only for a hint would slow down opening the module
+            self._updateDeviceHint()
 
     def cleanup(self) -> None:
         self.removeObservers()
@@ -294,6 +296,7 @@ class TextSegmentWidget(
         self._parameterNode.outputSegmentation = segmentation
         segmentation.CreateClosedSurfaceRepresentation()
         self._updateResults()
+        self._updateDeviceHint()
 
     def _updateResults(self, *args) -> None:
         node = self._parameterNode.outputSegmentation if self._parameterNode else None

@@ -124,4 +124,9 @@ class ModelPanelMixin:
                     hint = f"The GPU has {gb:.1f} GB; large volumes may fall back to the CPU (slower)."
             elif device == "cuda":
                 hint = "No CUDA GPU was found; use auto or cpu."
+        elif device == "mps" and importlib.util.find_spec("torch") is not None:
+            import torch
+
+            if not torch.backends.mps.is_available():
+                hint = "Apple MPS is not available here; use auto or cpu."
         self.ui.deviceHintLabel.text = hint
