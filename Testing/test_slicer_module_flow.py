@@ -129,6 +129,8 @@ def test_segment_refine_undo_through_the_widget(module, scene, tiny_bundle, work
     assert widget._parameterNode.recentPrompts == "brain\tleft hippocampus"
 
     sid = seg.GetSegmentation().GetSegmentIdBySegmentName("brain")
+    widget._selectResultRow(0, 0)
+    widget.ui.refineSegmentComboBox.findData.assert_called_with(sid)
     before = bridge.segment_to_array(seg, sid, volume)
     box = widget._markupsNode("box")
     _, m = bridge.volume_to_array(volume, copy=False)

@@ -317,7 +317,10 @@ class TextSegmentWidget(
         self._updateButtons()
 
     def _selectResultRow(self, row: int, column: int) -> None:
-        self.ui.refineSegmentComboBox.setCurrentIndex(row)
+        ids = self.logic.segmentIds(self._parameterNode.outputSegmentation, existingOnly=False)
+        index = self.ui.refineSegmentComboBox.findData(ids[row]) if row < len(ids) else -1
+        if index >= 0:
+            self.ui.refineSegmentComboBox.setCurrentIndex(index)
 
     # ------------------------------------------------------------------------------------------ refine
     def onApplyRefine(self) -> None:

@@ -201,14 +201,15 @@ class TextSegmentLogic:
         session = self._sessions.get(segmentationNode.GetID()) if segmentationNode is not None else None
         return list(session.result.segments) if session else []
 
-    def segmentIds(self, segmentationNode: Any) -> List[str]:
-        """Ids of the segments of the last run on this node that still exist, in prompt order (refinable)."""
+    def segmentIds(self, segmentationNode: Any, existingOnly: bool = True) -> List[str]:
+        """Ids of the segments of the last run on this node, in prompt order (refinable); with
+        ``existingOnly=False`` also those the user has deleted since (one per prompt, like :meth:`results`)."""
         session = self._sessions.get(segmentationNode.GetID()) if segmentationNode is not None else None
         if session is None:
             return []
         segmentation = segmentationNode.GetSegmentation()
         ids = [session.segment_ids[i] for i in sorted(session.segment_ids)]
-        return [sid for sid in ids if segmentation.GetSegment(sid) is not None]
+        return [sid for sid in ids if not existingOnly or segmentation.GetSegment(sid) is not None]
 
     # ------------------------------------------------------------------------------------------ refine
     def _session_for(self, segmentationNode: Any, segmentId: str) -> Tuple[_Session, int]:
