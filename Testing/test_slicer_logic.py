@@ -221,8 +221,8 @@ def test_cancel_within_a_second_leaves_scene_unchanged(scene, logic):
     volume = bridge.array_to_volume(scene, array, np.diag([2.0, 2.0, 1.0, 1.0]), name="long")
     nodes_before = scene.GetNumberOfNodes()
     job = logic.segmentAsync(volume, ["liver"], use_cache=False)
-    # Cancel is checked between batches: on an idle machine that is well under a second; on a loaded one (these
-    # machines are shared) allow twice the longest gap seen between two progress reports.
+    # Cancel is checked between batches: on an idle machine that is well under a second; on a busy one (a loaded
+    # CI runner) allow twice the longest gap seen between two progress reports.
     deadline, changes, last = time.monotonic() + 60, [], None
     while len(changes) < 4 and not job.done and time.monotonic() < deadline:
         fraction = job.status().fraction
