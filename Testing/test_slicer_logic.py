@@ -211,7 +211,13 @@ def test_segment_files_batch(scene, logic, brain_image, tmp_path):
     scene.AddNode(reader)
     reader.SetFileName(str(written[0]))
     assert reader.ReadData(loaded)
-    assert loaded.GetSegmentation().GetNthSegment(0).GetName() == "brain"
+    segment = loaded.GetSegmentation().GetNthSegment(0)
+    assert segment.GetName() == "brain"
+    assert "12738006" in bridge.get_tag(segment, segment.GetTerminologyEntryTagName())
+    assert bridge.get_tag(segment, TAG_FOUND) in ("true", "false")
+    assert segment.GetColor() == pytest.approx((250 / 255, 250 / 255, 225 / 255), abs=1e-5)
+    image = sitk.ReadImage(str(written[0]))
+    np.testing.assert_allclose(image.GetOrigin(), brain_image.GetOrigin(), atol=1e-4)
 
 
 def test_cancel_within_a_second_leaves_scene_unchanged(scene, logic):

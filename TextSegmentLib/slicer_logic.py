@@ -367,6 +367,8 @@ class TextSegmentLogic:
                     lambda job, p=path: self.segmenter().segment(str(p), prompts, cancel=job.cancelled, **options)
                 )
                 written.append(result.save(target, overwrite=overwrite))
+                if suffix == ".seg.nrrd":
+                    _label_seg_nrrd(target, result)
                 found = ", ".join(f"{s.prompt}: {s.volume_ml:.1f} mL" if s.found else f"{s.prompt}: not found"
                                   for s in result.segments)  # fmt: skip
                 log.info("%s -> %s (%s)", path.name, target.name, found)
@@ -411,6 +413,28 @@ def _trim(session: _Session) -> None:
     for step in session.undo:
         if step.session is not None:
             step.session.undo = []  # an old session's own history is never used again (it gets the current one)
+
+
+def _label_seg_nrrd(path: Path, result: Any) -> None:
+    """Give a .seg.nrrd written by the engine Slicer's terminology, colours and the TextSegment tags per segment."""
+    import SimpleITK as sitk  # noqa: PLC0415
+
+    image = sitk.ReadImage(str(path))
+    for i, report in enumerate(result.segments):
+        match = match_prompt(report.prompt)
+        tags = {
+            TAG_PROMPT: report.prompt,
+            TAG_FOUND: "true" if report.found else "false",
+            TAG_CONFIDENCE: f"{report.confidence:.3f}",
+            TAG_VOLUME: f"{report.volume_ml:.3f}",
+        }
+        if match.entry:
+            tags = {"TerminologyEntry": match.entry, **tags}
+        image.SetMetaData(f"Segment{i}_Color", " ".join(f"{c:.6g}" for c in match.color))
+        image.SetMetaData(f"Segment{i}_Tags", "".join(f"{k}:{str(v).replace('|', ' ')}|" for k, v in tags.items()))
+    temporary = path.with_name(f".{path.name}.tmp.seg.nrrd")
+    sitk.WriteImage(image, str(temporary), True)
+    temporary.replace(path)
 
 
 def _check_grid(volumeNode: Any, result: Any) -> None:
