@@ -17,7 +17,7 @@ Example (``slicer-core``):
     >>> scene = slicer.vtkMRMLScene()
     >>> node = array_to_volume(scene, np.zeros((4, 5, 6), np.int16), spacing=(1, 1, 2), name="ct")
     >>> array, ijk_to_ras = volume_to_array(node)
-    >>> array.shape, ijk_to_ras[2, 2]
+    >>> array.shape, float(ijk_to_ras[2, 2])
     ((4, 5, 6), 2.0)
 """
 
@@ -170,7 +170,10 @@ def array_to_volume(
     """(k, j, i) array -> new (or updated) scalar volume node; ``ijk_to_ras`` defaults to diag(spacing).
 
     Example:
-        >>> node = array_to_volume(scene, np.ones((2, 3, 4), np.float32), np.diag([-1, -1, 1, 1.0]))
+        >>> import slicer
+        >>> node = array_to_volume(slicer.vtkMRMLScene(), np.ones((2, 3, 4), np.float32), np.diag([-1, -1, 1, 1.0]))
+        >>> node.GetImageData().GetDimensions()
+        (4, 3, 2)
     """
     from vtk.util import numpy_support  # noqa: PLC0415
 
@@ -374,9 +377,11 @@ def _ras_to_ijk(volume_node: Any, source_node: Any) -> np.ndarray:
 def roi_to_voxel_box(roi_node: Any, volume_node: Any, slice_axis: Optional[int] = None) -> VoxelBox:
     """ROI markup -> :class:`VoxelBox` on the slice it was drawn on (its thinnest side in voxels, or ``slice_axis``).
 
+    An ROI drawn on an axial view of an axially stored volume is flat along k:
+
     Example:
-        >>> box = roi_to_voxel_box(roi, volume)  # ROI drawn on an axial view of an axial volume
-        >>> box.axis, box.slice_index
+        >>> box = roi_to_voxel_box(roi, volume)  # doctest: +SKIP
+        >>> box.axis, box.slice_index  # doctest: +SKIP
         (2, 12)
     """
     if roi_node is None or roi_node.GetNumberOfControlPoints() == 0:

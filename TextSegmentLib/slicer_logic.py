@@ -21,20 +21,13 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import slicer_bridge as bridge
+from .slicer_files import TAG_CONFIDENCE, TAG_FOUND, TAG_PROMPT, TAG_VOLUME, input_files, label_seg_nrrd, output_stem
 from .terminology import match_prompt
 from .worker import Job, Worker, default_worker
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Optional[Callable[[float, str], None]]
-#: segment tags written by TextSegment (kept in .seg.nrrd files)
-TAG_PROMPT, TAG_FOUND, TAG_CONFIDENCE, TAG_VOLUME = (
-    "TextSegment.Prompt",
-    "TextSegment.Found",
-    "TextSegment.Confidence",
-    "TextSegment.VolumeMl",
-)
-INPUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 #: undo steps kept per segmentation node (each may hold segment copies and an engine result)
 MAX_UNDO = 10
 
@@ -354,12 +347,12 @@ class TextSegmentLogic:
             >>> logic.segmentFiles("/data/scans", ["liver", "spleen"], "/data/out")  # doctest: +SKIP
             [PosixPath('/data/out/case01.seg.nrrd'), ...]
         """
-        files = _input_files(inputs)
+        files = input_files(inputs)
         out_dir = Path(outputFolder)
         out_dir.mkdir(parents=True, exist_ok=True)
         written: List[Path] = []
         for n, path in enumerate(files):
-            target = out_dir / (_stem(path) + suffix)
+            target = out_dir / (output_stem(path) + suffix)
             if progress is not None:
                 progress(n / max(len(files), 1), f"{path.name} ({n + 1}/{len(files)})")
             try:
@@ -368,7 +361,7 @@ class TextSegmentLogic:
                 )
                 written.append(result.save(target, overwrite=overwrite))
                 if suffix == ".seg.nrrd":
-                    _label_seg_nrrd(target, result)
+                    label_seg_nrrd(target, result)
                 found = ", ".join(f"{s.prompt}: {s.volume_ml:.1f} mL" if s.found else f"{s.prompt}: not found"
                                   for s in result.segments)  # fmt: skip
                 log.info("%s -> %s (%s)", path.name, target.name, found)
@@ -415,28 +408,6 @@ def _trim(session: _Session) -> None:
             step.session.undo = []  # an old session's own history is never used again (it gets the current one)
 
 
-def _label_seg_nrrd(path: Path, result: Any) -> None:
-    """Give a .seg.nrrd written by the engine Slicer's terminology, colours and the TextSegment tags per segment."""
-    import SimpleITK as sitk  # noqa: PLC0415
-
-    image = sitk.ReadImage(str(path))
-    for i, report in enumerate(result.segments):
-        match = match_prompt(report.prompt)
-        tags = {
-            TAG_PROMPT: report.prompt,
-            TAG_FOUND: "true" if report.found else "false",
-            TAG_CONFIDENCE: f"{report.confidence:.3f}",
-            TAG_VOLUME: f"{report.volume_ml:.3f}",
-        }
-        if match.entry:
-            tags = {"TerminologyEntry": match.entry, **tags}
-        image.SetMetaData(f"Segment{i}_Color", " ".join(f"{c:.6g}" for c in match.color))
-        image.SetMetaData(f"Segment{i}_Tags", "".join(f"{k}:{str(v).replace('|', ' ')}|" for k, v in tags.items()))
-    temporary = path.with_name(f".{path.name}.tmp.seg.nrrd")
-    sitk.WriteImage(image, str(temporary), True)
-    temporary.replace(path)
-
-
 def _check_grid(volumeNode: Any, result: Any) -> None:
     """Refuse to write a result computed on another grid (the volume changed while it was being segmented)."""
     dims = tuple(volumeNode.GetImageData().GetDimensions())
@@ -444,24 +415,3 @@ def _check_grid(volumeNode: Any, result: Any) -> None:
         raise bridge.BridgeError(
             f"volume '{volumeNode.GetName()}' changed (now {dims}) since it was segmented; segment it again"
         )
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in INPUT_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
-def _input_files(inputs: Union[str, Path, Sequence[Union[str, Path]]]) -> List[Path]:
-    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    files: List[Path] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            images = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(INPUT_SUFFIXES))
-            files.extend(images or [path])  # a folder without image files is taken as one DICOM series
-        else:
-            files.append(path)
-    return files
