@@ -296,3 +296,38 @@ def test_undo_history_is_bounded(scene, logic, brain_image):
     assert not logic.canUndo(seg) and seg.GetSegmentation().GetNumberOfSegments() == 1
     logic.forget(seg)
     assert seg.GetID() not in logic._sessions
+
+
+def test_box_on_a_permuted_volume_uses_the_model_slice_axis(scene, logic, brain_image):
+    from TextSegmentLib.engine.volume import AXIS_NORMAL
+
+    volume = _volume_node(scene, brain_image, permute=True)  # axial slices are along index axis i here
+    seg = logic.segment(volume, ["brain"], **OPTIONS)
+    sid = seg.GetSegmentation().GetSegmentIdBySegmentName("brain")
+    prepared = logic._sessions[seg.GetID()].result.volume
+    axis = prepared.reorientation.permutation[AXIS_NORMAL[prepared.axis]]
+    assert axis == 0
+    dims = np.array(volume.GetImageData().GetDimensions(), float)
+    lo, hi = dims * 0.2, dims * 0.8
+    lo[axis] = hi[axis] = dims[axis] // 2
+    _, m = bridge.volume_to_array(volume, copy=False)
+    ras_lo, ras_hi = (m @ np.r_[lo, 1])[:3], (m @ np.r_[hi, 1])[:3]
+    roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "box")
+    roi.SetCenter(*((ras_lo + ras_hi) / 2))
+    roi.SetSize(*np.abs(ras_hi - ras_lo))
+    _, slice_ijk, box, _, _ = logic.refinePrompts(seg, sid, roi)
+    assert round(slice_ijk[axis]) == dims[axis] // 2
+    before = bridge.segment_to_array(seg, sid, volume)
+    logic.refine(seg, sid, roiNode=roi)
+    session = logic._sessions[seg.GetID()]
+    np.testing.assert_array_equal(bridge.segment_to_array(seg, sid, volume), session.result.mask(0))
+    assert logic.undo(seg)
+    np.testing.assert_array_equal(bridge.segment_to_array(seg, sid, volume), before)
+
+    # A box drawn flat on another view (here: flat along k) cannot be a box on an axial slice.
+    flat = dims * 0.5
+    ras_a, ras_b = (m @ np.r_[2.0, 2.0, flat[2], 1])[:3], (m @ np.r_[2.0, dims[1] - 3, flat[2], 1])[:3]
+    roi.SetCenter(*((ras_a + ras_b) / 2))
+    roi.SetSize(*np.abs(ras_b - ras_a))
+    with pytest.raises(bridge.BridgeError, match="axial view"):
+        logic.refinePrompts(seg, sid, roi)
