@@ -190,7 +190,11 @@ def test_refine_needs_a_textsegment_segment(scene, logic, brain_image):
     seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "manual")
     with pytest.raises(bridge.BridgeError, match="Segment first"):
         logic.refine(seg, "x", roiNode=None)
-    seg = logic.segment(volume, ["brain"], **OPTIONS)
+    seg = logic.segment(volume, "brain\n\n  skull \n", **OPTIONS)  # one prompt per line, blanks ignored
+    names = [
+        seg.GetSegmentation().GetNthSegment(n).GetName() for n in range(seg.GetSegmentation().GetNumberOfSegments())
+    ]
+    assert names == ["brain", "skull"]
     with pytest.raises(bridge.BridgeError, match="box or at least one"):
         logic.refine(seg, seg.GetSegmentation().GetNthSegmentID(0))
 

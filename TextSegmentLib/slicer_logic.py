@@ -128,7 +128,8 @@ class TextSegmentLogic:
     def segmentAsync(self, volumeNode: Any, prompts: Union[str, Sequence[str]], **options: Any) -> Job:
         """Start segmenting on the worker; returns the :class:`Job` (its result goes to :meth:`applySegmentation`)."""
         volume = self.volumeInput(volumeNode)
-        prompts = [prompts] if isinstance(prompts, str) else [p for p in prompts if p and p.strip()]
+        prompts = prompts.splitlines() if isinstance(prompts, str) else list(prompts)  # one prompt per line
+        prompts = [p.strip() for p in prompts if isinstance(p, str) and p.strip()] or list(prompts)
 
         def run(job: Job) -> Any:
             job.report(0.0, "loading the model")
@@ -180,6 +181,8 @@ class TextSegmentLogic:
         **options: Any,
     ) -> Any:
         """Segment ``volumeNode`` for each prompt and return the segmentation node (blocks until done).
+
+        ``prompts`` is a list, or a string with one prompt per line.
 
         Segments are named after the prompts and coloured/coded with Slicer terminology when the name is a known
         structure; a segment of the same name is replaced (undo restores it). Prompts the model does not find give
