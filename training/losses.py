@@ -1,6 +1,6 @@
 """Losses: Dice + focal on masks (positives; focal alone on negatives), BCE on presence, IoU regression."""
 
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
@@ -35,15 +35,17 @@ def hard_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def segmentation_loss(
-    out, target: torch.Tensor, present: torch.Tensor, weights: Dict[str, float]
+    out, target: torch.Tensor, present: torch.Tensor, weights: Dict[str, float], n_pos: Optional[torch.Tensor] = None
 ) -> Dict[str, torch.Tensor]:
     """All loss terms for a batch; ``out`` is the model's DecoderOutput, target (B, S, S), present (B,).
 
     Returns the weighted ``total`` and each unweighted term (batch means; Dice and IoU over positives only).
+    ``n_pos``: the number of positives to divide by (under DDP: the global count / world size, so that averaging
+    the processes' gradients gives exactly the single-process loss).
     """
     logits = out.masks[:, 0]
     pos = present > 0.5
-    n_pos = pos.float().sum().clamp(min=1)
+    n_pos = (pos.float().sum() if n_pos is None else n_pos).clamp(min=1)
     dice = (soft_dice(logits, target) * pos).sum() / n_pos
     focal = sigmoid_focal(logits, target).mean()
     presence = F.binary_cross_entropy_with_logits(out.presence[:, 0], present)

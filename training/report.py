@@ -2,14 +2,23 @@
 (per-structure box plots of slice Dice; Dice versus prompt length, as in seed 000 table 3)."""
 
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
 
-def _mean(values) -> float:
+def _mean(values) -> Optional[float]:
     vals = [v for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))]
-    return round(float(np.mean(vals)), 4) if vals else float("nan")
+    return round(float(np.mean(vals)), 4) if vals else None
+
+
+def _clean(value):
+    """NaN -> None, recursively, so metrics are strict JSON."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value
 
 
 def summarise(slice_rows: List[Dict], volume_rows: List[Dict]) -> Dict:
@@ -51,7 +60,7 @@ def summarise(slice_rows: List[Dict], volume_rows: List[Dict]) -> Dict:
         "volume_hd95_mm": _mean([x["hd95_mm"] for x in v]),
         "volume_absent_fp_rate": _mean(fps),
     }
-    return out
+    return _clean(out)
 
 
 def write_summary(path: Path, slice_rows: List[Dict], volume_rows: List[Dict]) -> Dict:

@@ -3,6 +3,7 @@ is stored (float16) in the cache folder, keyed by the encoder and the prompt."""
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -37,9 +38,10 @@ class TextFeatureCache:
             emb = model.text_encoder.encode(chunk)
             for j, p in enumerate(chunk):
                 n = int(emb.mask[j].sum())
-                feats[p] = (emb.sentence[j].clone(), emb.tokens[j, :n].clone())
+                # stored as float16; rounded the same way here so a fresh and a cached run see identical features
+                feats[p] = (emb.sentence[j].half().float(), emb.tokens[j, :n].half().float())
         if path is not None:
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
             torch.save({"s": [feats[p][0].half() for p in prompts], "t": [feats[p][1].half() for p in prompts]}, tmp)
             tmp.replace(path)
         return cls(feats, spec.dim)

@@ -30,6 +30,7 @@ from TextSegmentLib.model import build_model
 from .config import load_config
 from .data import SliceSampler
 from .losses import segmentation_loss
+from .syncbn import convert_batchnorm
 from .textcache import TextFeatureCache
 
 log = logging.getLogger("training.train")
@@ -188,6 +189,11 @@ def train(
     if sampler.manifest["image_size"] != model_cfg.get("image_size", 256):
         raise ValueError(f"cache image size {sampler.manifest['image_size']} != model image_size")
     model = build_model(model_cfg).to(device)
+    if world > 1:  # batch statistics over the global batch (before the optimiser sees the parameters)
+        if device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        else:
+            model = convert_batchnorm(model)
     text = TextFeatureCache.build(model, sampler.all_prompts(), Path(cache))
     val_samples = _validation_set(cfg, sampler)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -200,7 +206,8 @@ def train(
     step, elapsed = load_checkpoint(ckpt, model, optimizer, scaler) if ckpt.exists() else (0, 0.0)
     if step:
         log.info("resumed from %s at step %d", ckpt, step)
-    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    # find_unused_parameters: the mask-prompt branch is idle in steps without mask inputs
+    ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
     data = StepBatches(sampler, step, total, batch, rank, world, seed)
     workers = int(tc.get("workers", 0))
     loader = torch.utils.data.DataLoader(
@@ -213,7 +220,7 @@ def train(
     )
     weights = tc.get("loss_weights", {})
     warmup, min_ratio = float(tc.get("warmup", 0.03)), float(tc.get("min_lr_ratio", 0.02))
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    base_lrs = [float(tc.get("lr", 1e-4))] * len(optimizer.param_groups)  # not the restored (scheduled) lr
     clip = float(tc.get("grad_clip", 1.0))
     log_every, ckpt_every = int(tc.get("log_every", 20)), int(tc.get("checkpoint_every", 200))
     val_every = int(tc.get("val_every", 500))
@@ -230,7 +237,13 @@ def train(
         for g, lr in zip(optimizer.param_groups, base_lrs):
             g["lr"] = lr * lr_factor(progress, warmup, min_ratio)
         out_dec = run_forward(ddp, batch_data, text, device)
-        losses = segmentation_loss(out_dec, batch_data["masks"].to(device), batch_data["present"].to(device), weights)
+        present = batch_data["present"].to(device)
+        n_pos = None
+        if world > 1:
+            n_pos = (present > 0.5).float().sum()
+            dist.all_reduce(n_pos)
+            n_pos = n_pos / world
+        losses = segmentation_loss(out_dec, batch_data["masks"].to(device), present, weights, n_pos)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(losses["total"]).backward()
         scaler.unscale_(optimizer)
@@ -241,10 +254,15 @@ def train(
         seen += batch
         if bar is not None:
             bar.update(1)
+        if step % log_every == 0 or step == 1:
+            logged = torch.stack([v.detach().float() for v in losses.values()])
+            if world > 1:  # log the global batch's loss, not rank 0's share
+                dist.all_reduce(logged)
+                logged = logged / world
         if rank == 0 and (step % log_every == 0 or step == 1):
             now = time.time()
             row = {"step": step, "elapsed_s": round(now - t_start, 1), "lr": optimizer.param_groups[0]["lr"]}
-            row.update({k: round(float(v.detach()), 5) for k, v in losses.items()})
+            row.update({k: round(float(v), 5) for k, v in zip(losses, logged)})
             row["grad_norm"] = round(float(grad_norm), 4)
             row["samples_per_s"] = round(seen / max(now - t_log, 1e-6), 2)
             _append_csv(out / "log.csv", row)
