@@ -219,3 +219,26 @@ def test_torchrun_two_processes_match_one(prepared):
     # an order of magnitude below one step
     worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
     assert worst < 3e-4, worst
+
+
+def test_mask_prompt_and_mixed_prompt_samples(prepared):
+    """Mask prompts follow the sample's flip/augmentation; boxes enclose the target; points sit inside/outside it."""
+    from training.data import SliceSampler
+
+    _, cfg, cache = prepared
+    sampler = SliceSampler(cache, cfg["train"]["data"])
+    samples = [sampler.sample(i, with_prior=True) for i in range(40)]
+    for s in samples:
+        assert s.prior is not None and s.prior.shape == s.mask.shape
+        assert set(np.unique(np.sign(s.prior))) <= {-1.0, 1.0}
+        if s.present and s.structure == "brain":  # neighbouring slice or degraded mask: mostly overlaps the target
+            inside = (s.prior > 0) & (s.mask > 0)
+            assert inside.sum() > 0.5 * min((s.prior > 0).sum(), s.mask.sum())
+        if s.box[0] >= 0:
+            rows, cols = np.nonzero(s.mask)
+            assert s.box[0] <= cols.min() + 0.2 * (np.ptp(cols) + 1) + 2
+            assert s.box[2] >= cols.max() - 0.2 * (np.ptp(cols) + 1) - 2
+        for (x, y), label in zip(s.points, s.labels):
+            if label >= 0:
+                assert s.mask[int(y), int(x)] == label
+    assert all(s.prior is None for s in (sampler.sample(i) for i in range(5)))

@@ -4,7 +4,7 @@ Every random choice is drawn from generators seeded per sample, so a batch depen
 resuming or splitting a batch over processes gives the same samples.
 """
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -44,20 +44,22 @@ class SliceAugmenter:
         self.spatial = T.Compose(
             [
                 T.RandAffined(
-                    keys=["image", "mask"],
+                    keys=["image", "mask", "prior"],
+                    allow_missing_keys=True,
                     prob=o["p_affine"],
                     rotate_range=(rad,),
                     scale_range=(o["scale"], o["scale"]),
                     translate_range=(o["translate_px"], o["translate_px"]),
-                    mode=("bilinear", "nearest"),
+                    mode=("bilinear", "nearest", "nearest"),
                     padding_mode="zeros",
                 ),
                 T.Rand2DElasticd(
-                    keys=["image", "mask"],
+                    keys=["image", "mask", "prior"],
+                    allow_missing_keys=True,
                     prob=o["p_elastic"],
                     spacing=(24, 24),
                     magnitude_range=(0.5, o["elastic_magnitude"]),
-                    mode=("bilinear", "nearest"),
+                    mode=("bilinear", "nearest", "nearest"),
                     padding_mode="zeros",
                 ),
             ]
@@ -74,14 +76,19 @@ class SliceAugmenter:
             ]
         )
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, seed: int) -> "tuple[np.ndarray, np.ndarray]":
-        """Augment one slice ((S, S) or (C, S, S)); returns float32 image in [0, 255] (same shape) and uint8 mask."""
+    def __call__(
+        self, image: np.ndarray, mask: np.ndarray, seed: int, prior: Optional[np.ndarray] = None
+    ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        """Augment one slice ((S, S) or (C, S, S)) and its mask, and a prior mask (mask prompt) with the same
+        spatial transform; returns float32 image in [0, 255] (same shape), uint8 mask, uint8 prior or None."""
         self.spatial.set_random_state(seed=seed % (2**32))
         self.intensity.set_random_state(seed=(seed * 7 + 3) % (2**32))
         data = {
             "image": torch.as_tensor(image, dtype=torch.float32)[None] if image.ndim == 2 else torch.as_tensor(image),
             "mask": torch.as_tensor(mask, dtype=torch.float32)[None],
         }
+        if prior is not None:
+            data["prior"] = torch.as_tensor(prior, dtype=torch.float32)[None]
         data = self.spatial(data)
         img = data["image"]
         if float(img.max()) > float(img.min()):
@@ -89,7 +96,22 @@ class SliceAugmenter:
         img = torch.as_tensor(img).clamp(0, 255).float().numpy()
         img = img[0] if image.ndim == 2 else img
         out_mask = (torch.as_tensor(data["mask"])[0].numpy() > 0.5).astype(np.uint8)
-        return img, out_mask
+        out_prior = None
+        if prior is not None:
+            out_prior = (torch.as_tensor(data["prior"])[0].numpy() > 0.5).astype(np.uint8)
+        return img, out_mask, out_prior
+
+
+def degrade(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An imperfect previous mask (for refinement training): shifted by up to 3 px, dilated or eroded."""
+    from scipy import ndimage
+
+    out = np.roll(mask.astype(bool), tuple(rng.integers(-3, 4, size=2)), axis=(0, 1))
+    it = int(rng.integers(0, 3))
+    if it:
+        op = ndimage.binary_dilation if rng.random() < 0.5 else ndimage.binary_erosion
+        out = op(out, iterations=it)
+    return out.astype(np.uint8)
 
 
 def flip_lr(array: np.ndarray) -> np.ndarray:

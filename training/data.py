@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .augment import SliceAugmenter, flip_lr, synthesize
+from .augment import SliceAugmenter, degrade, flip_lr, synthesize
 from .prepare.run import load_manifest
 from .prompting import PromptBank, spatial_target
 from .vocabulary import Structure
@@ -33,6 +33,7 @@ class Sample:
     points: np.ndarray  # (MAX_POINTS, 2)
     labels: np.ndarray  # (MAX_POINTS,), -1 padding
     structure: str
+    prior: Optional[np.ndarray] = None  # (S, S) float32 logits of a previous mask (mask prompt), or None
 
 
 class CaseArrays:
@@ -136,13 +137,14 @@ class SliceSampler:
                     out.append((ci, k, present))
         return out
 
-    def sample(self, seed: int, augment: bool = True) -> Sample:
-        """One sample, fully determined by ``seed``."""
+    def sample(self, seed: int, augment: bool = True, with_prior: bool = False) -> Sample:
+        """One sample, fully determined by ``seed``. ``with_prior`` adds a previous-mask prompt: the neighbouring
+        slice's mask (propagation, as the engine does) or a degraded mask of this slice (refinement)."""
         rng = np.random.default_rng(seed)
         prng = random.Random(seed)
         flip = augment and rng.random() < float(self.opt.get("augment", {}).get("p_flip", 0.5) if self.augment else 0)
         if self.spatial and rng.random() < float(self.opt.get("p_spatial", 0.0)):
-            return self._spatial_sample(rng, prng, flip, augment, seed)
+            return self._spatial_sample(rng, prng, flip, augment, seed, with_prior)
         j = int(rng.choice(len(self.structures), p=self.structure_p))
         s = self.structures[j]
         src = s
@@ -160,18 +162,27 @@ class SliceSampler:
         case, k = self.cases[cases[i]], int(slices[i])
         image = case.image(s.ct_window, k, self.context)
         mask = case.mask(src, k).astype(np.uint8)
+        prior = None
+        propagate = with_prior and rng.random() < 0.7
+        if propagate:
+            prior = case.mask(src, int(np.clip(k + rng.choice([-1, 1]), 0, case.n - 1))).astype(np.uint8)
         if augment and case.synth is not None and rng.random() < float(self.opt.get("augment", {}).get("p_synth", 0)):
             image = np.repeat(synthesize(np.asarray(case.synth[k]), rng)[None], image.shape[0], axis=0)
         if flip:
             image, mask = flip_lr(image), flip_lr(mask)
+            prior = flip_lr(prior) if prior is not None else None
         if augment and self.augment is not None:
-            image, mask = self.augment(image, mask, seed)
+            image, mask, prior = self.augment(image, mask, seed, prior)
+        if with_prior and not propagate:
+            prior = degrade(mask, rng)
         present = float(mask.sum() >= max(1, self.min_pixels // 2))
         mode = "text" if not present else self.modes[int(rng.choice(len(self.modes), p=self.mode_p))]
         text = prng.choice(self.pool[s.name]) if augment else s.name
-        return self._prompted(image, mask, present, text, mode, rng, s.name)
+        out = self._prompted(image, mask, present, text, mode, rng, s.name)
+        out.prior = _logits(prior, rng) if with_prior else None
+        return out
 
-    def _spatial_sample(self, rng, prng, flip, augment, seed) -> Sample:
+    def _spatial_sample(self, rng, prng, flip, augment, seed, with_prior=False) -> Sample:
         ci, k, present = self.spatial[int(rng.integers(len(self.spatial)))]
         case = self.cases[ci]
         kind = prng.choice(sorted(self.spatial_prompts))
@@ -182,12 +193,14 @@ class SliceSampler:
             masks = {n: flip_lr(m) for n, m in masks.items()}
         target = spatial_target(masks, kind)
         if target is None:
-            return self.sample(seed + 1, augment)
+            return self.sample(seed + 1, augment, with_prior)
         mask = masks[target].astype(np.uint8)
         if augment and self.augment is not None:
-            image, mask = self.augment(image, mask, seed)
+            image, mask, _ = self.augment(image, mask, seed)
         text = prng.choice(self.spatial_prompts[kind])
-        return self._prompted(image, mask, float(mask.sum() > 0), text, "text", rng, f"spatial:{kind}")
+        out = self._prompted(image, mask, float(mask.sum() > 0), text, "text", rng, f"spatial:{kind}")
+        out.prior = _logits(degrade(mask, rng), rng) if with_prior else None
+        return out
 
     def _prompted(self, image, mask, present, text, mode, rng, name) -> Sample:
         box = -np.ones(4, dtype=np.float32)
@@ -243,6 +256,12 @@ def sampled_points(mask: np.ndarray, rng: np.random.Generator) -> Tuple[np.ndarr
         points[len(idx)] = (ocols[t], orows[t])
         labels[len(idx)] = 0
     return points, labels
+
+
+def _logits(prior: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A binary prior mask as logits of random confidence (+L inside, -L outside, L in [4, 20])."""
+    level = float(rng.uniform(4.0, 20.0))
+    return np.where(prior > 0, level, -level).astype(np.float32)
 
 
 def _normalise(weights) -> np.ndarray:

@@ -51,7 +51,9 @@ class StepBatches(torch.utils.data.Dataset):
         step = self.start + i
         per_rank = self.batch // self.world
         idx = range(self.rank * per_rank, (self.rank + 1) * per_rank)
-        samples = [self.sampler.sample(sample_seed(self.seed, step, j)) for j in idx]
+        p_prior = float(self.sampler.opt.get("p_mask_prompt", 0.0))
+        with_prior = p_prior > 0 and np.random.default_rng([self.seed, step, 7]).random() < p_prior
+        samples = [self.sampler.sample(sample_seed(self.seed, step, j), with_prior=with_prior) for j in idx]
         return collate(samples)
 
 
@@ -70,6 +72,11 @@ def collate(samples) -> Dict:
         "labels": torch.from_numpy(np.stack([s.labels for s in samples])),
         "prompts": [s.prompt for s in samples],
         "structures": [s.structure for s in samples],
+        "priors": (
+            torch.from_numpy(np.stack([s.prior for s in samples]))[:, None]
+            if all(s.prior is not None for s in samples)
+            else None
+        ),
     }
 
 
@@ -103,6 +110,7 @@ def run_forward(model, batch: Dict, text: TextFeatureCache, device):
         boxes=batch["boxes"].to(device),
         points=batch["points"].to(device),
         point_labels=batch["labels"].to(device),
+        mask_inputs=batch["priors"].to(device) if batch.get("priors") is not None else None,
     )
 
 
