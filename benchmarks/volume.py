@@ -31,7 +31,7 @@ CONFIGS = {
 }
 PROMPTS = {
     "brain": ["left hippocampus", "right caudate nucleus", "brain"],
-    "ct": ["liver", "right lung", "spine"],
+    "ct": ["liver", "spleen", "right kidney"],  # one CT window (soft tissue): a new window means a new encoding
 }
 
 
