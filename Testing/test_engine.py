@@ -213,3 +213,12 @@ def test_slice_stride_decodes_fewer_slices_and_agrees_where_present(tiny_bundle,
     absent = seg.segment(brain, ["brain"], presence_threshold=1.0, slice_stride=4)
     assert sum(decoded) == len(range(0, n, 4)) + (0 if (n - 1) % 4 == 0 else 1)
     assert not absent.segments[0].found
+
+
+@pytest.mark.parametrize("flips", [(False, False, False), (False, True, True)])
+def test_reported_slices_are_input_indices(segmenter, brain, flips):
+    image = reoriented(brain, (0, 1, 2), flips)
+    res = segmenter.segment(image, ["brain"], presence_threshold=1.0)
+    segmenter.refine(res, 0, 3, box=(5, 5, 30, 40))
+    ks = np.flatnonzero(res.mask(0).any(axis=(1, 2)))
+    assert ks.tolist() == [3] and res.segments[0].slices == (3, 3)

@@ -22,8 +22,10 @@ _COLORS = [(0.9, 0.3, 0.2), (0.2, 0.6, 0.9), (0.3, 0.8, 0.3), (0.95, 0.8, 0.2), 
 @dataclass
 class SegmentReport:
     """What happened to one prompt. ``label`` is its value in the labelmap (prompt index + 1); ``confidence`` in
-    [0, 1]; ``matched`` the model-card vocabulary name (None if not in the vocabulary); ``laterality_check`` is
-    'ok', 'mismatch' or None (no side in the prompt, or nothing found)."""
+    [0, 1]; ``matched`` the model-card vocabulary name (None if not in the vocabulary); ``slices`` the first and
+    last slice holding the segment, as indices along the input's own index axis nearest the slice normal (the
+    convention of ``Segmenter.refine``'s int ``slice_index``); ``laterality_check`` is 'ok', 'mismatch' or None
+    (no side in the prompt, or nothing found)."""
 
     prompt: str
     label: int
@@ -91,6 +93,16 @@ class Result:
         on_left = centre > midline
         return "ok" if on_left == (side == "left") else "mismatch"
 
+    def _input_slices(self, occupied: np.ndarray) -> Tuple[int, int]:
+        """First and last occupied slice as indices along the input's own axis nearest the slice normal."""
+        from .volume import AXIS_NORMAL
+
+        c = AXIS_NORMAL[self.volume.axis]
+        if self.volume.reorientation.flips[c]:
+            n = self.volume.num_slices
+            return int(n - 1 - occupied[-1]), int(n - 1 - occupied[0])
+        return int(occupied[0]), int(occupied[-1])
+
     def _report(self, index: int, state: PromptState) -> SegmentReport:
         mask = state.mask
         occupied = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
@@ -112,7 +124,7 @@ class Result:
             matched=state.match.name,
             side=state.match.side,
             ct_window=window,
-            slices=(int(occupied[0]), int(occupied[-1])) if found else None,
+            slices=self._input_slices(occupied) if found else None,
             laterality_check=side_check,
             refinements=state.refinements,
             warnings=warnings,
