@@ -81,6 +81,12 @@ class Result:
         self._labelmap: Optional[sitk.Image] = None
         self._reports: Optional[List[SegmentReport]] = None
 
+    def __repr__(self) -> str:
+        parts = [
+            f"{s.label}:{s.prompt!r} {'found' if s.found else 'not found'} {s.volume_ml:.1f} ml" for s in self.segments
+        ]
+        return f"<Result {'x'.join(map(str, self.volume.image.GetSize()))}: {'; '.join(parts)}>"
+
     # --- reports -------------------------------------------------------------------------------------------
     def _side_check(self, state: PromptState) -> Optional[str]:
         side = state.match.side
