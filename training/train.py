@@ -327,9 +327,12 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, help="total optimiser steps (overrides train.steps)")
     parser.add_argument("--minutes", type=float, help="wall-clock budget; the schedule anneals over it")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (overrides train.threads)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = load_config(args.config)
+    if args.threads:
+        cfg.setdefault("train", {})["threads"] = args.threads
     out = Path(args.out or Path("training/runs") / cfg["name"])
     train(cfg, out, args.device, args.steps, args.minutes)
     if dist.is_initialized():
