@@ -62,6 +62,7 @@ def make_config(tmp: Path) -> dict:
             "warmup": 0.1,
             "threads": 1,
             "workers": 0,
+            "intent_weight": 0.1,
             "log_every": 1,
             "checkpoint_every": 1000,
             "val_every": 1000,
@@ -167,6 +168,7 @@ def test_resume_equals_uninterrupted(prepared):
     assert a["step"] == b["step"] == 8
     for k in a["model"]:
         assert torch.allclose(a["model"][k].float(), b["model"][k].float(), atol=1e-6), k
+    assert torch.equal(a["extra"]["intent"]["weight"], b["extra"]["intent"]["weight"])  # training-only head too
     sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
     assert all(torch.allclose(sa[i]["exp_avg"], sb[i]["exp_avg"], atol=1e-6) for i in sa)
 
@@ -181,7 +183,7 @@ def test_torchrun_two_processes_match_one(prepared):
 
     tmp, cfg, _ = prepared
     cfg = copy.deepcopy(cfg)
-    cfg["train"].update(steps=4, batch_size=4)
+    cfg["train"].update(steps=4, batch_size=4, intent_weight=0.0)
     path = tmp / "ddp.yaml"
     path.write_text(yaml.safe_dump(cfg))
     from training.train import train

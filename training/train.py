@@ -29,6 +29,7 @@ from TextSegmentLib.model import build_model
 
 from .config import load_config
 from .data import SliceSampler
+from .intent import TrainingModule, intent_loss
 from .losses import segmentation_loss
 from .syncbn import convert_batchnorm
 from .textcache import TextFeatureCache
@@ -103,8 +104,9 @@ def setup_distributed(device_name: str):
 
 
 def run_forward(model, batch: Dict, text: TextFeatureCache, device):
+    """(decoder output, intention logits or None) for a batch, through the model or its training wrapper."""
     emb = text.batch(batch["prompts"])
-    return model(
+    out = model(
         batch["images"].to(device),
         text=emb,
         boxes=batch["boxes"].to(device),
@@ -112,6 +114,7 @@ def run_forward(model, batch: Dict, text: TextFeatureCache, device):
         point_labels=batch["labels"].to(device),
         mask_inputs=batch["priors"].to(device) if batch.get("priors") is not None else None,
     )
+    return out if isinstance(out, tuple) else (out, None)
 
 
 @torch.no_grad()
@@ -122,7 +125,7 @@ def quick_validation(model, samples, text: TextFeatureCache, device, batch: int 
     per: Dict[str, List[float]] = {}
     for i in range(0, len(samples), batch):
         b = collate(samples[i : i + batch])
-        out = run_forward(model, b, text, device)
+        out, _ = run_forward(model, b, text, device)
         logits = out.masks[:, 0].cpu()
         inter = ((logits > 0).float() * b["masks"]).flatten(1).sum(1)
         denom = (logits > 0).float().flatten(1).sum(1) + b["masks"].flatten(1).sum(1)
@@ -135,8 +138,9 @@ def quick_validation(model, samples, text: TextFeatureCache, device, batch: int 
     return result
 
 
-def save_checkpoint(path: Path, model, optimizer, scaler, step: int, elapsed: float, cfg: Dict) -> None:
+def save_checkpoint(path: Path, model, optimizer, scaler, step: int, elapsed: float, cfg: Dict, extra=None) -> None:
     state = {
+        "extra": extra or {},
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict(),
@@ -150,9 +154,11 @@ def save_checkpoint(path: Path, model, optimizer, scaler, step: int, elapsed: fl
     tmp.replace(path)
 
 
-def load_checkpoint(path: Path, model, optimizer, scaler):
+def load_checkpoint(path: Path, model, optimizer, scaler, heads=None):
     state = torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
+    for name, module in (heads or {}).items():
+        module.load_state_dict(state["extra"][name])
     optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
     torch.set_rng_state(state["rng"]["torch"])
@@ -204,18 +210,21 @@ def train(
             model = convert_batchnorm(model)
     text = TextFeatureCache.build(model, sampler.all_prompts(), Path(cache))
     val_samples = _validation_set(cfg, sampler)
-    params = [p for p in model.parameters() if p.requires_grad]
+    intent_weight = float(tc.get("intent_weight", 0.0))
+    trainer = TrainingModule(model, len(sampler.structures) if intent_weight > 0 else 0).to(device)
+    heads = {"intent": trainer.intent} if trainer.intent is not None else {}
+    params = [p for p in trainer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         params, lr=float(tc.get("lr", 1e-4)), betas=(0.9, 0.999), weight_decay=float(tc.get("weight_decay", 0.01))
     )
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / CHECKPOINT
-    step, elapsed = load_checkpoint(ckpt, model, optimizer, scaler) if ckpt.exists() else (0, 0.0)
+    step, elapsed = load_checkpoint(ckpt, model, optimizer, scaler, heads) if ckpt.exists() else (0, 0.0)
     if step:
         log.info("resumed from %s at step %d", ckpt, step)
     # find_unused_parameters: the mask-prompt branch is idle in steps without mask inputs
-    ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
+    ddp = torch.nn.parallel.DistributedDataParallel(trainer, find_unused_parameters=True) if world > 1 else trainer
     data = StepBatches(sampler, step, total, batch, rank, world, seed)
     workers = int(tc.get("workers", 0))
     loader = torch.utils.data.DataLoader(
@@ -244,7 +253,7 @@ def train(
             break
         for g, lr in zip(optimizer.param_groups, base_lrs):
             g["lr"] = lr * lr_factor(progress, warmup, min_ratio)
-        out_dec = run_forward(ddp, batch_data, text, device)
+        out_dec, intent_logits = run_forward(ddp, batch_data, text, device)
         present = batch_data["present"].to(device)
         n_pos = None
         if world > 1:
@@ -252,6 +261,15 @@ def train(
             dist.all_reduce(n_pos)
             n_pos = n_pos / world
         losses = segmentation_loss(out_dec, batch_data["masks"].to(device), present, weights, n_pos)
+        if heads:
+            targets = torch.tensor(
+                [
+                    sampler.index.get(n, -100) if p else -100
+                    for n, p in zip(batch_data["structures"], batch_data["prompts"])
+                ]
+            )
+            losses["intent"] = intent_loss(intent_logits, targets)
+            losses["total"] = losses["total"] + intent_weight * losses["intent"]
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(losses["total"]).backward()
         scaler.unscale_(optimizer)
@@ -280,9 +298,9 @@ def train(
         if rank == 0 and val_samples and step % val_every == 0:
             _validate(model, val_samples, text, device, out, step, t_start)
         if rank == 0 and step % ckpt_every == 0:
-            save_checkpoint(ckpt, model, optimizer, scaler, step, time.time() - t_start, cfg)
+            save_checkpoint(ckpt, model, optimizer, scaler, step, time.time() - t_start, cfg, _states(heads))
     if rank == 0:
-        save_checkpoint(ckpt, model, optimizer, scaler, step, time.time() - t_start, cfg)
+        save_checkpoint(ckpt, model, optimizer, scaler, step, time.time() - t_start, cfg, _states(heads))
         if val_samples and stop_after is None and step % val_every:
             _validate(model, val_samples, text, device, out, step, t_start)
         log.info("finished at step %d after %.1f min", step, (time.time() - t_start) / 60)
@@ -291,6 +309,10 @@ def train(
     if world > 1:
         dist.barrier()
     return out
+
+
+def _states(heads: Dict) -> Dict:
+    return {name: module.state_dict() for name, module in heads.items()}
 
 
 def _validation_set(cfg: Dict, sampler: SliceSampler):
