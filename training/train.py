@@ -157,9 +157,14 @@ def save_checkpoint(path: Path, model, optimizer, scaler, step: int, elapsed: fl
 def load_checkpoint(path: Path, model, optimizer, scaler, heads=None):
     state = torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
+    missing = [name for name in (heads or {}) if name not in state.get("extra", {})]
     for name, module in (heads or {}).items():
-        module.load_state_dict(state["extra"][name])
-    optimizer.load_state_dict(state["optimizer"])
+        if name not in missing:
+            module.load_state_dict(state["extra"][name])
+    if missing:  # a head was switched on after this checkpoint: it and the optimiser moments start afresh
+        log.warning("checkpoint has no %s head; starting it and the optimiser state afresh", missing)
+    else:
+        optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
     torch.set_rng_state(state["rng"]["torch"])
     np.random.set_state(state["rng"]["numpy"])
