@@ -244,3 +244,37 @@ def test_mask_prompt_and_mixed_prompt_samples(prepared):
             if label >= 0:
                 assert s.mask[int(y), int(x)] == label
     assert all(s.prior is None for s in (sampler.sample(i) for i in range(5)))
+
+
+def test_flip_keeps_left_prompts_on_the_patients_left(prepared):
+    """With every sample flipped, 'left X' targets still lie on the patient's left (the partner's mirrored mask)."""
+    from training.data import SliceSampler
+
+    _, cfg, cache = prepared
+    no_aug = {"p_flip": 1.0, "p_affine": 0, "p_elastic": 0, "p_synth": 0}
+    flipped = SliceSampler(cache, {"augment": no_aug, "neg_ratio": 0, "p_spatial": 0})
+    checked = 0
+    for i in range(60):
+        s = flipped.sample(i)
+        side = s.structure.split(" ")[0]
+        if side in ("left", "right") and s.present:
+            cols = np.nonzero(s.mask)[1].mean()
+            assert (cols > 32) if side == "left" else (cols < 32), (s.structure, cols)
+            checked += 1
+    assert checked >= 10
+
+
+def test_other_planes_and_slice_context(tmp_path):
+    """prepare can cache coronal slices; the sampler trains on them and gives 2.5D (k-1, k, k+1) channels."""
+    from training.data import SliceSampler
+    from training.prepare import prepare
+
+    cfg = make_config(tmp_path)
+    cfg["prepare"]["planes"] = ["axial", "coronal"]
+    cache = prepare(cfg)
+    manifest = json.loads((cache / "manifest.json").read_text())
+    assert set(manifest["cases"][0]["planes"]) == {"axial", "coronal"}
+    sampler = SliceSampler(cache, {"planes": ["coronal"], "augment": None}, slice_context=True)
+    assert all(c.plane == "coronal" for c in sampler.cases)
+    s = sampler.sample(0, augment=False)
+    assert s.image.shape == (3, 64, 64) and not np.array_equal(s.image[0], s.image[2])

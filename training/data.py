@@ -37,15 +37,16 @@ class Sample:
 
 
 class CaseArrays:
-    """Memory-mapped arrays of one cached case (axial plane)."""
+    """Memory-mapped arrays of one cached case in one plane (axial unless the cache also holds others)."""
 
-    def __init__(self, root: Path, entry: Dict) -> None:
+    def __init__(self, root: Path, entry: Dict, plane: str = "axial") -> None:
         d = root / entry["id"]
-        self.entry = entry
-        self.images = {w: np.load(d / f"image_{w}.npy", mmap_mode="r") for w in entry["windows"]}
-        self.layers = {n: np.load(d / f"layer_{n}.npy", mmap_mode="r") for n in entry["layers"]}
-        self.counts = np.load(d / "counts.npy")
-        self.synth = np.load(d / "synth.npy", mmap_mode="r") if entry.get("synth") else None
+        p = "" if plane == "axial" else f"{plane}_"
+        self.entry, self.plane = entry, plane
+        self.images = {w: np.load(d / f"{p}image_{w}.npy", mmap_mode="r") for w in entry["windows"]}
+        self.layers = {n: np.load(d / f"{p}layer_{n}.npy", mmap_mode="r") for n in entry["layers"]}
+        self.counts = np.load(d / f"{p}counts.npy")
+        self.synth = np.load(d / f"{p}synth.npy", mmap_mode="r") if entry.get("synth") else None
         self.n = self.counts.shape[0]
 
     def mask(self, s: Structure, k: int) -> np.ndarray:
@@ -72,7 +73,10 @@ class SliceSampler:
         self.context = slice_context
         self.structures = [Structure.from_dict(s) for s in self.manifest["structures"]]
         self.index = {s.name: i for i, s in enumerate(self.structures)}
-        self.cases = [CaseArrays(self.root, c) for c in self.manifest["cases"] if c["split"] == split]
+        planes = options.get("planes", ["axial"])  # planes to train on (the cache must hold them)
+        self.cases = [
+            CaseArrays(self.root, c, plane) for c in self.manifest["cases"] if c["split"] == split for plane in planes
+        ]
         if not self.cases:
             raise ValueError(f"the cache {self.root} has no '{split}' cases")
         cw = options.get("case_weights", {})

@@ -72,7 +72,11 @@ def slice_protocol(model, cfg: Dict, out: Path, max_slices: int = 24, max_negati
                 if not len(ks):
                     continue
                 texts = [prompts[i % len(prompts)] for i in range(len(ks))]
-                img = torch.from_numpy(np.repeat(images[ks][:, None], 3, axis=1).astype(np.float32))
+                if model.config.slice_context:  # 2.5D: slices k-1, k, k+1 as the three channels
+                    near = [np.clip(ks + d, 0, len(images) - 1) for d in (-1, 0, 1)]
+                    img = torch.from_numpy(np.stack([images[i] for i in near], axis=1).astype(np.float32))
+                else:
+                    img = torch.from_numpy(np.repeat(images[ks][:, None], 3, axis=1).astype(np.float32))
                 res = _predict(model, img, texts)
                 for i, k in enumerate(ks):
                     gt = np.zeros((size, size), bool)
