@@ -149,6 +149,11 @@ def test_chain_train_evaluate_export_segment(prepared):
     assert left["laterality"] == "left" and "HIP L" in left["synonyms"]
     assert card["metrics"]["overall"] == metrics["overall"]
     assert res["entry"]["id"] == "tiny-test-v0.0.1" and len(res["entry"]["sha256"]) == 64
+    from TextSegmentLib.catalog.catalog import load_catalog
+    from TextSegmentLib.catalog.publish import add_to_catalog
+
+    add_to_catalog(tmp / "models.json", res["entry"])  # the entry passes the catalog's own checks (schema)
+    assert [m.id for m in load_catalog(tmp / "models.json")] == ["tiny-test-v0.0.1"]
     result = Segmenter(model=bundle, device="cpu").segment(cfg["prepare"]["cases"][0]["image"], ["brain"])
     assert result.labelmap.GetSize() == (181, 217, 12)
 

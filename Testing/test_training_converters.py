@@ -112,3 +112,26 @@ def test_val_fraction_and_unknown_format(tmp_path, slab):
     assert [c["split"] for c in found] == ["train", "train", "train", "val", "val"]
     with pytest.raises(ValueError, match="unknown dataset format"):
         expand_datasets({"datasets": [{"format": "nope"}]})
+
+
+def test_prepare_is_orientation_invariant(tmp_path, slab):
+    """The same volume stored RAS and LPS (FLanS's orientation warning) gives the same slices and counts."""
+    image, lab = slab
+    ras_img, ras_lab = sitk.DICOMOrient(image, "RAS"), sitk.DICOMOrient(lab, "RAS")
+    lps_img, lps_lab = sitk.DICOMOrient(image, "LPS"), sitk.DICOMOrient(lab, "LPS")
+    assert ras_img.GetDirection() != lps_img.GetDirection()
+    caches = []
+    for name, img, lb in (("ras", ras_img, ras_lab), ("lps", lps_img, lps_lab)):
+        d = tmp_path / name
+        case = {"id": "c", "image": _write(img, d / "i.nii.gz"), "layers": {"l": {"path": _write(lb, d / "l.nii.gz")}}}
+        spec = {
+            "cache": str(d / "cache"),
+            "image_size": 64,
+            "cases": [case],
+            "structures": [{"table": True, "layer": "l", "label_names": {1: "Hippocampus_L", 2: "Hippocampus_R"}}],
+        }
+        from training.prepare import prepare
+
+        caches.append(prepare({"prepare": spec}) / "c")
+    for f in ("image_mr.npy", "layer_l.npy", "counts.npy"):
+        assert np.array_equal(np.load(caches[0] / f), np.load(caches[1] / f)), f
