@@ -74,27 +74,27 @@ def training_data(cfg: Dict, manifest: Dict, step: int) -> Dict:
     }
 
 
-def measure_timings(model, slices: int = 64, repeats: int = 1) -> Dict:
-    """Seconds to encode ``slices`` slices and decode one text prompt over them on this machine's CPU."""
-    size = model.config.image_size
-    images = torch.rand(slices, 3, size, size) * 255
-    with torch.no_grad():
-        model.encode_image(images[:2])
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            emb = torch.cat([model.encode_image(images[i : i + 16]) for i in range(0, slices, 16)])
-        t1 = time.perf_counter()
-        text = model.encode_text(["brain"])
-        t2 = time.perf_counter()
-        for i in range(0, slices, 16):
-            model.decode(emb[i : i + 16], text=text)
-        t3 = time.perf_counter()
-    total = (t1 - t0) / repeats + (t3 - t2)
+def measure_timings(model) -> Dict:
+    """Seconds to segment one reference volume (the MNI152 T1 shipped with nilearn, one prompt) through the engine
+    on this machine's CPU; without nilearn, a random 181-slice volume of the same size."""
+    from TextSegmentLib.engine import Segmenter, VolumeInput
+
+    try:
+        from TextSegmentLib.demo import demo_volume
+
+        volume, name = str(demo_volume()), "MNI152 T1 197x233x189 1 mm"
+    except (ImportError, FileNotFoundError):
+        rng = np.random.default_rng(0)
+        volume = VolumeInput(rng.random((181, 217, 181), dtype=np.float32), (1, 1, 1), (0, 0, 0), np.eye(3).ravel())
+        name = "random 181x217x181 volume"
+    segmenter = Segmenter(model=model, device="cpu")
+    start = time.perf_counter()
+    segmenter.segment(volume, ["brain"], use_cache=False)
+    seconds = time.perf_counter() - start
     return {
-        "cpu_seconds": round(total * 181 / slices, 2),
+        "cpu_seconds": round(seconds, 2),
         "gpu_seconds": None,
-        "reference": f"181 slices at {size}x{size}, one prompt, {platform.processor() or platform.machine()} CPU, "
-        f"{torch.get_num_threads()} threads",
+        "reference": f"{name}, one prompt, {platform.machine()} CPU, {torch.get_num_threads()} threads",
     }
 
 
