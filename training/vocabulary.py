@@ -118,10 +118,12 @@ def expand_entry(entry: Dict) -> List[Structure]:
         out = []
         for value, raw in sorted(table.items()):
             base, side = split_laterality(raw)
-            info = names_map.get(base, {})
+            info = names_map.get(base) or names_map.get(base.lower()) or {}
             if base.startswith("Vermis"):
                 info = {**info, "laterality": "midline"}
-            out.append(_make(base, side, layer, [value], info, region, window))
+            out.append(
+                _make(base, side, layer, [value], info, info.get("region", region), info.get("ct_window", window))
+            )
         return out
     values = list(entry.get("values", []))
     if entry.get("match"):
