@@ -114,6 +114,11 @@ def test_prepare_refuses_broken_case(tmp_path):
     cfg["prepare"]["cases"][0]["layers"] = {"aal": {"path": str(const)}}
     with pytest.raises(CaseError, match="constant"):
         prepare(cfg)
+    from training.prepare import check_cases
+
+    assert "constant" in check_cases(cfg)[0]["error"]
+    report = check_cases(make_config(tmp_path))[0]
+    assert "error" not in report and report["shape"] == [12, 217, 181] and report["labels"]["brain"] == 1
 
 
 def test_chain_train_evaluate_export_segment(prepared):

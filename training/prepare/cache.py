@@ -104,14 +104,25 @@ def synthesis_labels(image: np.ndarray, labels: List[np.ndarray], bins: int = 6)
     return out
 
 
-def prepare_case(case: Dict, structures: List[Structure], out_dir: Path, image_size: int, planes=("axial",)) -> Dict:
-    """Check one case and write its slice cache under ``out_dir / case['id']``; returns its manifest entry."""
+def prepare_case(
+    case: Dict, structures: List[Structure], out_dir: Path, image_size: int, planes=("axial",), check_only=False
+) -> Dict:
+    """Check one case and write its slice cache under ``out_dir / case['id']``; returns its manifest entry.
+    With ``check_only`` nothing is written and the entry says what was found (shape, spacing, label values)."""
     case_id = case["id"]
     image = read_image(case["image"])
     vol = canonical(image)
     vol.array = vol.array.astype(np.float32)
     layers = {name: read_layer(spec, image) for name, spec in case.get("layers", {}).items()}
     check_case(case_id, vol, layers)
+    if check_only:
+        return {
+            "id": case_id,
+            "shape": list(vol.array.shape),
+            "spacing": list(vol.spacing),
+            "oblique_degrees": round(vol.oblique_degrees, 2),
+            "labels": {n: int(np.unique(a).size - 1) for n, a in layers.items()},
+        }
     modality = case.get("modality") or ("CT" if detect_ct(vol.array) else "MR")
     is_ct = modality.upper() == "CT"
     used = [s for s in structures if any(layer in layers for layer in s.sources)]

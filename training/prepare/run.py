@@ -23,6 +23,20 @@ def default_min_pixels(image_size: int) -> int:
     return max(4, int(round(100 * (image_size / 256) ** 2)))
 
 
+def check_cases(cfg: Dict) -> List[Dict]:
+    """Open and check every case of a config without writing anything: one report per case (``error`` if bad)."""
+    section = cfg["prepare"] if "prepare" in cfg else cfg
+    cases, entries = expand_datasets(section)
+    structures = build_structures(entries)
+    reports = []
+    for case in cases:
+        try:
+            reports.append(prepare_case(case, structures, Path("."), 64, check_only=True))
+        except (CaseError, RuntimeError, OSError, ValueError) as exc:
+            reports.append({"id": case["id"], "error": str(exc)})
+    return reports
+
+
 def prepare(cfg: Dict, cache_dir: Optional[str] = None, only: Optional[List[str]] = None) -> Path:
     """Prepare the ``prepare`` section of a config; returns the cache folder. Bad cases stop the run with CaseError
     unless ``skip_bad_cases`` is set, in which case they are logged and left out."""
