@@ -35,5 +35,5 @@ class TrainingModule(nn.Module):
 def intent_loss(logits: Optional[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over items with a target (>= 0); zero when there are none or no classifier."""
     if logits is None or not bool((targets >= 0).any()):
-        return torch.zeros((), device=targets.device)
+        return torch.zeros((), device=targets.device if logits is None else logits.device)
     return F.cross_entropy(logits, targets.to(logits.device), ignore_index=-100)
