@@ -214,7 +214,7 @@ def train(
         else:
             model = convert_batchnorm(model)
     text = TextFeatureCache.build(model, sampler.all_prompts(), Path(cache))
-    val_samples = _validation_set(cfg, sampler)
+    val_samples = [v for v in _validation_set(cfg, sampler) if v.prompt in text.features]  # trained names only
     intent_weight = float(tc.get("intent_weight", 0.0))
     trainer = TrainingModule(model, len(sampler.structures) if intent_weight > 0 else 0).to(device)
     heads = {"intent": trainer.intent} if trainer.intent is not None else {}
