@@ -98,6 +98,7 @@ def test_prepare_writes_checked_cache(prepared):
     counts = np.load(cache / case["id"] / "counts.npy")
     image = np.load(cache / case["id"] / "image_mr.npy")
     assert image.shape == (12, 64, 64) and image.dtype == np.uint8 and image.max() > 200
+    assert (cache / case["id"] / "preview.png").stat().st_size > 1000
     assert (counts >= 0).all() and (counts[:, 4] > 0).all()
     # left structures lie on the patient's left: high columns of a canonical (LPS) axial slice
     layer = np.load(cache / case["id"] / "layer_aal.npy")

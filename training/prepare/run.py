@@ -13,6 +13,7 @@ from typing import Dict, List, Optional
 from ..vocabulary import build_structures
 from .cache import CaseError, prepare_case
 from .converters import expand_datasets
+from .preview import write_preview
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -54,6 +55,8 @@ def prepare(cfg: Dict, cache_dir: Optional[str] = None, only: Optional[List[str]
         t0 = time.time()
         try:
             done.append(prepare_case(case, structures, out, size, planes))
+            if section.get("preview", True):
+                write_preview(out / case["id"], done[-1], structures)
         except (CaseError, RuntimeError, OSError) as exc:
             if not section.get("skip_bad_cases"):
                 raise
