@@ -289,3 +289,18 @@ def test_other_planes_and_slice_context(tmp_path):
     assert all(c.plane == "coronal" for c in sampler.cases)
     s = sampler.sample(0, augment=False)
     assert s.image.shape == (3, 64, 64) and not np.array_equal(s.image[0], s.image[2])
+
+
+def test_disjoint_masks_can_be_dropped(prepared):
+    """components.npy counts the pieces of each structure per slice; max_components: 1 drops split slices."""
+    from training.data import SliceSampler
+
+    _, _, cache = prepared
+    parts = np.load(cache / "colin_slab" / "components.npy")
+    counts = np.load(cache / "colin_slab" / "counts.npy")
+    assert ((parts > 0) == (counts > 0)).all()
+    every = SliceSampler(cache, {"augment": None})
+    single = SliceSampler(cache, {"augment": None, "max_components": 1})
+    for j, (cases, slices, _) in single.pos.items():
+        assert all(single.cases[c].components[k, j] == 1 for c, k in zip(cases, slices))
+        assert len(slices) <= len(every.pos[j][1])

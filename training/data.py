@@ -46,6 +46,8 @@ class CaseArrays:
         self.images = {w: np.load(d / f"{p}image_{w}.npy", mmap_mode="r") for w in entry["windows"]}
         self.layers = {n: np.load(d / f"{p}layer_{n}.npy", mmap_mode="r") for n in entry["layers"]}
         self.counts = np.load(d / f"{p}counts.npy")
+        parts = d / f"{p}components.npy"
+        self.components = np.load(parts) if parts.is_file() else np.ones(self.counts.shape, np.uint8)
         self.synth = np.load(d / f"{p}synth.npy", mmap_mode="r") if entry.get("synth") else None
         self.n = self.counts.shape[0]
 
@@ -81,13 +83,17 @@ class SliceSampler:
             raise ValueError(f"the cache {self.root} has no '{split}' cases")
         cw = options.get("case_weights", {})
         self.case_weight = np.array([float(cw.get(c.entry["id"], 1.0)) for c in self.cases])
+        max_parts = int(options.get("max_components", 0))  # 0: keep every positive slice
         self.pos = {}  # structure index -> (case ids, slices, weights)
         self.neg = {}
         for j in range(len(self.structures)):
             p_c, p_k, p_w, n_c, n_k, n_w = [], [], [], [], [], []
             for ci, case in enumerate(self.cases):
                 col = case.counts[:, j]
-                ks = np.flatnonzero(col >= self.min_pixels)
+                ok = col >= self.min_pixels
+                if max_parts:  # seed 000 drops slices where a structure is split into several pieces
+                    ok &= case.components[:, j] <= max_parts
+                ks = np.flatnonzero(ok)
                 p_c += [ci] * len(ks)
                 p_k += ks.tolist()
                 p_w += [self.case_weight[ci] / max(len(ks), 1)] * len(ks)

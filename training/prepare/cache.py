@@ -2,7 +2,8 @@
 
 Per case folder: ``image_<window>.npy`` (N, S, S) uint8 in [0, 255] (one per intensity preset used by its
 structures), ``layer_<name>.npy`` (N, S, S) label maps at model size, ``counts.npy`` (N, n_structures) int32 pixel
-counts of every structure on every slice (-1 where the case has no such layer), optional ``synth.npy`` (a full label
+counts of every structure on every slice (-1 where the case has no such layer), ``components.npy`` (its number of
+connected pieces there), optional ``synth.npy`` (a full label
 map for label-to-image synthesis) and ``case.json``. Normalisation, orientation and resizing come from
 ``TextSegmentLib.imaging`` so training sees exactly what the inference engine sees.
 """
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
+from scipy import ndimage
 
 from TextSegmentLib.imaging import CT_WINDOWS, detect_ct, fit_slices, normalize_volume, plan_fit
 
@@ -149,11 +151,15 @@ def prepare_case(
             resized_layers[name] = resize_labels(np.ascontiguousarray(view), values, fit)
             np.save(case_dir / f"{prefix}layer_{name}.npy", resized_layers[name])
         counts = np.full((first.shape[0], len(structures)), -1, dtype=np.int32)
+        parts = np.zeros((first.shape[0], len(structures)), dtype=np.uint8)  # connected components per slice
         for j, s in enumerate(structures):
             mask = structure_mask(resized_layers, s.sources)
             if mask is not None:
                 counts[:, j] = mask.sum(axis=(1, 2))
+                for k in np.flatnonzero(counts[:, j] > 0):
+                    parts[k, j] = min(ndimage.label(mask[k])[1], 255)
         np.save(case_dir / f"{prefix}counts.npy", counts)
+        np.save(case_dir / f"{prefix}components.npy", parts)
         if case.get("synth"):
             np.save(case_dir / f"{prefix}synth.npy", synthesis_labels(first, list(resized_layers.values())))
         entry["planes"][plane] = {
