@@ -1,13 +1,17 @@
 """The training chain on a small real case: prepare -> train (loss goes down) -> evaluate -> export -> the bundle
 loads and segments a volume through the engine; resuming gives the same state as an uninterrupted run."""
 
-import copy
-import json
+import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is a folder of the repository, not installed
+
+import copy  # noqa: E402
+import json  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 pytest.importorskip("monai")
 pytest.importorskip("yaml")

@@ -1,10 +1,14 @@
 """Dataset converters (MSD, nnU-Net v2, TotalSegmentator-style, generic) on small real layouts made from Colin27."""
 
-import json
+import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is a folder of the repository, not installed
+
+import json  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 pytest.importorskip("yaml")
 sitk = pytest.importorskip("SimpleITK")

@@ -1,12 +1,17 @@
 """Loss terms and metrics of the training folder."""
 
-import numpy as np
-import pytest
-import torch
+import sys
+from pathlib import Path
 
-from TextSegmentLib.model import DecoderOutput
-from training.losses import hard_iou, segmentation_loss
-from training.metrics import dice, hd95, nsd
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is a folder of the repository, not installed
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from TextSegmentLib.model import DecoderOutput  # noqa: E402
+from training.losses import hard_iou, segmentation_loss  # noqa: E402
+from training.metrics import dice, hd95, nsd  # noqa: E402
 
 
 def _out(logits, presence, iou):

@@ -1,9 +1,14 @@
 """Prompt generation: left/right swap under flips, spatial queries, held-out phrasings kept out of training."""
 
-import random
+import sys
+from pathlib import Path
 
-import numpy as np
-import pytest
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is a folder of the repository, not installed
+
+import random  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 pytest.importorskip("yaml")
 
