@@ -65,3 +65,20 @@ def test_cancel_and_progress():
     assert progress == [0.2, 0.4]
     with pytest.raises(ValueError):
         Batcher(0)
+
+
+def test_a_training_model_keeps_its_mode(tiny_bundle):
+    import numpy as np
+
+    from TextSegmentLib.checkpoint import load_bundle
+    from TextSegmentLib.engine import Segmenter, VolumeInput
+
+    model = load_bundle(tiny_bundle).train()
+    seg = Segmenter(model=model, device="cpu")
+    modes = []
+    original = model.encode_image
+    model.encode_image = lambda x: modes.append(model.image_encoder.training) or original(x)
+    vol = VolumeInput(np.random.rand(3, 16, 16).astype(np.float32), (1, 1, 1), (0, 0, 0), np.eye(3).ravel())
+    seg.segment(vol, ["brain"])
+    assert modes and not any(modes)  # eval (BatchNorm statistics frozen) while segmenting
+    assert model.training and model.image_encoder.training  # the trainer's mode is back

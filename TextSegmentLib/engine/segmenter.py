@@ -1,10 +1,11 @@
 """Segmenter: the whole-volume engine behind the Slicer module, the console and the command line."""
 
+import contextlib
 import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -59,9 +60,9 @@ def load_model(model: Union[str, Path, torch.nn.Module], device: str = "auto") -
     if isinstance(model, torch.nn.Module):
         if device != "auto":
             model.to(resolve_device(device))
-        return model.eval()  # type: ignore[return-value]
+        return model  # type: ignore[return-value]  # switched to eval only during each call (see _eval_mode)
     path = Path(model)
-    if not path.exists():
+    if not path.is_dir():  # a catalog id, "default", an archive file: the catalog resolves it to a bundle folder
         try:
             from ..catalog import resolve_model  # written by the catalog; absent in early checkouts
         except ImportError:
@@ -73,6 +74,18 @@ def load_model(model: Union[str, Path, torch.nn.Module], device: str = "auto") -
         except Exception as exc:  # the catalog has its own error types
             raise BundleError(f"model '{model}' cannot be found: {exc}") from exc
     return load_bundle(path, resolve_device(device))
+
+
+@contextlib.contextmanager
+def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode and no autograd for one call; a caller's training model gets its mode back afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
 
 
 class Segmenter:
@@ -147,7 +160,7 @@ class Segmenter:
 
         Raises :class:`InputError` for unusable inputs or prompts and :class:`Cancelled` when ``cancel()`` is true.
         """
-        with self._lock:
+        with self._lock, _eval_mode(self.model):
             return self._segment(input, check_prompts(prompts), progress, cancel, self._options(options))
 
     def _segment(self, source, prompts, progress, cancel, opts) -> Result:
@@ -288,7 +301,7 @@ class Segmenter:
             raise ValueError("coords must be 'voxel' or 'physical'")
         if box is None and not points:
             raise InputError("refine needs a box or at least one point")
-        with self._lock:
+        with self._lock, _eval_mode(self.model):
             t0 = time.perf_counter()
             volume = result.volume
             state = result.states[prompt_index]
