@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
 import numpy as np
+import SimpleITK as sitk
 import torch
-from scipy import ndimage
 
 from ..imaging import SliceFit
 from ..model import TextEmbedding
@@ -108,10 +108,12 @@ def upscale_masks(
 
 
 def fill_holes_2d(mask: np.ndarray, slices: Optional[Sequence[int]] = None) -> np.ndarray:
-    """Fill holes slice by slice (in place) on ``slices`` (all by default)."""
+    """Fill holes slice by slice (in place) on ``slices`` (all by default); holes are background regions not
+    4-connected to the slice border."""
     for k in range(mask.shape[0]) if slices is None else slices:
         if mask[k].any():
-            mask[k] = ndimage.binary_fill_holes(mask[k])
+            filled = sitk.BinaryFillhole(sitk.GetImageFromArray(mask[k].astype(np.uint8)), False, 1)
+            mask[k] = sitk.GetArrayViewFromImage(filled) > 0
     return mask
 
 
@@ -146,15 +148,18 @@ def cleanup_3d(
     min_slices = max(1, min(int(min_slices), _n or mask.shape[0]))
     if min_component_ml <= 0 and min_slices <= 1 and not largest_only:
         return mask
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    # 26-connected components, labelled in raster order
+    image = sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)), True)
+    labels = sitk.GetArrayFromImage(image)
+    count = int(labels.max())
     if count == 0:
         return mask
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(image)
     keep = np.zeros(count + 1, dtype=bool)
-    objects = ndimage.find_objects(labels)
     for lab in range(1, count + 1):
-        sl = objects[lab - 1]
-        span = sl[0].stop - sl[0].start if sl is not None else 0
+        span = stats.GetBoundingBox(lab)[5]  # extent along the image z axis = the slice axis
         keep[lab] = sizes[lab] * voxel_ml >= min_component_ml and span >= min_slices
     if largest_only and keep[1:].any():
         best = int(np.argmax(np.where(keep, sizes, -1)))
