@@ -62,7 +62,11 @@ def test_import_then_list_shows_custom_model(home, tiny, capsys):
 def test_module_entry_point(home, tiny):
     _catalog(home, [])
     run = subprocess.run(
-        [sys.executable, "-m", "TextSegmentLib", "models", "list"], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "-m", "TextSegmentLib", "models", "list"],
+        cwd=REPO,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
     )
     assert run.returncode == 0, run.stderr
     assert "no models" in run.stdout

@@ -145,7 +145,8 @@ def test_module_entry_point(tiny_bundle, cases, tmp_path):
         ],
         cwd=ROOT,
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr

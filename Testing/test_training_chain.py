@@ -223,7 +223,7 @@ def test_torchrun_two_processes_match_one(prepared):
         "--device",
         "cpu",
     ]
-    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, encoding="utf-8", errors="replace", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     a = torch.load(tmp / "single" / "checkpoint.pt", weights_only=False)["model"]
     b = torch.load(tmp / "ddp" / "checkpoint.pt", weights_only=False)["model"]

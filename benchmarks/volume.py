@@ -137,7 +137,13 @@ def main() -> int:
         for volume in args.volumes.split(","):
             cmd = [sys.executable, __file__, "--worker", config, volume, "--runs", str(args.runs)]
             cmd += ["--threads", str(args.threads)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+            proc = subprocess.run(
+                cmd,
+                capture_output=True,
+                encoding="utf-8",
+                errors="replace",
+                env=dict(os.environ, PYTHONWARNINGS="ignore"),
+            )
             if proc.returncode:
                 print(proc.stderr[-2000:], file=sys.stderr)
                 return proc.returncode

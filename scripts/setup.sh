@@ -26,7 +26,6 @@ fi
 stamp=.venv/.textsegment-setup
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -nt "$stamp" ]; then
   echo "[setup] installing Python packages (first time: a few minutes)"
-  .venv/bin/pip install -q --disable-pip-version-check --upgrade pip >/dev/null
   # CPU build of torch first, so that nothing pulls a multi-GB CUDA build.
   .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/pip install -q --disable-pip-version-check "torch==2.13.0"
   .venv/bin/pip install -q --disable-pip-version-check -e ".[test,training]"

@@ -83,7 +83,7 @@ def run_cli(model: str, image: Path, prompts: Sequence[str], output: Path, devic
     for p in prompts:
         cmd += ["--prompt", p]
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, encoding="utf-8", errors="replace")
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"segment failed ({done.returncode}): {done.stderr[-2000:]}")
