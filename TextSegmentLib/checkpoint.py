@@ -8,7 +8,6 @@ one :class:`BundleError` naming the problem; a model is never half-loaded.
 import copy
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, Dict, Optional, Union
 
 import torch
 
+from .atomic import replace_dir
 from .device import resolve_device
 from .model import ModelConfig, TextSegmentModel, build_model
 from .model.text_encoder import TextEncoderUnavailable, resolve_text_encoder_path
@@ -112,26 +112,11 @@ def save_bundle(
         with open(tmp / CARD_FILE, "w", encoding="utf-8") as fh:
             json.dump(full, fh, indent=2)
         check_bundle(tmp)
-        _replace_dir(tmp, directory)
+        replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``; an old ``target`` is removed only after the move succeeded."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    os.replace(target, old)
-    try:
-        os.replace(new, target)
-    except BaseException:
-        os.replace(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_card(directory: PathLike) -> Dict[str, Any]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from .. import __version__
+from ..atomic import replace_dir
 from .archive import find_bundle_root, safe_unpack
 from .cache import cache_dir, model_dir, read_install_record, work_dir, write_install_record
 from .catalog import CatalogEntry
@@ -149,22 +150,6 @@ def verify_installed(model_id: str, entry: Optional[CatalogEntry] = None) -> Pat
     return folder
 
 
-def _replace_dir(new: Path, target: Path) -> None:
-    """Rename ``new`` to ``target``; an old ``target`` is moved aside first and deleted only after success."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f"{target.name}.old-", dir=work_dir(".tmp")))
-    os.rmdir(old)
-    os.replace(target, old)
-    try:
-        os.replace(new, target)
-    except BaseException:
-        os.replace(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _install_root(
     root: Path, staging: Path, model_id: str, record: Dict[str, Any], entry: Optional[CatalogEntry]
 ) -> Path:
@@ -183,7 +168,7 @@ def _install_root(
     }
     write_install_record(root, full)
     target = model_dir(model_id)
-    _replace_dir(root, target)
+    replace_dir(root, target, work_dir(".tmp"))
     shutil.rmtree(staging, ignore_errors=True)
     forget_verified()
     return target
