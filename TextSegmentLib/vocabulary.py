@@ -151,3 +151,31 @@ def match_prompt(prompt: str, vocabulary: Iterable[Any] = ()) -> PromptMatch:
     name = str(best["name"]) if best is not None and best_score >= 0.3 else None
     window = window_for(words + (normalize(name) if name else []), best if name else None)
     return PromptMatch(prompt, name, side, window, round(best_score if name else 0.0, 3))
+
+
+def find_term(prompt: str, vocabulary: Iterable[Any] = ()) -> Optional[str]:
+    """The vocabulary name whose name or synonym (side words removed) occurs as whole consecutive words in a free-form
+    prompt; the longest occurrence wins, and an entry of the prompt's side is preferred. None if none occurs.
+
+    Example:
+        >>> voc = [{"name": "left hippocampus", "synonyms": ["hippocampus L"]}, "right hippocampus", "brain"]
+        >>> find_term("I am looking for the left hippocampus", voc), find_term("segment the liver", voc)
+        ('left hippocampus', None)
+    """
+    side, words = split_side(normalize(prompt))
+    text = f" {' '.join(words)} "
+    best: Optional[Tuple[int, int, str]] = None
+    for entry in _entries(vocabulary):
+        entry_side, _ = split_side(normalize(str(entry["name"])))
+        for name in [entry["name"]] + list(entry.get("synonyms", [])):
+            _, nwords = split_side(normalize(str(name)))
+            if nwords and f" {' '.join(nwords)} " in text:
+                rank = (len(nwords), int(entry_side == side))
+                if best is None or rank > best[:2]:
+                    best = (rank[0], rank[1], str(entry["name"]))
+    return best[2] if best else None
+
+
+def vocabulary_names(vocabulary: Iterable[Any] = ()) -> List[str]:
+    """The distinct structure names of a vocabulary, sorted."""
+    return sorted({str(e["name"]) for e in _entries(vocabulary)})

@@ -56,6 +56,7 @@ class PromptState:
     mask: np.ndarray
     seconds: float
     refinements: int = 0
+    known: bool = True  # False: the prompt names nothing in the model's vocabulary (nothing was segmented)
 
 
 @dataclass
@@ -115,6 +116,11 @@ class Result:
         found = bool(occupied.size)
         warnings = []
         side_check = self._side_check(state)
+        if not state.known:
+            warnings.append(
+                f"'{state.prompt}' is not among the structures this model was trained on; nothing was segmented. "
+                "Use a model that knows it, or draw a box on a slice to segment it anyway."
+            )
         if side_check == "mismatch":
             warnings.append(f"the segment lies mostly on the patient's other side than '{state.match.side}'")
         window = state.window if (self.volume.is_ct and isinstance(state.window, str)) else None

@@ -13,7 +13,8 @@ import torch
 from ..checkpoint import BundleError, load_bundle
 from ..device import resolve_device
 from ..model import TextSegmentModel
-from ..vocabulary import match_prompt
+from ..model.mask_decoder import ABSENT_LOGIT
+from ..vocabulary import find_term, match_prompt, vocabulary_names
 from .batching import Batcher, CancelFn, ProgressFn, check_cancel
 from .decode import cleanup_3d, decode_volume, prob_to_logit, upscale_masks
 from .embeddings import EmbeddingCache, EmbeddingStore, SliceEmbeddings
@@ -36,6 +37,9 @@ DEFAULT_OPTIONS: Dict[str, Any] = {
     "largest_only": False,
     "slice_stride": 1,  # >1: decode every n-th slice first, then only near present ones (faster, see decode.py)
     "use_cache": True,  # False: re-encode the volume (the naive path, for comparisons)
+    # a prompt naming nothing in the card's vocabulary (no name/synonym in it, and its sentence embedding less similar
+    # than this to every vocabulary name) is reported not found without segmenting; 0 turns the check off
+    "vocabulary_gate": 0.6,
 }
 Coords = Sequence[float]
 
@@ -185,6 +189,9 @@ class Segmenter:
         gate = prob_to_logit(opts["presence_threshold"])
         for prompt, match, window, key in zip(prompts, matches, windows, keys):
             t0 = time.perf_counter()
+            if not self.knows(prompt, opts["vocabulary_gate"]):
+                states.append(self._unknown_state(volume, prompt, match, window, time.perf_counter() - t0))
+                continue
             if key not in groups:
                 span = n / units if key in to_encode else 0.0
                 groups[key] = self.store.embeddings(
@@ -229,6 +236,28 @@ class Segmenter:
         if progress is not None:
             progress(1.0, "done")
         return Result(volume, states, info)
+
+    def knows(self, prompt: str, min_similarity: float = 0.6) -> bool:
+        """Whether ``prompt`` names something in the model card's vocabulary: a name or synonym occurs in it, or its
+        sentence embedding has cosine similarity >= ``min_similarity`` to a vocabulary name. True without a
+        vocabulary or with ``min_similarity`` <= 0."""
+        vocabulary = self.card.get("vocabulary", [])
+        if min_similarity <= 0 or not vocabulary or find_term(prompt, vocabulary):
+            return True
+        names = vocabulary_names(vocabulary)
+        if getattr(self, "_vocabulary_names", None) != names:
+            self._vocabulary_embeddings = self.model.encode_text(names).sentence
+            self._vocabulary_names = names
+        sentence = self.model.encode_text([prompt]).sentence[0]
+        return float((self._vocabulary_embeddings @ sentence).max()) >= min_similarity
+
+    def _unknown_state(self, volume: PreparedVolume, prompt, match, window, seconds: float) -> PromptState:
+        """An empty, not-found state for a prompt outside the vocabulary (no model work; a box can still refine it)."""
+        n, size = volume.num_slices, self.model.config.image_size
+        logits = torch.full((n, size, size), ABSENT_LOGIT, dtype=torch.float16)
+        presence = torch.full((n,), ABSENT_LOGIT)
+        mask = upscale_masks(logits, volume.fit, 0.5, np.zeros(n, dtype=bool))
+        return PromptState(prompt, match, window, logits, presence, torch.zeros(n), mask, seconds, known=False)
 
     # --- refinement --------------------------------------------------------------------------------------------
     def _view_point(self, volume: PreparedVolume, point: Coords, coords: str) -> Tuple[float, float, float]:
