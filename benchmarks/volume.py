@@ -29,6 +29,14 @@ CONFIGS = {
     "default": {},  # 256 x 256 input, 256-d embeddings (the paper's setting)
     "lite": {"image_size": 128, "embed_dim": 128, "decoder_heads": 8, "decoder_mlp_dim": 512},
 }
+
+def _shipped_architecture() -> dict:
+    """Architecture of the embedded default model (its card), so its real speed is measured too."""
+    cards = sorted((ROOT / "Resources" / "models").glob("*/model.json"))
+    return json.loads(cards[-1].read_text())["architecture"] if cards else {}
+
+
+CONFIGS["shipped"] = _shipped_architecture()  # the embedded default model's architecture (128 input)
 PROMPTS = {
     "brain": ["left hippocampus", "right caudate nucleus", "brain"],
     "ct": ["liver", "spleen", "right kidney"],  # one CT window (soft tissue): a new window means a new encoding
