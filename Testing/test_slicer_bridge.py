@@ -8,6 +8,8 @@ import pytest
 slicer = pytest.importorskip("slicer")
 sitk = pytest.importorskip("SimpleITK")
 
+from mrml_helpers import save_and_reload  # noqa: E402
+
 from TextSegmentLib import slicer_bridge as bridge  # noqa: E402
 
 
@@ -118,15 +120,7 @@ def test_write_read_replace_restore_segment(scene, tmp_path):
 
     # .seg.nrrd round trip (segments share one layer after reading; each must still come back exactly).
     path = str(tmp_path / "out.seg.nrrd")
-    storage = slicer.vtkMRMLSegmentationStorageNode()
-    scene.AddNode(storage)
-    storage.SetFileName(path)
-    assert storage.WriteData(seg)
-    loaded = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "loaded")
-    reader = slicer.vtkMRMLSegmentationStorageNode()
-    scene.AddNode(reader)
-    reader.SetFileName(path)
-    assert reader.ReadData(loaded)
+    loaded = save_and_reload(scene, seg, path)
     seg2 = loaded.GetSegmentation()
     names = [seg2.GetNthSegment(n).GetName() for n in range(seg2.GetNumberOfSegments())]
     assert names == ["liver", "spleen"]

@@ -12,6 +12,8 @@ slicer = pytest.importorskip("slicer")
 sitk = pytest.importorskip("SimpleITK")
 torch = pytest.importorskip("torch")
 
+from mrml_helpers import save_and_reload  # noqa: E402
+
 from TextSegmentLib import slicer_bridge as bridge  # noqa: E402
 from TextSegmentLib.slicer_logic import TAG_FOUND, TextSegmentLogic  # noqa: E402
 from TextSegmentLib.worker import Worker  # noqa: E402
@@ -106,15 +108,7 @@ def test_segment_names_places_and_saves(scene, logic, brain_image, tmp_path, per
 
     # .seg.nrrd written by MRML, read back by MRML and by SimpleITK (physical space) equals what was written.
     path = str(tmp_path / "out.seg.nrrd")
-    storage = slicer.vtkMRMLSegmentationStorageNode()
-    scene.AddNode(storage)
-    storage.SetFileName(path)
-    assert storage.WriteData(seg)
-    loaded = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "loaded")
-    reader = slicer.vtkMRMLSegmentationStorageNode()
-    scene.AddNode(reader)
-    reader.SetFileName(path)
-    assert reader.ReadData(loaded)
+    loaded = save_and_reload(scene, seg, path)
     for i, name in enumerate(["Brain", "left hippocampus"]):
         sid = loaded.GetSegmentation().GetSegmentIdBySegmentName(name)
         np.testing.assert_array_equal(bridge.segment_to_array(loaded, sid, volume), masks[i])
