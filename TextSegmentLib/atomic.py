@@ -1,10 +1,11 @@
-"""Replace a folder only after its replacement is complete (models, bundles): nothing is lost on failure."""
+"""Replace a file or folder only after its replacement is complete: nothing is lost on failure."""
 
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 
 def replace_dir(new: Path, target: Path, aside_parent: Optional[Path] = None) -> None:
@@ -34,3 +35,28 @@ def replace_dir(new: Path, target: Path, aside_parent: Optional[Path] = None) ->
         os.replace(old, target)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def atomic_file(path: Path, suffix: str = "") -> Iterator[str]:
+    """Yield a temporary file name next to ``path``; when the block succeeds it is renamed to ``path``, when it
+    raises the temporary file is removed and ``path`` is untouched. Checks inside the block run before the rename.
+
+    Example:
+        >>> import tempfile
+        >>> target = Path(tempfile.mkdtemp()) / "report.json"
+        >>> with atomic_file(target) as tmp:
+        ...     _ = Path(tmp).write_text("{}")
+        >>> target.read_text()
+        '{}'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=str(path.parent))
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

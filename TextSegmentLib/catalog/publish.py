@@ -5,12 +5,12 @@ the whole procedure.
 """
 
 import json
-import os
 import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+from ..atomic import atomic_file
 from .archive import find_bundle_root, safe_unpack
 from .catalog import archive_format, id_from_card, load_catalog
 from .errors import CatalogError
@@ -124,11 +124,6 @@ def add_to_catalog(catalog_file: PathLike, entry: Dict[str, Any], default: Optio
     data["models"] = [m for m in data.get("models", []) if m.get("id") != entry["id"]] + [entry]
     if default is not None:
         data["default"] = default
-    tmp = path.with_name(f".{path.name}.new")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    try:
-        load_catalog(tmp)  # the new catalog must load before it replaces the old one
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_file(path, ".json") as tmp:
+        Path(tmp).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        load_catalog(Path(tmp))  # the new catalog must load before it replaces the old one

@@ -6,14 +6,14 @@ passes it. Every input becomes a 3D scalar SimpleITK image after :func:`check_im
 :class:`InputError` with a message that says what to do. Inputs are never modified.
 """
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
+
+from ..atomic import atomic_file
 
 LABELMAP_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha")
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".dcm")
@@ -169,33 +169,15 @@ def write_image_atomic(image: sitk.Image, path: Union[str, Path], overwrite: boo
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (or --overwrite) to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = suffix_of(path)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=suffix if suffix != ".seg.nrrd" else ".nrrd", dir=str(path.parent)
-    )
-    os.close(fd)
-    try:
+    with atomic_file(path, ".nrrd" if suffix == ".seg.nrrd" else suffix) as tmp:
         sitk.WriteImage(image, tmp, True)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path
 
 
 def write_text_atomic(text: str, path: Union[str, Path]) -> Path:
     """Write text to ``path`` through a temporary file and rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_file(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
     return path
