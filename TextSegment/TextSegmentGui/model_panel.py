@@ -7,7 +7,7 @@ import os
 import qt
 import slicer
 
-from TextSegmentLib.terminology import known_names
+from TextSegmentLib.prompts import known_names
 
 
 class ModelPanelMixin:

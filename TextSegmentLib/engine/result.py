@@ -10,7 +10,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from ..vocabulary import PromptMatch
+from ..prompts import PromptMatch
 from .decode import confidence_of
 from .io import suffix_of, write_image_atomic, write_text_atomic
 from .volume import PreparedVolume, from_slice_view
