@@ -82,10 +82,14 @@ def _list(catalog) -> int:
     print(f"{'ID':<{width}}  {'INSTALLED':<9}  {'SIZE':>9}  NOTE")
     for r in rows:
         state = "embedded" if r.embedded and r.installed else ("yes" if r.installed else "no")
+        state = "BROKEN" if r.broken else state
         notes = [
             n for n, on in (("default", r.default), ("deprecated", r.deprecated), ("custom", not r.in_catalog)) if on
         ]
         print(f"{r.id:<{width}}  {state:<9}  {_size(r.size):>9}  {', '.join(notes)}".rstrip())
+    for r in rows:
+        if r.broken:
+            print(f"{r.id} is broken: {r.broken}; remove it (models remove {r.id}) and install it again")
     print(f"cache: {cache_dir()}")
     return 0
 
