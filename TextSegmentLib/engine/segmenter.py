@@ -18,7 +18,7 @@ from ..vocabulary import find_term, match_prompt, vocabulary_names
 from .batching import Batcher, CancelFn, ProgressFn, check_cancel
 from .decode import cleanup_3d, decode_volume, prob_to_logit, upscale_masks
 from .embeddings import EmbeddingCache, EmbeddingStore, SliceEmbeddings
-from .io import InputError, InputLike, load_input
+from .io import InputError, InputLike, check_refine_prompts, load_input
 from .refine import apply_changes, refine_slices
 from .result import PromptState, Result, _Change
 from .volume import AXIS_NORMAL, PreparedVolume, check_axis, resolve_window
@@ -60,23 +60,21 @@ def check_prompts(prompts: Union[str, Sequence[str]]) -> List[str]:
 
 
 def load_model(model: Union[str, Path, torch.nn.Module], device: str = "auto") -> TextSegmentModel:
-    """A bundle folder, a catalog id or a loaded model -> model in eval mode. Raises BundleError."""
+    """A bundle folder or a loaded model -> model in eval mode. Raises BundleError.
+
+    Catalog ids ("default", "name-v1.2.3") and archives are resolved above the engine, once:
+    ``TextSegmentLib.app.resolve_bundle`` turns them into a bundle folder (``app.open_segmenter`` does both).
+    """
     if isinstance(model, torch.nn.Module):
         if device != "auto":
             model.to(resolve_device(device))
         return model  # type: ignore[return-value]  # switched to eval only during each call (see _eval_mode)
     path = Path(model)
-    if not path.is_dir():  # a catalog id, "default", an archive file: the catalog resolves it to a bundle folder
-        try:
-            from ..catalog import resolve_model  # written by the catalog; absent in early checkouts
-        except ImportError:
-            resolve_model = None
-        if resolve_model is None:
-            raise BundleError(f"model '{model}' is not a bundle folder and no model catalog is available")
-        try:
-            path = Path(resolve_model(str(model)))
-        except Exception as exc:  # the catalog has its own error types
-            raise BundleError(f"model '{model}' cannot be found: {exc}") from exc
+    if not path.is_dir():
+        raise BundleError(
+            f"model '{model}' is not a bundle folder; the engine takes a loaded model or a bundle folder. For a "
+            "catalog id or an archive use TextSegmentLib.app.open_segmenter (or resolve_bundle) instead"
+        )
     return load_bundle(path, resolve_device(device))
 
 
@@ -326,6 +324,7 @@ class Segmenter:
         or two 3-tuples (opposite corners). ``points`` are pairs or 3-tuples in the same convention, ``labels``
         1 (inside) / 0 (outside), default all 1. Updates ``result`` in place (undo with :meth:`undo`); returns it.
         """
+        check_refine_prompts(result, prompt_index, slice_index, box, points, labels, coords)
         if coords not in ("voxel", "physical"):
             raise ValueError("coords must be 'voxel' or 'physical'")
         if box is None and not points:
