@@ -1,0 +1,230 @@
+"""The one batch runner of the command line and the Slicer console: validated jobs -> verified outputs.
+
+For each job: skip it when its output is already complete (so a crashed batch resumes), refuse to touch an output
+that exists but is damaged (unless ``overwrite``), take the output's lock (a second run writing the same output is
+told so and changes nothing), segment, and write the labelmap and its report, each read back before the rename.
+One failing case does not stop the batch. Progress is ``progress(fraction, message)``, cancel raises
+:class:`~TextSegmentLib.progress.Cancelled` between steps.
+
+The model card's CT windows (``input.ct_windows``) are honoured here: when they differ from the built-in table,
+prompts are segmented in groups, each with its window given explicitly.
+"""
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+from ..filelock import Busy, ExclusiveFile
+from ..progress import CancelFn, Cancelled, ProgressFn, check_cancel
+from ..prompts import card_windows, match_prompt
+from .jobs import Job
+
+log = logging.getLogger(__name__)
+
+WRITTEN, SKIPPED, FAILED, BUSY = "written", "skipped", "failed", "busy"
+
+
+@dataclass
+class Outcome:
+    """What happened to one job. ``bad_input``: it failed because its input was refused (exit code 2 for a single
+    input); ``segments``: the engine's per-prompt reports; ``warnings``: e.g. segments hidden in the labelmap."""
+
+    job: Job
+    state: str
+    message: str = ""
+    bad_input: bool = False
+    segments: List[Any] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
+
+
+@dataclass
+class BatchSummary:
+    """All outcomes of a run; ``exit_code`` 0 when nothing failed, else 1."""
+
+    outcomes: List[Outcome]
+
+    def count(self, state: str) -> int:
+        return sum(o.state == state for o in self.outcomes)
+
+    @property
+    def written(self) -> List[Path]:
+        return [o.job.output for o in self.outcomes if o.state == WRITTEN]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if any(o.state in (FAILED, BUSY) for o in self.outcomes) else 0
+
+    def line(self) -> str:
+        return (
+            f"segmented {self.count(WRITTEN)}, skipped {self.count(SKIPPED)}, failed "
+            f"{self.count(FAILED) + self.count(BUSY)} of {len(self.outcomes)} case(s)"
+        )
+
+
+def output_problem(job: Job) -> Optional[str]:
+    """None when the job's output and report are complete (the job is done); else what is wrong with them."""
+    from ..engine.errors import InputError
+    from ..engine.readcheck import check_image_file
+
+    try:
+        check_image_file(job.output)
+    except InputError as exc:
+        return str(exc)
+    try:
+        json.loads(job.report.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"its report {job.report} is missing or damaged ({exc})"
+    return None
+
+
+def _make_folders(folder: Path) -> List[Path]:
+    """Create ``folder`` and its missing parents (umask modes); returns the folders created, deepest first."""
+    missing = []
+    probe = folder
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _remove_empty(folders: List[Path]) -> None:
+    """Remove folders this run created that stayed empty (a failed case leaves nothing behind)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _window_groups(segmenter: Any, prompts: Sequence[str]) -> Optional[Dict[Any, List[int]]]:
+    """Prompt indices per explicit (level, width) when the card's CT windows differ from the built-in ones."""
+    from ..imaging import CT_WINDOWS
+
+    card = getattr(segmenter, "card", None) or {}
+    windows = card_windows(card)
+    builtin = {k: (float(v[0]), float(v[1])) for k, v in CT_WINDOWS.items()}
+    if windows == builtin:
+        return None
+    groups: Dict[Any, List[int]] = {}
+    vocabulary = card.get("vocabulary", [])
+    for i, prompt in enumerate(prompts):
+        name = match_prompt(prompt, vocabulary, windows=windows).window
+        groups.setdefault(windows.get(name, builtin["soft_tissue"]), []).append(i)
+    return groups
+
+
+def segment_case(
+    segmenter: Any,
+    source: Any,
+    prompts: Sequence[str],
+    progress: ProgressFn = None,
+    cancel: CancelFn = None,
+    **options: Any,
+) -> Any:
+    """``segmenter.segment`` with the model card's CT windows honoured (one engine call per window when the card's
+    windows differ from the built-in table and no ``ct_window`` was given)."""
+    groups = None if options.get("ct_window") is not None else _window_groups(segmenter, prompts)
+    if groups is None or len(groups) <= 1:
+        extra = {"ct_window": next(iter(groups))} if groups else {}
+        return segmenter.segment(source, list(prompts), progress=progress, cancel=cancel, **{**options, **extra})
+    from ..engine import Result
+    from ..engine.io import load_input
+
+    image, meta, _ = load_input(source)  # read once for every group
+    for key, value in meta.items():
+        image.SetMetaData(key, value)
+    states: Dict[int, Any] = {}
+    first = None
+    for n, (window, members) in enumerate(groups.items()):
+        part = None
+        if progress is not None:
+            part = lambda f, m, n=n: progress((n + f) / len(groups), m)  # noqa: E731
+        result = segmenter.segment(image, [prompts[i] for i in members], progress=part, cancel=cancel,
+                                   **{**options, "ct_window": window})  # fmt: skip
+        first = first or result
+        states.update({i: state for i, state in zip(members, result.states)})
+    assert first is not None
+    info = dict(first.info, input=str(source) if isinstance(source, (str, Path)) else first.info.get("input"))
+    info["options"] = dict(info.get("options", {}), ct_window="per prompt, from the model card's ct_windows")
+    return Result(first.volume, [states[i] for i in range(len(prompts))], info)
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    segmenter: Union[Any, Callable[[], Any]],
+    options: Optional[Dict[str, Any]] = None,
+    overwrite: bool = False,
+    overlap: str = "smaller",
+    progress: ProgressFn = None,
+    cancel: CancelFn = None,
+    on_outcome: Optional[Callable[[Outcome], None]] = None,
+) -> BatchSummary:
+    """Run validated jobs (see :func:`~TextSegmentLib.app.validate.validate_jobs`); returns every outcome.
+
+    ``segmenter`` is a Segmenter or a function that makes one (called once, only when some job needs computing).
+
+    Example:
+        >>> summary = run_jobs(jobs, lambda: open_segmenter("default"))  # doctest: +SKIP
+        >>> summary.exit_code, summary.written  # doctest: +SKIP
+        (0, [PosixPath('out/case01.nii.gz')])
+    """
+    from ..engine.errors import InputError
+    from ..engine.writers import save_result
+
+    options = dict(options or {})
+    outcomes: List[Outcome] = []
+
+    def finish(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
+
+    todo = []
+    for job in jobs:
+        if overwrite or not os.path.lexists(job.output):
+            todo.append(job)
+            continue
+        problem = output_problem(job)
+        if problem is None:
+            finish(Outcome(job, SKIPPED, "its output exists (use --overwrite to redo it)"))
+        else:
+            finish(Outcome(job, FAILED, f"{job.output} exists but is not complete: {problem}; delete it or use "
+                                        "--overwrite to redo it"))  # fmt: skip
+    engine = None
+    for n, job in enumerate(todo):
+        check_cancel(cancel)
+        if progress is not None:
+            progress(n / len(todo), f"{job.input.name} ({n + 1}/{len(todo)})")
+        if engine is None:
+            engine = segmenter if hasattr(segmenter, "segment") else segmenter()
+        part = None
+        if progress is not None:
+            part = lambda f, m, n=n: progress((n + 0.9 * f) / len(todo), m)  # noqa: E731
+        made = _make_folders(job.output.parent)
+        try:
+            with ExclusiveFile(job.output):
+                if not overwrite and os.path.lexists(job.output):
+                    finish(Outcome(job, SKIPPED, "another run wrote its output meanwhile"))
+                    continue
+                result = segment_case(engine, str(job.input), job.prompts, part, cancel, **options)
+                report = save_result(result, job.output, overwrite=overwrite, overlap=overlap)
+            finish(Outcome(job, WRITTEN, segments=list(result.segments), warnings=list(report.get("warnings", []))))
+        except Cancelled:
+            raise
+        except Busy as exc:
+            finish(Outcome(job, BUSY, str(exc)))
+        except InputError as exc:
+            finish(Outcome(job, FAILED, str(exc), bad_input=True))
+        except Exception as exc:  # noqa: BLE001 - one failing case must not stop the batch
+            log.debug("case %s failed", job.input, exc_info=True)
+            finish(Outcome(job, FAILED, f"{type(exc).__name__}: {exc}"))
+        finally:
+            _remove_empty(made)
+    summary = BatchSummary(outcomes)
+    if progress is not None:
+        progress(1.0, summary.line())
+    return summary
