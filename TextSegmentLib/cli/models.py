@@ -133,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         DownloadCancelled,
         DownloadError,
         DownloadOptions,
+        check_model_id,
         import_model,
         installed_ids,
         load_catalog,
@@ -165,7 +166,9 @@ def run(args: argparse.Namespace) -> int:
             print(import_model(args.path, model_id=args.model_id, catalog=catalog))
             return 0
         if args.action == "verify":
-            ids = [args.id] if args.id else installed_ids() + [e.id for e in catalog.entries if e.embedded]
+            if args.id is not None:
+                check_model_id(args.id)  # an id that is not a name is bad input (exit 2), not a failed model
+            ids = [args.id] if args.id is not None else installed_ids() + [e.id for e in catalog.entries if e.embedded]
             failed = 0
             for model_id in dict.fromkeys(ids):
                 try:

@@ -65,6 +65,15 @@ def _verify_text(text: str, path: Path):
     return verify
 
 
+def _write_itk(image: sitk.Image, tmp: str, path: Path) -> None:
+    try:
+        sitk.WriteImage(image, tmp, True)
+    except RuntimeError as exc:  # some ITK writers do report a short write (NRRD's gzip), most do not
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = lines[-1] if lines else "unknown error"
+        raise WriteFailed(f"{path} could not be written completely ({reason}); is the disk full?") from exc
+
+
 def _check_target(path: Path, overwrite: bool) -> None:
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give a file name ending in one of {', '.join(LABELMAP_SUFFIXES)}")
@@ -94,10 +103,10 @@ def write_image(image: sitk.Image, path: Union[str, Path], overwrite: bool = Fal
             Path(rtmp).write_text(report, encoding="utf-8")
             _verify_text(report, report_path)(rtmp)  # before the image is committed (the report's commit follows)
             with atomic_file(path, suffix, overwrite=overwrite, verify=_verify_image(image, path)) as tmp:
-                sitk.WriteImage(image, tmp, True)
+                _write_itk(image, tmp, path)
     else:
         with atomic_file(path, suffix, overwrite=overwrite, verify=_verify_image(image, path)) as tmp:
-            sitk.WriteImage(image, tmp, True)
+            _write_itk(image, tmp, path)
     return path
 
 
