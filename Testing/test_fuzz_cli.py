@@ -306,6 +306,9 @@ def test_a_fifo_as_input_is_refused_at_once(tiny_bundle, tmp_path, capsys):
     code, _, err = seg(capsys, tiny_bundle, fifo, "--prompt", "brain", "--output", tmp_path / "o.nii.gz")
     done.set()
     assert code == 2 and "is a FIFO" in err and time.monotonic() - start < 5
+    os.mkfifo(tmp_path / "jobs.json")
+    code, _, err = seg(capsys, tiny_bundle, "--jobs", tmp_path / "jobs.json", "--output", tmp_path / "o")
+    assert code == 2 and "not a regular file" in err
     # inside a folder a FIFO is not a scan at all
     small_volume(tmp_path / "real.nii.gz")
     code, _, err = seg(capsys, tiny_bundle, tmp_path, "--prompt", "brain", "--output", tmp_path / "out")

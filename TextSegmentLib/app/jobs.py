@@ -118,6 +118,8 @@ def read_jobs_file(path: PathLike, output: Optional[PathLike] = None, fmt: str =
         [('a.nii.gz', ['brain'], 'a_labels.nrrd')]
     """
     where = Path(path)
+    if os.path.exists(where) and not _is_regular(where):
+        raise RequestError(f"jobs file {where} is not a regular file (a folder, FIFO or device); give a JSON file")
     try:
         data = json.loads(where.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
