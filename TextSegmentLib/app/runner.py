@@ -204,8 +204,9 @@ def run_jobs(
         part = None
         if progress is not None:
             part = lambda f, m, n=n: progress((n + 0.9 * f) / len(todo), m)  # noqa: E731
-        made = _make_folders(job.output.parent)
+        made: List[Path] = []
         try:
+            made = _make_folders(job.output.parent)
             with ExclusiveFile(job.output):
                 if not overwrite and os.path.lexists(job.output):
                     finish(Outcome(job, SKIPPED, "another run wrote its output meanwhile"))
