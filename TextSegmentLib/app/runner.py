@@ -80,14 +80,13 @@ def output_problem(job: Job) -> Optional[str]:
     return None
 
 
-def _make_folders(folder: Path) -> List[Path]:
-    """Create ``folder`` and its missing parents (umask modes); returns the folders created, deepest first."""
+def _missing_folders(folder: Path) -> List[Path]:
+    """``folder`` and its parents that do not exist yet, deepest first."""
     missing = []
     probe = folder
-    while not probe.exists():
+    while not probe.exists() and probe.parent != probe:
         missing.append(probe)
         probe = probe.parent
-    folder.mkdir(parents=True, exist_ok=True)
     return missing
 
 
@@ -204,9 +203,9 @@ def run_jobs(
         part = None
         if progress is not None:
             part = lambda f, m, n=n: progress((n + 0.9 * f) / len(todo), m)  # noqa: E731
-        made: List[Path] = []
+        made = _missing_folders(job.output.parent)
         try:
-            made = _make_folders(job.output.parent)
+            job.output.parent.mkdir(parents=True, exist_ok=True)  # the umask's mode
             with ExclusiveFile(job.output):
                 if not overwrite and os.path.lexists(job.output):
                     finish(Outcome(job, SKIPPED, "another run wrote its output meanwhile"))
