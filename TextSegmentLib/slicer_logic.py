@@ -358,7 +358,7 @@ class TextSegmentLogic:
         from .app import check_options, check_overlap, plan_jobs, run_jobs, validate_jobs  # noqa: PLC0415
 
         items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-        prompt_list = prompts.splitlines() if isinstance(prompts, str) else list(prompts)
+        prompt_list = [p for p in prompts.splitlines() if p.strip()] if isinstance(prompts, str) else list(prompts)
         jobs, _ = plan_jobs(items, prompt_list, Path(outputFolder), suffix, folder_output=True)
         jobs = validate_jobs(jobs)
         options, overlap = check_options(options), check_overlap(overlap)
