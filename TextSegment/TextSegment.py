@@ -40,8 +40,8 @@ from TextSegmentGui.model_panel import ModelPanelMixin  # noqa: E402
 from TextSegmentGui.prompts import PromptsMixin  # noqa: E402
 from TextSegmentGui.refine_tools import MARKUPS, RefineToolsMixin  # noqa: E402
 
+from TextSegmentLib.prompts import known_names  # noqa: E402
 from TextSegmentLib.slicer_logic import TextSegmentLogic as _LibraryLogic  # noqa: E402
-from TextSegmentLib.terminology import known_names  # noqa: E402
 from TextSegmentLib.worker import CANCELLED, DONE  # noqa: E402
 
 
