@@ -51,3 +51,16 @@ def test_cleanup_rules():
     out = cleanup_3d(m, voxel_ml=0.001, min_slices=2)
     assert out[2, 4, 4] and not out[0, 0, 0] and out.sum() == 4 * 36
     assert not cleanup_3d(m, voxel_ml=0.001, min_component_ml=1.0).any()  # 0.144 ml < 1 ml
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_fill_holes_is_per_slice_2d(seed):
+    """One call over the stack equals filling every slice on its own (4-connected background, first and last too)."""
+    rng = np.random.default_rng(seed)
+    mask = ndimage.binary_opening(rng.random((6, 30, 28)) > 0.45, np.ones((1, 2, 2), bool))
+    expected = np.stack([ndimage.binary_fill_holes(s) for s in mask])
+    subset = [0, 2, 5]
+    partial = mask.copy()
+    fill_holes_2d(partial, subset)
+    assert np.array_equal(fill_holes_2d(mask.copy()), expected)
+    assert np.array_equal(partial[subset], expected[subset]) and np.array_equal(partial[[1, 3, 4]], mask[[1, 3, 4]])

@@ -43,9 +43,11 @@ def default_model() -> Path:
 
 
 def brain_volume():
+    import SimpleITK as sitk
+
     from TextSegmentLib.demo import demo_volume
 
-    return demo_volume()
+    return sitk.ReadImage(str(demo_volume()))
 
 
 def ct_volume():
@@ -95,13 +97,16 @@ def worker(model_dir: str, volume_name: str, views: int, runs: int, threads: int
     from TextSegmentLib.engine import Segmenter
 
     torch.set_num_threads(threads)
-    model = load_bundle(Path(model_dir), torch.device("cpu"))
+    model = load_bundle(Path(model_dir), torch.device("cpu")).requires_grad_(False)
     planes = ("axial", "coronal", "sagittal") if views == 3 else ("axial",)
     image = brain_volume() if volume_name == "brain" else ct_volume()
     first, further = PROMPTS[volume_name]
     model.encode_text([first, further])  # the text encoder loads once per process, not per volume
+    for module in vars(model.text_encoder).values():  # FlopCounterMode's module hooks need frozen parameters
+        if isinstance(module, torch.nn.Module):
+            module.requires_grad_(False)
     opts = {"views": planes}
-    refine_planes = [p for p in planes if p in Segmenter(model, device="cpu").refine_planes()]
+    refine_planes = [p for p in planes if p in Segmenter(model, device="cpu").refine_planes()] or [planes[0]]
     size = image.GetSize()
     centre = [s // 2 for s in size]
     corners = ([s // 3 for s in size], [2 * s // 3 for s in size])

@@ -94,8 +94,8 @@ class BankSampler:
         lw = options.get("layer_weights", {})
         weights = []
         for s in self.structures:
-            matches = [float(v) for k, v in sw.items() if k in s.name]
-            w = max(matches) if matches else 1.0
+            matches = [float(v) for k, v in sw.items() if k != "*" and k in s.name]
+            w = max(matches) if matches else float(sw.get("*", 1.0))  # "*": the weight of every other structure
             weights.append(w * min(float(lw.get(layer, 1.0)) for layer in s.sources))
         self.base_weights = np.asarray(weights)
         self._index_variants()
