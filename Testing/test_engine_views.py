@@ -213,3 +213,18 @@ def test_slice_view_is_writable_through_to_the_canonical_array():
     a = np.zeros((3, 4, 5), bool)
     slice_view(a, "coronal")[1] = True
     assert a[:, 1, :].all() and a.sum() == 15
+
+
+def test_fine_pass_decodes_at_the_model_pixel_size_and_interpolates_between():
+    from TextSegmentLib.engine.multiview import fine_stride, interpolate
+
+    img = sitk.GetImageFromArray(np.random.rand(10, 60, 40).astype(np.float32))
+    img.SetSpacing((4.0, 0.5, 4.0))  # coronal slices 0.5 mm apart, shown with 160 mm / 32 = 5 mm pixels
+    volume = PreparedVolume(img, {}, image_size=32)
+    assert fine_stride(volume.view("coronal")) == 10
+    assert fine_stride(volume.view("axial")) == 1  # axial slices are 4 mm apart: every one is decoded
+    zero, ten = torch.zeros(32, 32, dtype=torch.float16), torch.full((32, 32), 10.0, dtype=torch.float16)
+    found = {0: (zero, torch.tensor(0.0), torch.tensor(0.0)), 10: (ten, torch.tensor(10.0), torch.tensor(1.0))}
+    interpolate(found, 0, 11)
+    assert sorted(found) == list(range(11))
+    assert float(found[4][0][0, 0]) == 4.0 and float(found[4][1]) == 4.0

@@ -6,6 +6,8 @@
    something (the sagittal view answers on both hemispheres).
 3. Fine pass: every plane decodes the slices across the box not decoded yet (a single plane also ``stride - 1``
    beyond it: alone it knows the target's extent along its normal only to a coarse step); slices outside stay absent.
+   Slices closer together than the model's pixel size in that plane (e.g. 0.7 mm coronal slices of a CT whose
+   coronal slices the model sees at 3.5 mm pixels) are decoded at that pixel size and interpolated in between.
 4. Fusion inside the box (:mod:`fusion`), threshold, 3D clean-up of the box only.
 """
 
@@ -29,6 +31,34 @@ def auto_stride(view: PlaneView, mm: float = COARSE_MM) -> int:
     """Slices between two coarse samples: about ``mm`` millimetres along the plane's normal."""
     spacing = view.volume.canonical_spacing[AXIS_NORMAL[view.plane]]
     return max(1, int(round(mm / max(spacing, 1e-6))))
+
+
+def fine_stride(view: PlaneView) -> int:
+    """Slices between two fine samples: the model sees a slice with pixels of ``pixel_mm``; decoding slices closer
+    than that along the normal adds no detail (e.g. coronal slices 0.7 mm apart of a CT shown at 3.5 mm pixels).
+    The slices in between are interpolated."""
+    spacing = view.volume.canonical_spacing[AXIS_NORMAL[view.plane]]
+    rows, cols = view.height, view.width
+    row_mm, col_mm = (view.volume.canonical_spacing[a] for a in _in_plane_axes(view.plane))
+    pixel_mm = max(rows * row_mm / max(view.fit.h, 1), cols * col_mm / max(view.fit.w, 1))
+    return max(1, int(pixel_mm / max(spacing, 1e-6)))
+
+
+def _in_plane_axes(plane: str):
+    """Canonical spacing indices (L=0, P=1, S=2) of a plane's (row, column) axes."""
+    return {"axial": (1, 0), "coronal": (2, 0), "sagittal": (2, 1)}[plane]
+
+
+def interpolate(found: Dict[int, tuple], lo: int, hi: int) -> None:
+    """Fill slices lo..hi-1 missing from ``found`` by linear interpolation between their decoded neighbours."""
+    known = sorted(k for k in found if lo <= k < hi)
+    for a, b in zip(known[:-1], known[1:]):
+        for k in range(a + 1, b):
+            t = (k - a) / (b - a)
+            la, pa, ia = found[a]
+            lb, pb, ib = found[b]
+            logits = (la.float() * (1 - t) + lb.float() * t).to(torch.float16)
+            found[k] = (logits, pa * (1 - t) + pb * t, ia * (1 - t) + ib * t)
 
 
 def decode_slices(
@@ -115,12 +145,16 @@ def decode_views(
             # others' in-plane extents bound it to the voxel (the box already has a margin)
             ext = strides[p] - 1 if len(planes) == 1 else 0
             lo, hi = max(0, k0 - ext), min(views[p].num_slices, k1 + ext)
-            fine = [k for k in range(lo, hi) if k not in found[p]]
+            step = fine_stride(views[p])
+            wanted = set(range(lo, hi, step)) | ({hi - 1} if hi > lo else set())
+            fine = sorted(k for k in wanted if k not in found[p])
             share = span * 0.5 * views[p].num_slices / total
             if fine:
                 found[p].update(
                     decode_slices(model, embeddings[p], text, batcher, gate, fine, progress, cancel, pos, share)
                 )
+            if step > 1:
+                interpolate(found[p], lo, hi)
             pos += share
     return {p: assemble(found[p], views[p].num_slices, size) for p in planes}
 

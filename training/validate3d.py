@@ -1,0 +1,95 @@
+"""Whole-volume validation on the bank's validation variants (held-out variants of the training subject), through
+the engine: one view against three, fusion weights, any run checkpoint. This is what settings are chosen by; the
+MNI152 evaluation image is never used here.
+
+    python -m training.validate3d --config training/configs/brain_v2_128.yaml --run training/runs/brain_v2
+"""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from TextSegmentLib.engine import Segmenter
+
+from .config import load_config
+from .export import load_trained_model
+from .heldout import DEEP_GREY
+from .metrics import dice
+from .synth import draw_contrast, synthesize_slice
+
+log = logging.getLogger("training.validate3d")
+PLANES = ("axial", "coronal", "sagittal")
+
+
+def variant_image(folder: Path, contrast: str = "real") -> sitk.Image:
+    """A validation variant as a SimpleITK image (canonical LPS array, identity direction); ``contrast="t2"``
+    synthesises a T2-like image from its class map, slice by slice with one set of parameters."""
+    info = json.loads((folder / "variant.json").read_text())
+    if contrast == "real":
+        array = np.load(folder / "image.npy")
+    else:
+        gen = np.load(folder / "gen.npy")
+        rng = np.random.default_rng(info["seed"])
+        params = draw_contrast(rng, family=contrast)
+        params["bias_std"] = 0.0
+        array = np.stack([synthesize_slice(gen[k : k + 1], params, info["gen_counts"], rng) for k in range(len(gen))])
+    image = sitk.GetImageFromArray(array.astype(np.float32 if info["modality"] == "MR" else np.int16))
+    image.SetSpacing([float(info["spacing"])] * 3)
+    return image
+
+
+def validate(
+    model: torch.nn.Module,
+    bank: Path,
+    settings: Dict[str, Dict],
+    contrasts: Sequence[str] = ("real", "t2"),
+    limit: Optional[int] = None,
+) -> Dict[str, Dict[str, float]]:
+    """Mean Dice of the eight deep grey structures per setting ({name: segment options}) and contrast."""
+    folders = sorted(f for f in bank.iterdir() if f.name.startswith("val") and (f / "variant.json").is_file())
+    folders = [f for f in folders if json.loads((f / "variant.json").read_text())["modality"] == "MR"][:limit]
+    seg = Segmenter(model, device="cpu")
+    names = list(DEEP_GREY)
+    scores: Dict[str, Dict[str, List[float]]] = {s: {c: [] for c in contrasts} for s in settings}
+    for folder in folders:
+        aal = np.load(folder / "layer_aal.npy")
+        for contrast in contrasts:
+            image = variant_image(folder, contrast)
+            for name, opts in settings.items():
+                result = seg.segment(image, names, **opts)
+                for i, n in enumerate(names):
+                    ref = np.isin(aal, DEEP_GREY[n])
+                    if ref.sum() > 50:  # structures the field of view keeps
+                        scores[name][contrast].append(dice(result.mask(i), ref))
+        log.info("%s done", folder.name)
+    return {s: {c: round(float(np.mean(v)), 4) for c, v in cs.items()} for s, cs in scores.items()}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Whole-volume validation on the bank's validation variants")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--run", required=True)
+    parser.add_argument("--weights", default="best", choices=("best", "last"))
+    parser.add_argument("--limit", type=int, help="at most this many validation variants")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cfg = load_config(args.config)
+    model, step = load_trained_model(cfg, Path(args.run), args.weights)
+    model.card = {"input": {"planes": list(PLANES)}}
+    settings = {
+        "axial only": {"views": ("axial",)},
+        "three views 0.4/0.4/0.2": {"views": PLANES},
+        "three views equal": {"views": PLANES, "view_weights": {p: 1.0 for p in PLANES}},
+    }
+    result = validate(model, Path(cfg["bank"]["dir"]), settings, limit=args.limit)
+    print(json.dumps({"step": step, **result}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
