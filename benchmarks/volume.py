@@ -30,6 +30,7 @@ CONFIGS = {
     "lite": {"image_size": 128, "embed_dim": 128, "decoder_heads": 8, "decoder_mlp_dim": 512},
 }
 
+
 def _shipped_architecture() -> dict:
     """Architecture of the embedded default model (its card), so its real speed is measured too."""
     cards = sorted((ROOT / "Resources" / "models").glob("*/model.json"))
