@@ -6,6 +6,7 @@ CMake files list what is on disk.
 """
 
 import ast
+import json
 import re
 import shutil
 import subprocess
@@ -163,3 +164,33 @@ def test_cmake_lists_what_is_on_disk():
     png = (MODULE / "Resources" / "Icons" / "TextSegment.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert int.from_bytes(png[16:20], "big") == int.from_bytes(png[20:24], "big") == 128
+
+
+def test_screenshot_and_pictures_exist():
+    """The extension's screenshot URL and every picture README and docs/ show point at files of this repository."""
+    top = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
+    urls = re.search(r'EXTENSION_SCREENSHOTURLS "([^"]+)"', top).group(1).split()
+    assert urls
+    for url in urls:
+        path = ROOT / url.split("/main/", 1)[1]
+        assert path.is_file(), url
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for link in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            if "://" not in link:
+                assert (page.parent / link).is_file(), f"{page.name}: {link}"
+
+
+def test_help_and_description_use_prompts_the_default_model_finds():
+    card = next((ROOT / "Resources" / "models").glob("*/model.json"))  # the embedded default model
+    vocabulary = json.loads(card.read_text(encoding="utf-8"))["vocabulary"]
+    names = {v["name"] for v in vocabulary} | {s for v in vocabulary for s in v.get("synonyms", [])}
+    module = (MODULE / "TextSegment.py").read_text(encoding="utf-8")
+    help_text = module[module.index("helpText") : module.index("acknowledgementText")]
+    description = re.search(r'EXTENSION_DESCRIPTION "(.+)"\)', (ROOT / "CMakeLists.txt").read_text()).group(1)
+    for text in (help_text, description):
+        examples = re.findall(r"<i>([^<]+)</i>", text) or re.findall(r'\\"([^"\\]+)\\"', text)
+        assert len(examples) >= 3, text
+        for example in examples:
+            assert example in names, f"{example!r} is not something the default model knows"
+        assert "liver" not in text and "kidney" not in text
