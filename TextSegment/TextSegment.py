@@ -185,12 +185,12 @@ class TextSegmentWidget(
             self._job.cancel()
         if self._timer is not None:
             self._timer.stop()
-            self._timer.disconnect("timeout()", self._tick)
+            self._timer.deleteLater()
+            self._timer = None
         for shortcut in self._shortcuts:  # parented to the main window, they would outlive this widget
             shortcut.setEnabled(False)
-            shortcut.disconnect("activated()")
             shortcut.setParent(None)
-            shortcut.deleteLater()
+            shortcut.deleteLater()  # deleting a QObject removes its connections
         self._shortcuts = []
         if self._progressDialog is not None:
             self._progressDialog.close()
@@ -253,7 +253,7 @@ class TextSegmentWidget(
 
     def _tick(self) -> None:
         """Zero-interval timer: wait up to 30 ms on the job (worker at full speed), then back to Qt's events."""
-        if self._watcher is None or self._watcher.tick():
+        if (self._watcher is None or self._watcher.tick()) and self._timer is not None:
             self._timer.stop()
 
     def _showStatus(self, status) -> None:

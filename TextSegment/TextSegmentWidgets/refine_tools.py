@@ -7,7 +7,12 @@ refinement happens in that plane whichever of the axial, coronal or sagittal vie
 
 import slicer
 
-from TextSegmentLib.slicer_markups import POINT_LABEL_ATTRIBUTE, record_view_plane
+from TextSegmentLib.slicer_markups import (
+    PLANE_ATTRIBUTE,
+    POINT_LABEL_ATTRIBUTE,
+    POINT_PLANES_ATTRIBUTE,
+    record_view_plane,
+)
 
 MARKUPS = {"box": "TextSegment box", "positive": "TextSegment +", "negative": "TextSegment -"}
 
@@ -28,13 +33,16 @@ class RefineToolsMixin:
                 node.SetMarkupLabelFormat("+" if kind == "positive" else "-")
             if kind == "negative":
                 node.SetAttribute(POINT_LABEL_ATTRIBUTE, "negative")
-        for event in (node.PointPositionDefinedEvent, node.PointEndInteractionEvent):
+        events = [node.PointPositionDefinedEvent]  # placed; a moved point lies on the view it was dragged in
+        if kind != "box":  # a box keeps the view it was drawn on when its handles are dragged elsewhere
+            events.append(node.PointEndInteractionEvent)
+        for event in events:
             if not self.hasObserver(node, event, self._onMarkupPlaced):
                 self.addObserver(node, event, self._onMarkupPlaced)
         return node
 
     def _onMarkupPlaced(self, caller, event) -> None:
-        """Record the plane of the slice view under the mouse for the markup just placed or moved."""
+        """Record the plane of the slice view under the mouse for the markup just placed (or the point moved)."""
         crosshair = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLCrosshairNode")
         sliceNode = crosshair.GetCursorPositionXYZ([0.0, 0.0, 0.0]) if crosshair is not None else None
         record_view_plane(caller, sliceNode)
@@ -91,3 +99,5 @@ class RefineToolsMixin:
             node = slicer.mrmlScene.GetFirstNodeByName(MARKUPS[kind])
             if node is not None:
                 node.RemoveAllControlPoints()
+                for attribute in (PLANE_ATTRIBUTE, POINT_PLANES_ATTRIBUTE):
+                    node.RemoveAttribute(attribute)
