@@ -242,8 +242,8 @@ class TextSegmentLogic:
             raise bridge.BridgeError("the volume this segmentation was made from is no longer in the scene")
         _check_grid(volumeNode, session.result)
         prompts = markups_to_prompts(roiNode, pointListNode, volumeNode, plane, _result_plane(session.result))
-        planes = self.refinePlanes(session.result)
-        if prompts.plane not in planes:
+        planes = self._loadedRefinePlanes(session.result)  # not loaded yet: the engine checks on the worker
+        if planes is not None and prompts.plane not in planes:
             views = " or ".join(PLANE_VIEW[p] for p in planes)
             raise bridge.BridgeError(
                 f"this model cannot refine on the {prompts.plane} plane; draw the box or points on the {views} view"
@@ -252,10 +252,18 @@ class TextSegmentLogic:
 
     def refinePlanes(self, result: Any = None) -> Tuple[str, ...]:
         """The planes the current model can refine in (without loading it: the result's own plane until it is)."""
-        segmenter = _SEGMENTERS.get((_model_key(self.model), self.device))
-        if segmenter is not None and hasattr(segmenter, "refine_planes"):
-            return tuple(segmenter.refine_planes())
+        planes = self._loadedRefinePlanes(result)
+        if planes is not None:
+            return planes
         return (_result_plane(result),) if result is not None else ("axial",)
+
+    def _loadedRefinePlanes(self, result: Any = None) -> Optional[Tuple[str, ...]]:
+        segmenter = _SEGMENTERS.get((_model_key(self.model), self.device))
+        if segmenter is None:
+            return None
+        if hasattr(segmenter, "refine_planes"):
+            return tuple(segmenter.refine_planes())
+        return (_result_plane(result),) if result is not None else None  # an engine refining in one plane only
 
     def refineAsync(
         self,
