@@ -96,7 +96,7 @@ def test_prompts_are_normalised():
 def test_long_prompt_is_truncated_with_warning(segmenter, caplog):
     image = image_of(np.random.rand(3, 16, 16).astype(np.float32))
     with caplog.at_level(logging.WARNING):
-        res = segmenter.segment(image, ["liver " * 300])
+        res = segmenter.segment(image, ["liver " * 300], prompt_text="raw")
     assert any("truncated" in r.message for r in caplog.records)
     assert res.segments[0].label == 1
 

@@ -6,6 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/ is a folder of the repository, not installed
 
 import random  # noqa: E402
+import re  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -63,8 +64,9 @@ def test_sided_prompts_name_their_side(structures):
     rng = random.Random(0)
     for _ in range(200):
         p = bank.sample(left, rng).lower()
-        assert "left" in p or " l" in p or "_l" in p, p
-        assert "right" not in p
+        words = set(re.findall(r"[a-z]+", p.replace("_", " ")))
+        assert words & {"left", "l", "lt"}, p
+        assert not words & {"right", "r", "rt"}, p
 
 
 def test_flip_swaps_left_and_right():

@@ -31,6 +31,8 @@ class PromptBank:
         self.heldout: List[str] = list(t["heldout"])
         self.spatial: Dict[str, List[str]] = {k: list(v) for k, v in t["spatial"].items()}
         self.laterality: List[str] = list(t["laterality"])
+        self.context: List[str] = list(t.get("context", []))
+        self.long_requests: List[str] = list(t.get("long_requests", []))
         self.descriptions: Dict[str, List[str]] = (
             descriptions if descriptions is not None else load_yaml("descriptions.yaml")
         )
@@ -45,7 +47,8 @@ class PromptBank:
             return s.name
         if s.laterality in ("left", "right") and r < 0.7:
             tpl = rng.choice(self.laterality)
-            return tpl.format(side=s.laterality, s=s.laterality[0].upper(), name=s.base)
+            short = {"left": "lt", "right": "rt"}[s.laterality]
+            return tpl.format(side=s.laterality, s=s.laterality[0].upper(), short=short, name=s.base)
         return rng.choice(s.synonyms) if s.synonyms else s.name
 
     def description(self, s: Structure, rng: random.Random) -> Optional[str]:
@@ -60,16 +63,39 @@ class PromptBank:
             )
         return text
 
-    def sample(self, s: Structure, rng: random.Random, p_description: float = 0.1) -> str:
-        """One training phrasing of a structure."""
+    def long_prompt(self, s: Structure, rng: random.Random, words: Optional[int] = None) -> str:
+        """A long clinical request (about ``words`` words, 30-60 by default): context sentences with the request,
+        which names the structure, at a random place among them."""
+        target = words or rng.randint(30, 60)
+        request = rng.choice(self.long_requests).format(name=self.terms(s, rng))
+        parts = [request]
+        pool = list(self.context)
+        rng.shuffle(pool)
+        while pool and sum(len(p.split()) for p in parts) < target:
+            parts.insert(rng.randint(0, len(parts)), pool.pop())
+        return "; ".join(parts) if rng.random() < 0.5 else ". ".join(p[0].upper() + p[1:] for p in parts) + "."
+
+    def sample(self, s: Structure, rng: random.Random, p_description: float = 0.1, p_long: float = 0.0) -> str:
+        """One training phrasing of a structure (a long clinical request at ``p_long``; casing varied)."""
+        if self.context and rng.random() < p_long:
+            return self.long_prompt(s, rng)
         if rng.random() < p_description:
             text = self.description(s, rng)
             if text:
                 return text
-        return rng.choice(self.train).format(name=self.terms(s, rng))
+        text = rng.choice(self.train).format(name=self.terms(s, rng))
+        r = rng.random()
+        if r < 0.05:
+            return text.upper()
+        if r < 0.12:
+            return text[:1].upper() + text[1:] + rng.choice([".", "?", "!", ""])
+        return text
 
-    def pool(self, structures: Sequence[Structure], per_structure: int, seed: int = 0) -> Dict[str, List[str]]:
-        """A fixed pool of distinct training prompts per structure (canonical name first), never a held-out one."""
+    def pool(
+        self, structures: Sequence[Structure], per_structure: int, seed: int = 0, p_long: float = 0.0
+    ) -> Dict[str, List[str]]:
+        """A fixed pool of distinct training prompts per structure (canonical name first), never a held-out one;
+        about ``p_long`` of them long clinical requests."""
         heldout = set(self.heldout_prompts(structures))
         out: Dict[str, List[str]] = {}
         for s in structures:
@@ -78,7 +104,7 @@ class PromptBank:
             for _ in range(per_structure * 20):
                 if len(prompts) >= per_structure:
                     break
-                p = self.sample(s, rng)
+                p = self.sample(s, rng, p_long=p_long)
                 if p not in prompts and p not in heldout:
                     prompts.append(p)
             out[s.name] = prompts

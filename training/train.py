@@ -1,7 +1,14 @@
 """Train a TextSegment model on a slice cache: one script for a CPU, one GPU, or many GPUs/nodes via ``torchrun``.
 
     python -m training.train --config training/configs/brain_lite_128.yaml [--out DIR] [--steps N] [--minutes M]
+    python -m training.train --config training/configs/brain_v2_128.yaml --init Resources/models/<bundle>
     torchrun --nproc_per_node 4 -m training.train --config ...       # DDP (nccl on GPU, gloo on CPU)
+
+Samples come from the slice cache (``prepare``) or, when the config has a ``bank`` section, from its bank of 3D
+variants (training/bank.py: three planes, synthetic contrasts). ``--init BUNDLE`` starts a new run from a bundle's
+weights (warm start; parameters the bundle lacks, e.g. a new decoder skip, keep their initialisation and are named
+in the log). ``<out>/best.pt`` holds the weights with the best validation Dice (validation never uses the held-out
+evaluation image).
 
 Dice + focal + presence BCE + IoU regression; AdamW with linear warm-up then cosine decay (over steps, or over a
 wall-clock budget with ``--minutes``); gradient clipping; bf16/fp16 autocast on GPU (inside the model); text
@@ -12,6 +19,7 @@ exactly where it stopped. Logs: ``<out>/log.csv`` (train) and ``<out>/val.csv`` 
 
 import argparse
 import csv
+import json
 import logging
 import math
 import os
@@ -27,6 +35,7 @@ import torch.distributed as dist
 from TextSegmentLib.device import resolve_device
 from TextSegmentLib.model import build_model
 
+from .bank import BankSampler
 from .config import load_config
 from .data import SliceSampler
 from .intent import TrainingModule, intent_loss
@@ -138,6 +147,43 @@ def quick_validation(model, samples, text: TextFeatureCache, device, batch: int 
     return result
 
 
+def make_sampler(cfg: Dict, split: str = "train", augment: bool = True):
+    """The config's sampler: a variant bank when it has a ``bank`` section, else the slice cache."""
+    tc = cfg.get("train", {})
+    options = dict(tc.get("data", {}))
+    if not augment:
+        options["augment"] = None
+    context = bool(cfg.get("model", {}).get("slice_context", False))
+    if "bank" in cfg:
+        return BankSampler(cfg["bank"]["dir"], options, split, context)
+    return SliceSampler(cfg["prepare"]["cache"], options, split, context)
+
+
+def sample_dir(cfg: Dict) -> Path:
+    """Where the samples (and the text feature cache) live."""
+    return Path(cfg["bank"]["dir"] if "bank" in cfg else cfg["prepare"]["cache"])
+
+
+def warm_start(model, bundle: Path) -> None:
+    """Load a bundle's weights into ``model`` (shapes must match; parameters the bundle lacks keep their init)."""
+    from TextSegmentLib.checkpoint import load_bundle
+
+    state = load_bundle(Path(bundle), torch.device("cpu")).float().state_dict()
+    own = model.state_dict()
+    bad = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if bad:
+        raise ValueError(f"--init {bundle}: shapes differ for {bad[:5]}; the bundle's architecture does not match")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected:
+        raise ValueError(f"--init {bundle}: the model has no parameters {unexpected[:5]}")
+    log.info(
+        "warm start from %s; %d new parameter tensors keep their initialisation: %s",
+        bundle,
+        len(missing),
+        sorted({k.rsplit(".", 2)[0] for k in missing}),
+    )
+
+
 def save_checkpoint(path: Path, model, optimizer, scaler, step: int, elapsed: float, cfg: Dict, extra=None) -> None:
     state = {
         "extra": extra or {},
@@ -188,6 +234,7 @@ def train(
     steps: Optional[int] = None,
     minutes: Optional[float] = None,
     stop_after: Optional[int] = None,
+    init: Optional[Path] = None,
 ) -> Path:
     """Run (or resume) training; returns the run folder. ``stop_after`` ends this call early at that step (to
     simulate an interruption); the schedule still follows ``steps``."""
@@ -202,12 +249,15 @@ def train(
     batch = int(tc.get("batch_size", 16))
     if batch % world:
         raise ValueError(f"batch_size {batch} must be divisible by the number of processes {world}")
-    cache = cfg["prepare"]["cache"]
+    cache = sample_dir(cfg)
     model_cfg = cfg.get("model", {})
-    sampler = SliceSampler(cache, tc.get("data", {}), "train", bool(model_cfg.get("slice_context", False)))
+    sampler = make_sampler(cfg, "train")
     if sampler.manifest["image_size"] != model_cfg.get("image_size", 256):
         raise ValueError(f"cache image size {sampler.manifest['image_size']} != model image_size")
-    model = build_model(model_cfg).to(device)
+    model = build_model(model_cfg)
+    if init is not None and not (out / CHECKPOINT).exists():
+        warm_start(model, init)
+    model = model.to(device)
     if world > 1:  # batch statistics over the global batch (before the optimiser sees the parameters)
         if device.type == "cuda":
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -320,23 +370,36 @@ def _states(heads: Dict) -> Dict:
     return {name: module.state_dict() for name, module in heads.items()}
 
 
-def _validation_set(cfg: Dict, sampler: SliceSampler):
+def _validation_set(cfg: Dict, sampler):
     tc = cfg.get("train", {})
     names = tc.get("val_structures")
     per = int(tc.get("val_per_structure", 2))
     try:
-        val = SliceSampler(cfg["prepare"]["cache"], {**tc.get("data", {}), "augment": None}, "val", sampler.context)
+        val = make_sampler(cfg, "val", augment=False)
     except ValueError:
         val = sampler
     return val.validation_samples(per, names)
 
 
 def _validate(model, samples, text, device, out: Path, step: int, t_start: float) -> None:
+    """Quick validation; the weights with the best mean Dice so far are kept in ``best.pt``."""
     res = quick_validation(model, samples, text, device)
     row = {"step": step, "elapsed_s": round(time.time() - t_start, 1), "mean_dice": round(res.pop("mean"), 4)}
     row.update({k: round(v, 4) for k, v in sorted(res.items())})
+    best_file = out / "best.json"
+    best = json.loads(best_file.read_text()) if best_file.exists() else {"mean_dice": -1.0}
+    if row["mean_dice"] > best["mean_dice"]:
+        tmp = out / "best.pt.tmp"
+        torch.save({"model": model.state_dict(), "step": step, "mean_dice": row["mean_dice"]}, tmp)
+        tmp.replace(out / "best.pt")
+        best_file.write_text(json.dumps({"step": step, "mean_dice": row["mean_dice"]}))
     _append_csv(out / "val.csv", row)
-    log.info("step %d validation mean Dice %.3f", step, row["mean_dice"])
+    log.info(
+        "step %d validation mean Dice %.3f (best %.3f)",
+        step,
+        row["mean_dice"],
+        max(row["mean_dice"], best["mean_dice"]),
+    )
 
 
 def _progress(total: int, step: int, rank: int):
@@ -355,13 +418,14 @@ def main(argv=None) -> None:
     parser.add_argument("--minutes", type=float, help="wall-clock budget; the schedule anneals over it")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (overrides train.threads)")
+    parser.add_argument("--init", help="warm start: a bundle folder whose weights a new run starts from")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = load_config(args.config)
     if args.threads:
         cfg.setdefault("train", {})["threads"] = args.threads
     out = Path(args.out or Path("training/runs") / cfg["name"])
-    train(cfg, out, args.device, args.steps, args.minutes)
+    train(cfg, out, args.device, args.steps, args.minutes, init=Path(args.init) if args.init else None)
     if dist.is_initialized():
         dist.destroy_process_group()
 

@@ -1,22 +1,19 @@
-"""Decoding every slice for one prompt, presence gating, and the 3D clean-up of the stacked masks.
+"""Decoded slices of one plane, presence gating, and the 3D clean-up of a mask.
 
-Absent slices (presence logit below the threshold) skip the mask upscaling and are empty. The clean-up thresholds
-the slice-resolution probabilities, fills holes slice by slice, and removes 3D components that are smaller than
-``min_component_ml`` or supported by fewer than ``min_slices`` slices.
+Absent slices (presence logit below the threshold) skip the mask upscaling and are empty. The clean-up fills holes
+slice by slice and removes 3D components that are smaller than ``min_component_ml`` or supported by fewer than
+``min_slices`` slices. Which slices are decoded, and how planes are fused, is in :mod:`multiview`.
 """
 
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 import torch
 
 from ..imaging import SliceFit
-from ..model import TextEmbedding
-from ..model.mask_decoder import ABSENT_LOGIT
-from .batching import Batcher, CancelFn, ProgressFn
 from .embeddings import SliceEmbeddings
 
 
@@ -38,56 +35,11 @@ class VolumeDecode:
     iou: torch.Tensor
 
 
-def decode_volume(
-    model: torch.nn.Module,
-    embeddings: SliceEmbeddings,
-    text: TextEmbedding,
-    batcher: Batcher,
-    presence_threshold: float,
-    progress: ProgressFn = None,
-    cancel: CancelFn = None,
-    start: float = 0.0,
-    span: float = 1.0,
-    slice_stride: int = 1,
-) -> VolumeDecode:
-    """Decode all slices of a volume for one text prompt in batches (``presence_threshold`` is a probability).
-
-    With ``slice_stride`` s > 1 the slices 0, s, 2s, ... (and the last) are decoded first, then only the slices
-    within s - 1 of a present one: targets spanning at least s slices are found s times faster when absent elsewhere.
-    Slices never decoded are absent (constant negative logits, presence of the nearest decoded slice).
-    """
-    gate = prob_to_logit(presence_threshold)
-    n = embeddings.volume.num_slices
-
-    def run(indices: List[int]) -> List[tuple]:
-        out = model.decode(embeddings.get(indices), text=text, presence_threshold=gate)  # type: ignore[operator]
-        logits = out.masks[:, 0].to("cpu", torch.float16)
-        return list(zip(logits, out.presence[:, 0].cpu(), out.iou[:, 0].cpu()))
-
-    stride = max(1, int(slice_stride))
-    coarse = list(range(0, n, stride))
-    if coarse[-1] != n - 1:
-        coarse.append(n - 1)
-    share = len(coarse) / n
-    found = dict(zip(coarse, batcher.run(run, coarse, progress, cancel, "decoding", start, span * share)))
-    if stride > 1:
-        present = [k for k in coarse if float(found[k][1]) >= gate]
-        near = sorted({j for k in present for j in range(k - stride + 1, k + stride) if 0 <= j < n} - set(coarse))
-        more = batcher.run(run, near, progress, cancel, "decoding", start + span * share, span * (1 - share))
-        found.update(zip(near, more))
-    size = model.config.image_size  # type: ignore[attr-defined]
-    absent = torch.full((size, size), ABSENT_LOGIT, dtype=torch.float16)
-    logits, presence, iou = [], [], []
-    for k in range(n):
-        if k in found:
-            item = found[k]
-        else:  # between two decoded slices where neither was present
-            nearest = min(found, key=lambda j: abs(j - k))
-            item = (absent, found[nearest][1], torch.tensor(0.0))
-        logits.append(item[0])
-        presence.append(item[1])
-        iou.append(item[2])
-    return VolumeDecode(torch.stack(logits), torch.stack(presence), torch.stack(iou))
+def slice_images(model: torch.nn.Module, embeddings: SliceEmbeddings, indices: Sequence[int]):
+    """The model inputs of ``indices`` when the model's decoder uses the image (``detail_channels``), else None."""
+    if not getattr(model.config, "detail_channels", 0):  # type: ignore[attr-defined]
+        return None
+    return embeddings.volume.model_inputs(list(indices), embeddings.window)
 
 
 def upscale_masks(
@@ -173,11 +125,18 @@ def _projections(mask: np.ndarray) -> List[np.ndarray]:
     return [mask.any(axis=(1, 2)), mask.any(axis=(0, 2)), mask.any(axis=(0, 1))]
 
 
-def confidence_of(presence: torch.Tensor, mask: np.ndarray) -> float:
-    """Segment confidence: mean presence probability over the slices holding the final mask; when nothing was
-    found, the highest presence probability of any slice (how close the target came to being found)."""
-    prob = torch.sigmoid(presence.float()).numpy()
-    occupied = mask.reshape(mask.shape[0], -1).any(axis=1)
-    if occupied.any():
-        return float(prob[occupied].mean())
-    return float(prob.max()) if prob.size else 0.0
+def confidence_of(presence: Dict[str, torch.Tensor], mask: np.ndarray) -> float:
+    """Segment confidence: per plane, the mean presence probability over the slices holding the final (canonical)
+    mask, averaged over the planes; when nothing was found, the highest presence probability of any slice (how close
+    the target came to being found)."""
+    from .volume import slice_view
+
+    means, best = [], 0.0
+    for plane, logits in presence.items():
+        prob = torch.sigmoid(logits.float()).numpy()
+        if prob.size:
+            best = max(best, float(prob.max()))
+        occupied = slice_view(mask, plane).any(axis=(1, 2))
+        if occupied.any():
+            means.append(float(prob[occupied].mean()))
+    return float(np.mean(means)) if means else best

@@ -13,7 +13,7 @@ import torch
 from ..vocabulary import PromptMatch
 from .decode import confidence_of
 from .io import suffix_of, write_image_atomic, write_text_atomic
-from .volume import PreparedVolume, from_slice_view
+from .volume import AXIS_NORMAL, PreparedVolume
 
 #: label colours (RGB 0-1) written into .seg.nrrd files
 _COLORS = [(0.9, 0.3, 0.2), (0.2, 0.6, 0.9), (0.3, 0.8, 0.3), (0.95, 0.8, 0.2), (0.7, 0.4, 0.9), (0.9, 0.5, 0.7)]
@@ -44,25 +44,25 @@ class SegmentReport:
 
 @dataclass
 class PromptState:
-    """Working state of one prompt in slice-view order: model logits (N, S, S) fp16, presence (N,), IoU (N,),
-    the final mask (N, H, W) bool."""
+    """Working state of one prompt: the presence logits of every slice of every plane segmented
+    ({plane: (N,)}) and the final mask in canonical ``(S, P, L)`` order (bool)."""
 
     prompt: str
     match: PromptMatch
     window: Any
-    logits: torch.Tensor
-    presence: torch.Tensor
-    iou: torch.Tensor
+    presence: Dict[str, torch.Tensor]
     mask: np.ndarray
     seconds: float
     refinements: int = 0
     known: bool = True  # False: the prompt names nothing in the model's vocabulary (nothing was segmented)
+    text: Optional[str] = None  # what the model was given (the matched vocabulary name, or the prompt itself)
 
 
 @dataclass
 class _Change:
     prompt_index: int
-    slices: Dict[int, Tuple[np.ndarray, torch.Tensor, float]]
+    plane: str
+    slices: Dict[int, np.ndarray]  # previous contents of the changed slices of ``plane``
     seconds: float
 
 
@@ -93,17 +93,14 @@ class Result:
         side = state.match.side
         if side not in ("left", "right") or not state.mask.any():
             return None
-        canonical = from_slice_view(state.mask, self.volume.axis)  # (S, P, L): L index grows to patient left
-        profile = canonical.sum(axis=(0, 1), dtype=np.int64)
+        profile = state.mask.sum(axis=(0, 1), dtype=np.int64)  # canonical (S, P, L): L grows to patient left
         centre = float((profile * np.arange(profile.size)).sum() / max(profile.sum(), 1))
         midline = (profile.size - 1) / 2.0
         on_left = centre > midline
         return "ok" if on_left == (side == "left") else "mismatch"
 
     def _input_slices(self, occupied: np.ndarray) -> Tuple[int, int]:
-        """First and last occupied slice as indices along the input's own axis nearest the slice normal."""
-        from .volume import AXIS_NORMAL
-
+        """First and last occupied slice as indices along the input's own axis nearest the primary plane's normal."""
         c = AXIS_NORMAL[self.volume.axis]
         if self.volume.reorientation.flips[c]:
             n = self.volume.num_slices
@@ -112,7 +109,8 @@ class Result:
 
     def _report(self, index: int, state: PromptState) -> SegmentReport:
         mask = state.mask
-        occupied = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
+        other = tuple(a for a in range(3) if a != 2 - AXIS_NORMAL[self.volume.axis])  # canonical axes in-plane
+        occupied = np.flatnonzero(mask.any(axis=other))
         found = bool(occupied.size)
         warnings = []
         side_check = self._side_check(state)
@@ -159,6 +157,11 @@ class Result:
         return self.volume.to_input_array(self.states[prompt_index].mask)
 
     @property
+    def views(self) -> Tuple[str, ...]:
+        """The planes that were segmented and fused (the first is the primary plane)."""
+        return tuple(self.info.get("options", {}).get("views") or (self.volume.axis,))
+
+    @property
     def labelmap(self) -> sitk.Image:
         """The labelmap in the input geometry (built once, rebuilt after a refinement or undo)."""
         if self._labelmap is None:
@@ -182,6 +185,7 @@ class Result:
             "origin": list(image.GetOrigin()),
             "direction": list(image.GetDirection()),
             "slice_axis": self.volume.axis,
+            "views": list(self.views),
             "modality": "CT" if self.volume.is_ct else "MR/other",
             "oblique_degrees": round(self.volume.reorientation.oblique_degrees, 3),
             "segments": [asdict(s) for s in self.segments],

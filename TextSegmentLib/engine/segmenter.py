@@ -16,17 +16,20 @@ from ..model import TextSegmentModel
 from ..model.mask_decoder import ABSENT_LOGIT
 from ..vocabulary import find_term, match_prompt, vocabulary_names
 from .batching import Batcher, CancelFn, ProgressFn, check_cancel
-from .decode import cleanup_3d, decode_volume, prob_to_logit, upscale_masks
 from .embeddings import EmbeddingCache, EmbeddingStore, SliceEmbeddings
+from .fusion import DEFAULT_WEIGHTS
 from .io import InputError, InputLike, load_input
+from .multiview import decode_views, fuse_views
 from .refine import apply_changes, refine_slices
 from .result import PromptState, Result, _Change
-from .volume import AXIS_NORMAL, PreparedVolume, check_axis, resolve_window
+from .volume import AXIS_NORMAL, SLICE_AXES, PreparedVolume, check_axis, resolve_window
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OPTIONS: Dict[str, Any] = {
-    "slice_axis": None,  # None: the model card's input slice_axis (axial)
+    "views": None,  # planes to segment and fuse; None: the model card's planes (axial only for older cards)
+    "view_weights": None,  # {plane: weight} for the fusion; None: the card's, else axial/coronal 0.4, sagittal 0.2
+    "slice_axis": None,  # a single plane (same as views=(plane,)); None: use views
     "ct_window": None,  # None: chosen per prompt from the vocabulary / anatomy
     "modality": None,  # None: detected (DICOM Modality, else Hounsfield range); "CT" or "MR" to override
     "presence_threshold": 0.5,  # probability; slices below are absent (0 keeps all, 1 drops all)
@@ -35,11 +38,15 @@ DEFAULT_OPTIONS: Dict[str, Any] = {
     "min_slices": 2,  # 3D components spanning fewer slices are removed
     "fill_holes": True,
     "largest_only": False,
-    "slice_stride": 1,  # >1: decode every n-th slice first, then only near present ones (faster, see decode.py)
+    # coarse-to-fine decoding: every n-th slice first (None: about every 6 mm), then only across the target's box
+    "slice_stride": None,
     "use_cache": True,  # False: re-encode the volume (the naive path, for comparisons)
     # a prompt naming nothing in the card's vocabulary (no name/synonym in it, and its sentence embedding less similar
     # than this to every vocabulary name) is reported not found without segmenting; 0 turns the check off
     "vocabulary_gate": 0.6,
+    # "matched": a prompt that names a vocabulary structure (however long the sentence around it) is given to the
+    # model as that structure's name; "raw": the model reads the prompt as typed
+    "prompt_text": "matched",
 }
 Coords = Sequence[float]
 
@@ -129,12 +136,36 @@ class Segmenter:
         if unknown:
             raise TypeError(f"unknown segment options {unknown}; known: {sorted(DEFAULT_OPTIONS)}")
         opts = dict(DEFAULT_OPTIONS, **options)
-        opts["slice_axis"] = check_axis(opts["slice_axis"] or self.card.get("input", {}).get("slice_axis", "axial"))
+        if opts["slice_axis"] is not None:
+            opts["views"] = (check_axis(opts["slice_axis"]),)
+        views = opts["views"] if opts["views"] is not None else self.card_planes()
+        if isinstance(views, str):
+            views = (views,)
+        views = tuple(dict.fromkeys(check_axis(v) for v in views))
+        if not views:
+            raise ValueError(f"views must name at least one of {SLICE_AXES}")
+        opts["views"] = views
+        opts["slice_axis"] = views[0]
+        weights = dict(DEFAULT_WEIGHTS, **(self.card.get("input", {}).get("view_weights") or {}))
+        weights.update(opts["view_weights"] or {})
+        opts["view_weights"] = {p: float(weights.get(p, 1.0)) for p in views}
+        if opts["prompt_text"] not in ("matched", "raw"):
+            raise ValueError("prompt_text must be 'matched' or 'raw'")
         if opts["ct_window"] is not None:
             resolve_window(opts["ct_window"])
         if isinstance(opts["ct_window"], (list, tuple)):
             opts["ct_window"] = tuple(float(v) for v in opts["ct_window"])
         return opts
+
+    def card_planes(self) -> Tuple[str, ...]:
+        """The planes the model was trained on (its card's ``input.planes``; axial only for older cards)."""
+        spec = self.card.get("input", {})
+        planes = spec.get("planes") or [spec.get("slice_axis", "axial")]
+        return tuple(check_axis(p) for p in planes)
+
+    def refine_planes(self) -> Tuple[str, ...]:
+        """The planes a box or points can be drawn on for :meth:`refine` (the planes the model was trained on)."""
+        return self.card_planes()
 
     def prepare(self, source: InputLike, slice_axis: str = "axial", modality: Optional[str] = None) -> PreparedVolume:
         """Read, check and prepare an input (no model work)."""
@@ -170,61 +201,52 @@ class Segmenter:
     def _segment(self, source, prompts, progress, cancel, opts) -> Result:
         start = time.perf_counter()
         check_cancel(cancel)
-        volume = self.prepare(source, opts["slice_axis"], opts["modality"])
+        views = opts["views"]
+        volume = self.prepare(source, views[0], opts["modality"])
         model = self.model
         vocabulary = self.card.get("vocabulary", [])
         matches = [match_prompt(p, vocabulary) for p in prompts]
         windows = [(opts["ct_window"] or m.window) if volume.is_ct else None for m in matches]
-        keys = [volume.window_key(w) for w in windows]
-        n = volume.num_slices
         self.store.begin(model)
         to_encode = set()
-        for window, key in zip(windows, keys):
-            if not (opts["use_cache"] and self.cache.get(self.store.key(model, volume, window)) is not None):
-                to_encode.add(key)
-        units = len(to_encode) * n + 0.3 * n * len(prompts)
+        for window in windows:
+            for plane in views:
+                view = volume.view(plane)
+                if not (opts["use_cache"] and self.cache.get(self.store.key(model, view, window)) is not None):
+                    to_encode.add((plane, view.window_key(window)))
+        sizes = {p: volume.view(p).num_slices for p in views}
+        units = sum(sizes[p] for p, _ in to_encode) + 0.3 * sum(sizes.values()) * len(prompts)
         done = 0.0
-        groups: Dict[str, SliceEmbeddings] = {}
+        groups: Dict[Tuple[str, str], SliceEmbeddings] = {}
         states: List[PromptState] = []
-        gate = prob_to_logit(opts["presence_threshold"])
-        for prompt, match, window, key in zip(prompts, matches, windows, keys):
+        for prompt, match, window in zip(prompts, matches, windows):
             t0 = time.perf_counter()
             if not self.knows(prompt, opts["vocabulary_gate"]):
-                states.append(self._unknown_state(volume, prompt, match, window, time.perf_counter() - t0))
+                states.append(self._unknown_state(volume, prompt, match, window, views, time.perf_counter() - t0))
                 continue
-            if key not in groups:
-                span = n / units if key in to_encode else 0.0
-                groups[key] = self.store.embeddings(
-                    model, volume, window, progress, cancel, done / units, span, opts["use_cache"]
-                )
-                done += span * units
-            text = model.encode_text([prompt])
-            dec = decode_volume(
-                model,
-                groups[key],
-                text,
-                self.batcher,
-                opts["presence_threshold"],
-                progress,
-                cancel,
-                done / units,
-                0.3 * n / units,
-                opts["slice_stride"],
-            )
-            done += 0.3 * n
-            present = (dec.presence >= gate).numpy() if gate > -np.inf else None
-            mask = upscale_masks(dec.logits, volume.fit, opts["mask_threshold"], present)
-            mask = cleanup_3d(
-                mask,
-                volume.voxel_ml,
-                opts["min_component_ml"],
-                opts["min_slices"],
-                opts["fill_holes"],
-                opts["largest_only"],
-            )
-            states.append(
-                PromptState(prompt, match, window, dec.logits, dec.presence, dec.iou, mask, time.perf_counter() - t0)
-            )
+            said = match.name if (opts["prompt_text"] == "matched" and match.name) else prompt
+            text = model.encode_text([said])
+            embeddings = {}
+            for plane in views:
+                view = volume.view(plane)
+                key = (plane, view.window_key(window))
+                if key not in groups:
+                    span = sizes[plane] / units if key in to_encode else 0.0
+                    groups[key] = self.store.embeddings(
+                        model, view, window, progress, cancel, done / units, span, opts["use_cache"]
+                    )
+                    done += span * units
+                embeddings[plane] = groups[key]
+            share = 0.3 * sum(sizes.values())
+            sided = match.side in ("left", "right")
+            decodes = decode_views(
+                model, volume, embeddings, text, self.batcher, opts["presence_threshold"], opts["slice_stride"],
+                sided, progress, cancel, done / units, share / units,
+            )  # fmt: skip
+            done += share
+            mask = fuse_views(volume, decodes, opts, sided)
+            presence = {p: d.presence for p, d in decodes.items()}
+            states.append(PromptState(prompt, match, window, presence, mask, time.perf_counter() - t0, text=said))
         card = self.card
         info = {
             "input": getattr(volume, "name", "volume"),
@@ -251,57 +273,69 @@ class Segmenter:
         sentence = self.model.encode_text([prompt]).sentence[0]
         return float((self._vocabulary_embeddings @ sentence).max()) >= min_similarity
 
-    def _unknown_state(self, volume: PreparedVolume, prompt, match, window, seconds: float) -> PromptState:
+    def _unknown_state(self, volume: PreparedVolume, prompt, match, window, views, seconds: float) -> PromptState:
         """An empty, not-found state for a prompt outside the vocabulary (no model work; a box can still refine it)."""
-        n, size = volume.num_slices, self.model.config.image_size
-        logits = torch.full((n, size, size), ABSENT_LOGIT, dtype=torch.float16)
-        presence = torch.full((n,), ABSENT_LOGIT)
-        mask = upscale_masks(logits, volume.fit, 0.5, np.zeros(n, dtype=bool))
-        return PromptState(prompt, match, window, logits, presence, torch.zeros(n), mask, seconds, known=False)
+        presence = {p: torch.full((volume.view(p).num_slices,), ABSENT_LOGIT) for p in views}
+        mask = np.zeros(volume.canonical.shape, dtype=bool)
+        return PromptState(prompt, match, window, presence, mask, seconds, known=False, text=prompt)
 
     # --- refinement --------------------------------------------------------------------------------------------
-    def _view_point(self, volume: PreparedVolume, point: Coords, coords: str) -> Tuple[float, float, float]:
+    def _view_point(self, volume: PreparedVolume, plane: str, point: Coords, coords: str) -> Tuple[float, float, float]:
         ijk = volume.physical_to_index(point) if coords == "physical" else point
-        return volume.input_index_to_view(ijk)
+        return volume.input_index_to_view(ijk, plane)
 
-    def _slice_of(self, volume: PreparedVolume, slice_index: Any, coords: str) -> int:
+    def _slice_of(self, volume: PreparedVolume, plane: str, slice_index: Any, coords: str) -> int:
+        n = volume.view(plane).num_slices
         if isinstance(slice_index, (int, np.integer)):
-            c = AXIS_NORMAL[volume.axis]
+            c = AXIS_NORMAL[plane]
             p = volume.reorientation.permutation[c]
             size = volume.image.GetSize()[p]
             if not 0 <= int(slice_index) < size:
                 raise InputError(f"slice_index {slice_index} is outside 0..{size - 1}")
             return size - 1 - int(slice_index) if volume.reorientation.flips[c] else int(slice_index)
-        s = int(round(self._view_point(volume, slice_index, coords)[0]))
-        if not 0 <= s < volume.num_slices:
+        s = int(round(self._view_point(volume, plane, slice_index, coords)[0]))
+        if not 0 <= s < n:
             raise InputError(f"slice {slice_index} lies outside the volume")
         return s
 
-    def _in_plane(self, volume: PreparedVolume, s: int, pair: Coords, coords: str) -> Tuple[float, float]:
-        """A 2-value in-plane coordinate (or a 3D point) -> (row, col) on view slice ``s``."""
+    def _in_plane(self, volume: PreparedVolume, plane: str, s: int, pair: Coords, coords: str) -> Tuple[float, float]:
+        """A 2-value in-plane coordinate (or a 3D point) -> (row, col) on slice ``s`` of ``plane``."""
         if len(pair) == 3:
-            _, r, c = self._view_point(volume, pair, coords)
+            _, r, c = self._view_point(volume, plane, pair, coords)
             return r, c
-        normal = AXIS_NORMAL[volume.axis]
+        normal = AXIS_NORMAL[plane]
         if coords == "physical":
-            centre = self._centre_index(volume, s)
+            centre = self._centre_index(volume, plane, s)
             phys = list(volume.image.TransformContinuousIndexToPhysicalPoint(centre))
             axes = [a for a in range(3) if a != normal]
         else:
-            phys = list(self._centre_index(volume, s))
+            phys = list(self._centre_index(volume, plane, s))
             p = volume.reorientation.permutation[normal]
             axes = [a for a in range(3) if a != p]
         phys[axes[0]], phys[axes[1]] = float(pair[0]), float(pair[1])
-        _, r, c = self._view_point(volume, phys, coords)
+        _, r, c = self._view_point(volume, plane, phys, coords)
         return r, c
 
-    def _centre_index(self, volume: PreparedVolume, s: int) -> List[float]:
+    def _centre_index(self, volume: PreparedVolume, plane: str, s: int) -> List[float]:
         size = volume.image.GetSize()
-        normal = AXIS_NORMAL[volume.axis]
+        normal = AXIS_NORMAL[plane]
         p = volume.reorientation.permutation[normal]
         ijk = [(n - 1) / 2.0 for n in size]
         ijk[p] = float(size[p] - 1 - s if volume.reorientation.flips[normal] else s)
         return ijk
+
+    def _check_plane(self, result: Result, plane: Optional[str]) -> str:
+        plane = result.volume.axis if plane is None else plane
+        if plane not in SLICE_AXES:
+            raise InputError(f"plane must be one of {SLICE_AXES}, got {plane!r}")
+        trained = self.refine_planes()
+        if plane not in trained:
+            raise InputError(
+                f"this model was trained on {', '.join(trained)} slices only and cannot refine on a {plane} slice; "
+                f"draw the box or points on {' or '.join(f'an {p}' if p[0] in 'aeiou' else f'a {p}' for p in trained)}"
+                " view, or use a model trained on all three planes"
+            )
+        return plane
 
     def refine(
         self,
@@ -312,51 +346,60 @@ class Segmenter:
         points: Optional[Sequence[Coords]] = None,
         labels: Optional[Sequence[int]] = None,
         coords: str = "voxel",
+        plane: Optional[str] = None,
         progress: ProgressFn = None,
         cancel: CancelFn = None,
         max_propagation: Optional[int] = None,
     ) -> Result:
-        """Fix prompt ``prompt_index`` on one slice with a box and/or +/- points; propagate to neighbours.
+        """Fix prompt ``prompt_index`` on one slice of ``plane`` with a box and/or +/- points; propagate along the
+        plane's normal.
 
-        ``slice_index``: an int is the index along the **input's own index axis** nearest to the slice normal
-        (for an axial acquisition: k); a 3-tuple is a voxel (i, j, k) (``coords="voxel"``) or a physical LPS
-        point in mm (``coords="physical"``) on the slice. ``box``: (a0, b0, a1, b1) on that slice, where a, b are
-        the input's two in-plane index axes in increasing order (i, j for an axial acquisition), or with
-        ``coords="physical"`` the two in-plane LPS coordinates in mm (x, y axial; x, z coronal; y, z sagittal);
-        or two 3-tuples (opposite corners). ``points`` are pairs or 3-tuples in the same convention, ``labels``
-        1 (inside) / 0 (outside), default all 1. Updates ``result`` in place (undo with :meth:`undo`); returns it.
+        ``plane``: "axial", "coronal" or "sagittal" in the patient frame, the plane of the view the user drew on
+        (default: the result's primary plane); it must be one the model was trained on (:meth:`refine_planes`),
+        else :class:`InputError` says which views to use. ``slice_index``: an int is the index along the **input's
+        own index axis** nearest to the plane's normal (for an axial plane of an axial acquisition: k); a 3-tuple
+        is a voxel (i, j, k) (``coords="voxel"``) or a physical LPS point in mm (``coords="physical"``) on the
+        slice. ``box``: two 3-tuples (opposite corners; their coordinate along the normal is ignored), or
+        (a0, b0, a1, b1) where a, b are the input's two index axes in the plane in increasing order (with
+        ``coords="physical"`` the two in-plane LPS coordinates in mm). ``points`` are 3-tuples or pairs in the same
+        convention, ``labels`` 1 (inside) / 0 (outside), default all 1. Updates ``result`` in place (undo with
+        :meth:`undo`); returns it.
         """
         if coords not in ("voxel", "physical"):
             raise ValueError("coords must be 'voxel' or 'physical'")
         if box is None and not points:
             raise InputError("refine needs a box or at least one point")
+        if not 0 <= int(prompt_index) < len(result.states):
+            raise InputError(f"prompt_index {prompt_index} is outside 0..{len(result.states) - 1}")
+        plane = self._check_plane(result, plane)
         with self._lock, _eval_mode(self.model):
             t0 = time.perf_counter()
             volume = result.volume
+            view = volume.view(plane)
             state = result.states[prompt_index]
-            s = self._slice_of(volume, slice_index, coords)
-            fit = volume.fit
+            s = self._slice_of(volume, plane, slice_index, coords)
+            fit = view.fit
             box_model = None
             if box is not None:
                 corners = [box[0], box[1]] if len(box) == 2 else [box[0:2], box[2:4]]
-                rc = np.array([self._in_plane(volume, s, c, coords) for c in corners])
+                rc = np.array([self._in_plane(volume, plane, s, c, coords) for c in corners])
                 y, x = fit.to_model(rc[:, 0], rc[:, 1])
                 box_model = (float(x.min()), float(y.min()), float(x.max()), float(y.max()))
             pts = lab = None
             if points:
-                rc = np.array([self._in_plane(volume, s, p, coords) for p in points])
+                rc = np.array([self._in_plane(volume, plane, s, p, coords) for p in points])
                 y, x = fit.to_model(rc[:, 0], rc[:, 1])
                 pts = np.stack([x, y], axis=1)
                 lab = np.asarray(labels if labels is not None else [1] * len(points), dtype=np.int64)
                 if lab.shape != (len(points),):
                     raise InputError("labels must give one 1/0 value per point")
             self.store.begin(self.model)
-            emb = self.store.lazy(self.model, volume, state.window)
+            emb = self.store.lazy(self.model, view, state.window)
             opts = result.info.get("options", DEFAULT_OPTIONS)
             changes = refine_slices(
                 self.model,
                 emb,
-                self.model.encode_text([state.prompt]),
+                self.model.encode_text([state.text or state.prompt]),
                 state,
                 s,
                 box_model,
@@ -368,9 +411,9 @@ class Segmenter:
                 progress=progress,
                 cancel=cancel,
             )
-            old = apply_changes(state, changes)
+            old = apply_changes(state, plane, {k: m for k, (m, _, _) in changes.items()})
             state.refinements += 1
-            result._history.append(_Change(prompt_index, old, time.perf_counter() - t0))
+            result._history.append(_Change(prompt_index, plane, old, time.perf_counter() - t0))
             result._invalidate()
             return result
 
@@ -382,7 +425,7 @@ class Segmenter:
                 return result
             change = result._history.pop()
             state = result.states[change.prompt_index]
-            apply_changes(state, change.slices)
+            apply_changes(state, change.plane, change.slices)
             state.refinements -= 1
             result._invalidate()
             return result

@@ -74,77 +74,35 @@ def resolve_window(window: WindowLike) -> Tuple[float, float]:
     return float(level), float(width)
 
 
-class PreparedVolume:
-    """An input image in canonical orientation, sliced along one axis, ready for encoding.
+class PlaneView:
+    """The slices of a :class:`PreparedVolume` along one plane: the stack, its fit into the model input, and the
+    model inputs of any slices. Embeddings are cached per plane view (its ``content_hash`` includes the plane)."""
 
-    Example:
-        >>> img = sitk.GetImageFromArray(np.random.rand(6, 10, 12).astype(np.float32))
-        >>> pv = PreparedVolume(img, {}, image_size=64, axis="axial")
-        >>> pv.num_slices, pv.model_inputs([0, 1], None).shape
-        (6, torch.Size([2, 3, 64, 64]))
-    """
-
-    def __init__(
-        self,
-        image: sitk.Image,
-        metadata: Mapping[str, str],
-        image_size: int,
-        axis: str = "axial",
-        slice_context: bool = False,
-        modality: Optional[str] = None,
-        mr_percentiles: Sequence[float] = (0.5, 99.5),
-    ) -> None:
-        self.image = image
-        self.axis = check_axis(axis)
-        self.reorientation = reorientation_for(image.GetDirection())
-        if self.reorientation.oblique_degrees > OBLIQUE_WARNING_DEGREES:
-            log.warning(
-                "the volume is oblique by %.1f degrees; it is segmented on the nearest anatomical axes (no "
-                "resampling), so 'axial' slices are tilted by that angle",
-                self.reorientation.oblique_degrees,
-            )
-        raw = sitk.GetArrayViewFromImage(image)
-        self.canonical = to_canonical(raw, self.reorientation)
-        self.canonical_spacing = self.reorientation.canonical_spacing(image.GetSpacing())
-        self.stack = slice_view(self.canonical, self.axis)
+    def __init__(self, volume: "PreparedVolume", plane: str) -> None:
+        self.volume = volume
+        self.plane = check_axis(plane)
+        self.axis = self.plane
+        self.stack = slice_view(volume.canonical, self.plane)
         self.num_slices, self.height, self.width = (int(s) for s in self.stack.shape)
-        row_sp, col_sp = slice_pixel_spacing(self.canonical_spacing, self.axis)
-        self.fit = plan_fit(self.height, self.width, row_sp, col_sp, image_size)
-        if modality:
-            self.is_ct = modality.strip().upper() == "CT"
-        else:
-            self.is_ct = detect_ct(raw, metadata)
-        self.slice_context = slice_context
-        self.mr_percentiles = tuple(mr_percentiles)
-        self.voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
-        self._mr: Optional[np.ndarray] = None
-        self._hash: Optional[str] = None
+        row_sp, col_sp = slice_pixel_spacing(volume.canonical_spacing, self.plane)
+        self.fit = plan_fit(self.height, self.width, row_sp, col_sp, volume.image_size)
+        self.is_ct = volume.is_ct
+        self.slice_context = volume.slice_context
 
     @property
     def content_hash(self) -> str:
-        """Hash of the canonical slice stack and its fit: equal for the same volume stored in any orientation."""
-        if self._hash is None:
-            digest = hashlib.blake2b(digest_size=16)
-            digest.update(repr((self.stack.shape, str(self.stack.dtype), self.fit, self.axis)).encode())
-            for k in range(self.num_slices):
-                digest.update(np.ascontiguousarray(self.stack[k]).tobytes())
-            self._hash = digest.hexdigest()
-        return self._hash
+        """Hash of the canonical volume, the plane and the fit: equal for the same volume in any orientation."""
+        return f"{self.volume.canonical_hash}:{self.plane}:{self.fit.h}x{self.fit.w}"
 
     def window_key(self, window: WindowLike) -> str:
-        """Cache key part for the intensity preset used with ``window``."""
-        if not self.is_ct:
-            return f"mr{self.mr_percentiles}"
-        return "ct{}".format(resolve_window(window or "soft_tissue"))
+        return self.volume.window_key(window)
 
     def normalized(self, indices: Sequence[int], window: WindowLike) -> np.ndarray:
         """Slices ``indices`` (clamped) as float32 in [0, 255]: CT window or MR percentiles of the whole volume."""
         idx = np.clip(np.asarray(indices, dtype=int), 0, self.num_slices - 1)
         if self.is_ct:
             return normalize_ct(self.stack[idx], resolve_window(window or "soft_tissue"))
-        if self._mr is None:
-            self._mr = normalize_mr(self.stack, self.mr_percentiles)
-        return self._mr[idx]
+        return slice_view(self.volume.mr_normalized(), self.plane)[idx]
 
     def model_inputs(self, indices: Sequence[int], window: WindowLike) -> torch.Tensor:
         """(B, 3, S, S) model inputs for slices ``indices`` (2.5D neighbours when the model uses slice context)."""
@@ -161,25 +119,130 @@ class PreparedVolume:
 
         return torch.stack([pick(idx - 1), pick(idx), pick(idx + 1)], dim=1)
 
-    def to_input_array(self, stack: np.ndarray) -> np.ndarray:
-        """A ``(N, rows, cols)`` slice-view array -> input ``(k, j, i)`` order (exact inverse of the preparation)."""
-        return np.ascontiguousarray(from_canonical(from_slice_view(stack, self.axis), self.reorientation))
+    def index_to_view(self, ijk: Sequence[float]) -> Tuple[float, float, float]:
+        """Input voxel index (i, j, k) -> (slice, row, col) in this plane (continuous, exact for integers)."""
+        return self.volume.canonical_to_view(self.volume.index_to_canonical(ijk), self.plane)
 
-    def input_index_to_view(self, ijk: Sequence[float]) -> Tuple[float, float, float]:
-        """Input voxel index (i, j, k) -> (slice, row, col) in the slice view (continuous, exact for integers)."""
+
+class PreparedVolume:
+    """An input image in canonical orientation, ready to be sliced along any plane and encoded.
+
+    ``axis`` is the primary plane (the first of the views segmented); ``stack``, ``fit``, ``num_slices``,
+    ``model_inputs`` ... are those of the primary plane, ``view(plane)`` gives any plane's :class:`PlaneView`.
+
+    Example:
+        >>> img = sitk.GetImageFromArray(np.random.rand(6, 10, 12).astype(np.float32))
+        >>> pv = PreparedVolume(img, {}, image_size=64, axis="axial")
+        >>> pv.num_slices, pv.model_inputs([0, 1], None).shape, pv.view("sagittal").num_slices
+        (6, torch.Size([2, 3, 64, 64]), 12)
+    """
+
+    def __init__(
+        self,
+        image: sitk.Image,
+        metadata: Mapping[str, str],
+        image_size: int,
+        axis: str = "axial",
+        slice_context: bool = False,
+        modality: Optional[str] = None,
+        mr_percentiles: Sequence[float] = (0.5, 99.5),
+    ) -> None:
+        self.image = image
+        self.axis = check_axis(axis)
+        self.image_size = int(image_size)
+        self.reorientation = reorientation_for(image.GetDirection())
+        if self.reorientation.oblique_degrees > OBLIQUE_WARNING_DEGREES:
+            log.warning(
+                "the volume is oblique by %.1f degrees; it is segmented on the nearest anatomical axes (no "
+                "resampling), so 'axial' slices are tilted by that angle",
+                self.reorientation.oblique_degrees,
+            )
+        raw = sitk.GetArrayViewFromImage(image)
+        self.canonical = to_canonical(raw, self.reorientation)
+        self.canonical_spacing = self.reorientation.canonical_spacing(image.GetSpacing())
+        if modality:
+            self.is_ct = modality.strip().upper() == "CT"
+        else:
+            self.is_ct = detect_ct(raw, metadata)
+        self.slice_context = slice_context
+        self.mr_percentiles = tuple(mr_percentiles)
+        self.voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
+        self._mr: Optional[np.ndarray] = None
+        self._hash: Optional[str] = None
+        self._views: Dict[str, PlaneView] = {}
+        primary = self.view(self.axis)
+        self.stack, self.fit = primary.stack, primary.fit
+        self.num_slices, self.height, self.width = primary.num_slices, primary.height, primary.width
+
+    def view(self, plane: str) -> PlaneView:
+        """The :class:`PlaneView` of ``plane`` (built once)."""
+        if plane not in self._views:
+            self._views[plane] = PlaneView(self, plane)
+        return self._views[plane]
+
+    @property
+    def canonical_hash(self) -> str:
+        """Hash of the canonical voxels and geometry: equal for the same volume stored in any orientation."""
+        if self._hash is None:
+            digest = hashlib.blake2b(digest_size=16)
+            digest.update(repr((self.canonical.shape, str(self.canonical.dtype), self.canonical_spacing)).encode())
+            for k in range(self.canonical.shape[0]):
+                digest.update(np.ascontiguousarray(self.canonical[k]).tobytes())
+            self._hash = digest.hexdigest()
+        return self._hash
+
+    @property
+    def content_hash(self) -> str:
+        """Hash of the primary plane's slice stack (see :attr:`PlaneView.content_hash`)."""
+        return self.view(self.axis).content_hash
+
+    def window_key(self, window: WindowLike) -> str:
+        """Cache key part for the intensity preset used with ``window``."""
+        if not self.is_ct:
+            return f"mr{self.mr_percentiles}"
+        return "ct{}".format(resolve_window(window or "soft_tissue"))
+
+    def mr_normalized(self) -> np.ndarray:
+        """The canonical volume as float32 in [0, 255] by the MR percentiles (computed once)."""
+        if self._mr is None:
+            self._mr = normalize_mr(self.canonical, self.mr_percentiles)
+        return self._mr
+
+    def normalized(self, indices: Sequence[int], window: WindowLike) -> np.ndarray:
+        """Primary-plane slices ``indices`` as float32 in [0, 255]."""
+        return self.view(self.axis).normalized(indices, window)
+
+    def model_inputs(self, indices: Sequence[int], window: WindowLike) -> torch.Tensor:
+        """(B, 3, S, S) model inputs of primary-plane slices ``indices``."""
+        return self.view(self.axis).model_inputs(indices, window)
+
+    def to_input_array(self, canonical: np.ndarray) -> np.ndarray:
+        """A canonical ``(S, P, L)`` array -> input ``(k, j, i)`` order (exact inverse of the preparation)."""
+        return np.ascontiguousarray(from_canonical(canonical, self.reorientation))
+
+    def index_to_canonical(self, ijk: Sequence[float]) -> Tuple[float, float, float]:
+        """Input voxel index (i, j, k) -> canonical (L, P, S) index (continuous, exact for integers)."""
         size = self.image.GetSize()
         canon = [0.0, 0.0, 0.0]  # L, P, S
         for c in range(3):
             p = self.reorientation.permutation[c]
             v = float(ijk[p])
             canon[c] = (size[p] - 1 - v) if self.reorientation.flips[c] else v
-        li, pi, si = canon
+        return canon[0], canon[1], canon[2]
+
+    def canonical_to_view(self, lps: Sequence[float], plane: str) -> Tuple[float, float, float]:
+        """Canonical (L, P, S) index -> (slice, row, col) in ``plane`` (see the module docstring)."""
+        li, pi, si = lps
         n_s = self.canonical.shape[0]
-        if self.axis == "axial":
+        if plane == "axial":
             return si, pi, li
-        if self.axis == "coronal":
+        if plane == "coronal":
             return pi, n_s - 1 - si, li
         return li, n_s - 1 - si, pi
+
+    def input_index_to_view(self, ijk: Sequence[float], plane: Optional[str] = None) -> Tuple[float, float, float]:
+        """Input voxel index (i, j, k) -> (slice, row, col) in ``plane`` (default the primary plane)."""
+        return self.canonical_to_view(self.index_to_canonical(ijk), plane or self.axis)
 
     def physical_to_index(self, point: Sequence[float]) -> Tuple[float, float, float]:
         """Physical LPS point (mm) -> continuous input voxel index (i, j, k)."""

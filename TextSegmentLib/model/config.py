@@ -26,7 +26,9 @@ class ModelConfig:
 
     ``image_size`` is the square slice size the model sees (256 in the paper; 128 for the CPU "lite" models);
     the image embedding grid is ``image_size // 4``. ``slice_context`` (2.5D) means the three input channels
-    are the slices k-1, k, k+1 instead of slice k repeated.
+    are the slices k-1, k, k+1 instead of slice k repeated. ``detail_channels`` > 0 adds a light convolutional
+    path from the input image at 1/2 and full resolution into the mask upscaling, so masks follow edges finer than
+    the 4-pixel embedding grid (0: the original decoder; old model cards load unchanged).
 
     Example:
         >>> cfg = ModelConfig(image_size=128, embed_dim=128)
@@ -49,6 +51,7 @@ class ModelConfig:
     decoder_heads: int = 8
     decoder_mlp_dim: int = 1024
     attention_downsample: int = 2
+    detail_channels: int = 0  # > 0: the mask upscaling gets high-resolution skips from the image (crisp masks)
     text: TextEncoderSpec = field(default_factory=TextEncoderSpec)
 
     @property
@@ -89,6 +92,8 @@ class ModelConfig:
                 raise ValueError(f"encoder dim {dim} is not divisible by {heads} heads")
         if self.embed_dim % 8 or self.embed_dim % self.decoder_heads:
             raise ValueError("embed_dim must be divisible by 8 and by decoder_heads")
+        if self.detail_channels < 0:
+            raise ValueError(f"detail_channels must be >= 0, got {self.detail_channels}")
 
 
 ConfigLike = Union[ModelConfig, Dict[str, Any], None]

@@ -101,6 +101,7 @@ class TextSegmentModel(nn.Module):
         point_labels: Optional[torch.Tensor] = None,
         mask_inputs: Optional[torch.Tensor] = None,
         presence_threshold: Optional[float] = None,
+        images: Optional[torch.Tensor] = None,
     ) -> DecoderOutput:
         """Decode masks from cached image embeddings and any combination of prompts.
 
@@ -108,6 +109,8 @@ class TextSegmentModel(nn.Module):
         ``boxes`` (B, 4); ``points`` (B, N, 2) with ``point_labels`` (B, N): 1 positive, 0 negative, -1 padding;
         ``mask_inputs`` (B, 1, S, S) logits of a previous mask. With ``presence_threshold`` set, items whose presence
         logit is below it skip the mask upscaling and get a constant negative mask (faster whole-volume decoding).
+        ``images`` (B, 3, S, S) in [0, 255], the slices the embeddings came from: models with ``detail_channels``
+        use them for edges finer than the embedding grid (without them such a model decodes as if it had none).
         """
         if isinstance(text, str):
             text = [text]
@@ -115,7 +118,7 @@ class TextSegmentModel(nn.Module):
             text = self.encode_text(text)
         emb = image_embeddings.to(self.device, torch.float32)
         sizes = [emb.shape[0]]
-        for t in (boxes, points, mask_inputs):
+        for t in (boxes, points, mask_inputs, images):
             if t is not None:
                 sizes.append(t.shape[0])
         if text is not None:
@@ -130,11 +133,13 @@ class TextSegmentModel(nn.Module):
                 valid = torch.cat([tmask, valid], dim=1)
             else:
                 sentence = torch.zeros(batch, self.config.embed_dim, device=self.device)
+            if images is not None:
+                images = _expand(images.to(self.device, torch.float32), batch)
             out = self.mask_decoder(
-                emb, self.prompt_encoder.dense_pe(), sentence, sparse, valid, dense, presence_threshold
+                emb, self.prompt_encoder.dense_pe(), sentence, sparse, valid, dense, presence_threshold, images
             )
         return DecoderOutput(out.masks.float(), out.iou.float(), out.presence.float())
 
     def forward(self, images: torch.Tensor, **prompts) -> DecoderOutput:
-        """One call: ``decode(encode_image(images), **prompts)``."""
-        return self.decode(self.encode_image(images), **prompts)
+        """One call: ``decode(encode_image(images), images=images, **prompts)``."""
+        return self.decode(self.encode_image(images), images=images, **prompts)

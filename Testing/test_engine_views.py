@@ -1,0 +1,202 @@
+"""Three-view engine: fusion of axial, coronal and sagittal, refinement in any plane with undo, orientation
+invariance, and the cropped resampling that maps model-resolution logits back to the volume."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from engine_volumes import brain_crop, reoriented  # noqa: E402
+
+from TextSegmentLib.checkpoint import load_bundle  # noqa: E402
+from TextSegmentLib.engine import InputError, Segmenter  # noqa: E402
+from TextSegmentLib.engine.decode import VolumeDecode  # noqa: E402
+from TextSegmentLib.engine.fusion import fuse, view_box, view_probabilities  # noqa: E402
+from TextSegmentLib.engine.volume import PreparedVolume, slice_view  # noqa: E402
+
+PLANES = ["axial", "coronal", "sagittal"]
+
+
+@pytest.fixture(scope="module")
+def brain():
+    return brain_crop((30, 36, 22))
+
+
+def three_plane_segmenter(bundle) -> Segmenter:
+    model = load_bundle(Path(bundle), torch.device("cpu"))
+    model.card = dict(model.card, input=dict(model.card.get("input", {}), planes=PLANES))
+    return Segmenter(model, device="cpu", batch_size=8)
+
+
+@pytest.fixture()
+def seg3(tiny_bundle):
+    return three_plane_segmenter(tiny_bundle)
+
+
+def test_views_default_to_the_cards_planes(tiny_bundle, seg3, brain):
+    old = Segmenter(str(tiny_bundle), device="cpu")
+    assert old.refine_planes() == ("axial",)  # a card without planes: axial only
+    assert old.segment(brain, ["brain"]).views == ("axial",)
+    assert seg3.refine_planes() == tuple(PLANES)
+    res = seg3.segment(brain, ["brain"], presence_threshold=0.0)
+    assert res.views == tuple(PLANES)
+    assert res.to_dict()["views"] == PLANES
+    assert seg3.segment(brain, ["brain"], views=("coronal",)).views == ("coronal",)
+
+
+def test_fusion_is_the_weighted_mean_of_the_views(seg3, brain):
+    """The fused mask equals thresholding the weighted mean of the single views' full-volume probabilities."""
+    opts = dict(presence_threshold=0.0, min_component_ml=0.0, min_slices=1, fill_holes=False, slice_stride=1)
+    fused = seg3.segment(brain, ["brain"], **opts).mask(0)
+    volume = seg3.prepare(brain)
+    probs = {}
+    for plane in PLANES:
+        res = seg3.segment(brain, ["brain"], views=(plane,), mask_threshold=0.5, **opts)
+        view = volume.view(plane)
+        dec = VolumeDecode(*_decode_all(seg3, view))
+        full = ((0, volume.canonical.shape[0]), (0, volume.canonical.shape[1]), (0, volume.canonical.shape[2]))
+        probs[plane] = view_probabilities(view, dec, full, -np.inf)
+        single = volume.to_input_array(probs[plane] >= 0.5)
+        np.testing.assert_array_equal(single, res.mask(0))  # one view alone: its own probabilities thresholded
+    weights = {"axial": 0.4, "coronal": 0.4, "sagittal": 0.2}
+    expected = volume.to_input_array(fuse(probs, weights) >= 0.5)
+    np.testing.assert_array_equal(expected, fused)
+
+
+def _decode_all(seg, view):
+    from TextSegmentLib.engine.multiview import assemble, decode_slices
+
+    emb = seg.store.embeddings(seg.model, view, None)
+    with torch.no_grad():
+        found = decode_slices(
+            seg.model, emb, seg.model.encode_text(["brain"]), seg.batcher, -np.inf, list(range(view.num_slices))
+        )
+    d = assemble(found, view.num_slices, seg.model.config.image_size)
+    return d.logits, d.presence, d.iou
+
+
+def test_cropped_resampling_equals_full_upsampling():
+    """view_probabilities inside a box == the full-slice bilinear upsampling (SliceFit.to_slices) cropped."""
+    img = sitk.GetImageFromArray(np.random.rand(9, 23, 17).astype(np.float32))
+    img.SetSpacing((0.9, 1.1, 2.0))
+    volume = PreparedVolume(img, {}, image_size=32)
+    rng = np.random.default_rng(0)
+    for plane in PLANES:
+        view = volume.view(plane)
+        logits = torch.as_tensor(rng.normal(0, 4, (view.num_slices, 32, 32)), dtype=torch.float16)
+        presence = torch.full((view.num_slices,), 5.0)
+        presence[1] = -5.0  # an absent slice contributes nothing
+        dec = VolumeDecode(logits, presence, torch.zeros(view.num_slices))
+        box = ((2, 8), (3, 20), (4, 15))
+        block = view_probabilities(view, dec, box, 0.0)
+        full = torch.sigmoid(view.fit.to_slices(logits.float())).numpy()
+        full[1] = 0.0
+        canon = np.ascontiguousarray(np.asarray(_from_view(full, plane)))
+        np.testing.assert_allclose(block, canon[2:8, 3:20, 4:15], atol=1e-5)
+
+
+def _from_view(stack, plane):
+    from TextSegmentLib.engine.volume import from_slice_view
+
+    return from_slice_view(stack, plane)
+
+
+def test_view_box_covers_what_the_view_finds():
+    img = sitk.GetImageFromArray(np.random.rand(12, 20, 16).astype(np.float32))
+    volume = PreparedVolume(img, {}, image_size=32)
+    view = volume.view("coronal")
+    logits = torch.full((view.num_slices, 32, 32), -20.0)
+    logits[5, 10:14, 12:20] = 5.0  # something on coronal slice 5
+    presence = torch.full((view.num_slices,), -5.0)
+    presence[5] = 5.0
+    box = view_box(view, VolumeDecode(logits, presence, torch.zeros(view.num_slices)), 0.0)
+    (s0, s1), (p0, p1), (l0, l1) = box
+    assert p0 <= 5 < p1 and p1 - p0 <= 1 + 2 * 2  # only around slice 5, with the margin
+    assert s1 - s0 < volume.canonical.shape[0] and l1 - l0 < volume.canonical.shape[2]
+
+
+@pytest.mark.parametrize("plane", ["coronal", "sagittal"])
+def test_refine_in_any_plane_changes_only_that_planes_slices_and_undo_restores(seg3, brain, plane):
+    res = seg3.segment(brain, ["brain", "left hippocampus"], presence_threshold=0.0, min_component_ml=0.0)
+    before = [res.mask(0).copy(), res.mask(1).copy()]
+    labels_before = sitk.GetArrayFromImage(res.labelmap)
+    size = brain.GetSize()
+    # the input is stored RAS-flipped LPS; pick a voxel in the middle and draw around it in the chosen plane
+    centre = [s // 2 for s in size]
+    lo = [max(0, c - 6) for c in centre]
+    hi = [min(s - 1, c + 6) for c, s in zip(centre, size)]
+    seg3.refine(res, 0, tuple(centre), box=(tuple(lo), tuple(hi)), plane=plane, max_propagation=0)
+    volume = res.volume
+    normal_axis = {"axial": 0, "coronal": 1, "sagittal": 2}[plane]  # canonical (S, P, L) array axis
+    canon_before = _canonical(volume, before[0])
+    canon_after = _canonical(volume, res.mask(0))
+    diff = canon_before != canon_after
+    changed = np.flatnonzero(diff.any(axis=tuple(a for a in range(3) if a != normal_axis)))
+    expected = int(round(volume.canonical_to_view(volume.index_to_canonical(centre), plane)[0]))
+    assert set(changed.tolist()) <= {expected}
+    np.testing.assert_array_equal(res.mask(1), before[1])  # other prompts untouched
+    assert res.segments[0].refinements == 1
+    seg3.undo(res)
+    np.testing.assert_array_equal(res.mask(0), before[0])
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(res.labelmap), labels_before)
+
+
+def _canonical(volume, input_array):
+    from TextSegmentLib.imaging.orientation import to_canonical
+
+    return np.asarray(to_canonical(input_array, volume.reorientation))
+
+
+def test_refine_on_a_plane_the_model_was_not_trained_on_says_which_views_to_use(tiny_bundle, brain):
+    seg = Segmenter(str(tiny_bundle), device="cpu")
+    res = seg.segment(brain, ["brain"])
+    with pytest.raises(InputError, match="axial"):
+        seg.refine(res, 0, 5, box=((2, 2, 5), (20, 20, 5)), plane="coronal")
+    with pytest.raises(InputError, match="prompt_index"):
+        seg.refine(res, 3, 5, box=((2, 2, 5), (20, 20, 5)))
+
+
+def test_refine_propagates_along_the_planes_normal(seg3, brain):
+    res = seg3.segment(brain, ["brain"], presence_threshold=0.0, min_component_ml=0.0)
+    before = _canonical(res.volume, res.mask(0))
+    seg3.refine(res, 0, 11, box=(3, 3, 25, 18), plane="sagittal", max_propagation=2)
+    after = _canonical(res.volume, res.mask(0))
+    changed = np.flatnonzero((before != after).any(axis=(0, 1)))  # sagittal slices = canonical L index
+    assert changed.size and changed.max() - changed.min() <= 4
+
+
+@pytest.mark.parametrize(
+    "perm,flips", [((0, 1, 2), (True, True, False)), ((2, 0, 1), (False, True, True)), ((1, 2, 0), (True, False, True))]
+)
+def test_three_views_are_voxel_identical_in_every_storage_orientation(seg3, brain, perm, flips):
+    opts = dict(presence_threshold=0.0, min_component_ml=0.0)
+    ref = seg3.segment(brain, ["brain", "left hippocampus"], **opts)
+    moved = reoriented(brain, perm, flips)
+    res = seg3.segment(moved, ["brain", "left hippocampus"], **opts)
+    back = sitk.Resample(res.labelmap, brain, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(ref.labelmap))
+
+
+def test_embeddings_are_cached_per_plane(seg3, brain):
+    encoded = []
+    original = seg3.model.encode_image
+    seg3.model.encode_image = lambda x: encoded.append(len(x)) or original(x)
+    seg3.segment(brain, ["brain"])
+    first = sum(encoded)
+    volume = seg3.prepare(brain)
+    assert first == sum(volume.view(p).num_slices for p in PLANES)  # every plane encoded once
+    seg3.segment(brain, ["left hippocampus"])
+    assert sum(encoded) == first  # a further prompt decodes from the cache
+    seg3.segment(brain, ["brain"], views=("sagittal",))
+    assert sum(encoded) == first
+
+
+def test_slice_view_is_writable_through_to_the_canonical_array():
+    a = np.zeros((3, 4, 5), bool)
+    slice_view(a, "coronal")[1] = True
+    assert a[:, 1, :].all() and a.sum() == 15

@@ -1,0 +1,111 @@
+"""Three-view fusion: each plane's model-resolution mask logits, mapped back onto the canonical grid and averaged.
+
+Only the target's bounding box is ever built at the volume's resolution: each view's present slices and their
+above-``level`` pixels give a box in canonical ``(S, P, L)`` voxels, the union of the views' boxes (plus a margin) is
+where probabilities are resampled (bilinear from the model-resolution logits, exactly as ``SliceFit.to_slices``
+would, but only for the voxels inside the box) and fused. Slices a view found absent contribute probability 0.
+
+Fusion is the weighted mean of the views' probabilities (FastSurfer's view aggregation; its weights are axial 0.4,
+coronal 0.4, sagittal 0.2, renormalised over the views used). A sagittal slice shows no left or right, so a model
+trained as FastSurfer's sagittal network answers a sided prompt on both hemispheres: with these weights its 0.2
+alone never reaches 0.5, and the side comes from the axial and coronal views.
+"""
+
+import math
+from typing import Dict, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .decode import VolumeDecode, prob_to_logit
+from .volume import PlaneView, from_slice_view
+
+Box = Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]  # canonical [lo, hi) along S, P, L
+DEFAULT_WEIGHTS = {"axial": 0.4, "coronal": 0.4, "sagittal": 0.2}
+
+
+def _view_ranges(view: PlaneView, box: Box) -> Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]:
+    """Canonical box -> (slice, row, col) ranges of ``view``."""
+    (s0, s1), (p0, p1), (l0, l1) = box
+    n_s = view.volume.canonical.shape[0]
+    if view.plane == "axial":
+        return (s0, s1), (p0, p1), (l0, l1)
+    if view.plane == "coronal":
+        return (p0, p1), (n_s - s1, n_s - s0), (l0, l1)
+    return (l0, l1), (n_s - s1, n_s - s0), (p0, p1)
+
+
+def _canonical_box(view: PlaneView, k: Tuple[int, int], r: Tuple[int, int], c: Tuple[int, int]) -> Box:
+    """(slice, row, col) ranges of ``view`` -> canonical box (inverse of :func:`_view_ranges`)."""
+    n_s = view.volume.canonical.shape[0]
+    if view.plane == "axial":
+        return k, r, c
+    s = (n_s - r[1], n_s - r[0])
+    if view.plane == "coronal":
+        return s, k, c
+    return s, c, k
+
+
+def view_box(view: PlaneView, dec: VolumeDecode, gate: float, level: float = 0.1, margin: int = 2) -> Optional[Box]:
+    """Canonical box around everything ``view`` finds above probability ``level`` on its present slices."""
+    present = dec.presence.float().numpy() >= gate
+    if not present.any():
+        return None
+    logits = dec.logits[torch.as_tensor(np.flatnonzero(present))]
+    hot = logits.float() > prob_to_logit(level)
+    per_slice = hot.flatten(1).any(1).numpy()
+    if not per_slice.any():
+        return None
+    ks = np.flatnonzero(present)[per_slice]
+    area = hot.any(0).numpy()
+    ys, xs = np.flatnonzero(area.any(1)), np.flatnonzero(area.any(0))
+    fit = view.fit
+    rows, cols = fit.from_model(np.array([ys[0] - 1.0, ys[-1] + 1.0]), np.array([xs[0] - 1.0, xs[-1] + 1.0]))
+    r = (max(0, int(math.floor(rows[0])) - margin), min(view.height, int(math.ceil(rows[1])) + margin + 1))
+    c = (max(0, int(math.floor(cols[0])) - margin), min(view.width, int(math.ceil(cols[1])) + margin + 1))
+    k = (max(0, int(ks[0]) - margin), min(view.num_slices, int(ks[-1]) + margin + 1))
+    return _canonical_box(view, k, r, c)
+
+
+def union_box(boxes: Sequence[Optional[Box]]) -> Optional[Box]:
+    """Smallest box holding every box (None entries are ignored; None when there is none)."""
+    real = [b for b in boxes if b is not None]
+    if not real:
+        return None
+    return tuple((min(b[a][0] for b in real), max(b[a][1] for b in real)) for a in range(3))  # type: ignore
+
+
+def view_probabilities(view: PlaneView, dec: VolumeDecode, box: Box, gate: float) -> np.ndarray:
+    """Probabilities of ``view`` inside canonical ``box`` (float32, canonical order); absent slices are 0."""
+    (k0, k1), (r0, r1), (c0, c1) = _view_ranges(view, box)
+    out = np.zeros((k1 - k0, r1 - r0, c1 - c0), dtype=np.float32)
+    present = np.flatnonzero(dec.presence[k0:k1].float().numpy() >= gate)
+    if present.size and out.size:
+        fit = view.fit
+        crop = dec.logits[torch.as_tensor(present + k0), fit.top : fit.top + fit.h, fit.left : fit.left + fit.w]
+        y = (torch.arange(r0, r1, dtype=torch.float32) + 0.5) * (2.0 / view.height) - 1.0
+        x = (torch.arange(c0, c1, dtype=torch.float32) + 0.5) * (2.0 / view.width) - 1.0
+        grid = torch.stack(torch.meshgrid(x, y, indexing="xy"), dim=-1)[None]  # (1, rows, cols, (x, y))
+        for start in range(0, present.size, 32):
+            part = crop[start : start + 32].float()[:, None]
+            up = F.grid_sample(part, grid.expand(part.shape[0], -1, -1, -1), "bilinear", "border", False)
+            out[present[start : start + 32]] = torch.sigmoid(up[:, 0]).numpy()
+    return np.ascontiguousarray(from_slice_view(out, view.plane))
+
+
+def fuse(blocks: Mapping[str, np.ndarray], weights: Optional[Mapping[str, float]] = None) -> np.ndarray:
+    """Weighted mean of the views' probability blocks (weights renormalised over the views given).
+
+    Example:
+        >>> a, s = np.ones((1, 2, 2), np.float32), np.zeros((1, 2, 2), np.float32)
+        >>> round(float(fuse({"axial": a, "sagittal": s})[0, 0, 0]), 3)  # 0.4 / (0.4 + 0.2)
+        0.667
+    """
+    w: Dict[str, float] = {p: float((weights or DEFAULT_WEIGHTS).get(p, 1.0)) for p in blocks}
+    total = sum(w.values())
+    out = None
+    for plane, block in blocks.items():
+        part = block * (w[plane] / total)
+        out = part if out is None else out + part
+    return out  # type: ignore[return-value]
