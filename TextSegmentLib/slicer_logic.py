@@ -242,7 +242,7 @@ class TextSegmentLogic:
             raise bridge.BridgeError("the volume this segmentation was made from is no longer in the scene")
         _check_grid(volumeNode, session.result)
         prompts = markups_to_prompts(roiNode, pointListNode, volumeNode, plane, _result_plane(session.result))
-        planes = self._loadedRefinePlanes(session.result)  # not loaded yet: the engine checks on the worker
+        planes = self._loadedRefinePlanes()  # not loaded yet: the engine checks on the worker
         if planes is not None and prompts.plane not in planes:
             views = " or ".join(PLANE_VIEW[p] for p in planes)
             raise bridge.BridgeError(
@@ -251,19 +251,18 @@ class TextSegmentLogic:
         return index, prompts
 
     def refinePlanes(self, result: Any = None) -> Tuple[str, ...]:
-        """The planes the current model can refine in (without loading it: the result's own plane until it is)."""
-        planes = self._loadedRefinePlanes(result)
+        """The planes the current model can refine in (the planes it was trained on; its card says which).
+
+        Before the model is loaded this is the result's own plane (always refinable).
+        """
+        planes = self._loadedRefinePlanes()
         if planes is not None:
             return planes
         return (_result_plane(result),) if result is not None else ("axial",)
 
-    def _loadedRefinePlanes(self, result: Any = None) -> Optional[Tuple[str, ...]]:
+    def _loadedRefinePlanes(self) -> Optional[Tuple[str, ...]]:
         segmenter = _SEGMENTERS.get((_model_key(self.model), self.device))
-        if segmenter is None:
-            return None
-        if hasattr(segmenter, "refine_planes"):
-            return tuple(segmenter.refine_planes())
-        return (_result_plane(result),) if result is not None else None  # an engine refining in one plane only
+        return tuple(segmenter.refine_planes()) if segmenter is not None else None
 
     def refineAsync(
         self,
@@ -279,11 +278,9 @@ class TextSegmentLogic:
         index, p = self.refinePrompts(segmentationNode, segmentId, roiNode, pointListNode, plane)
 
         def run(job: Job) -> Any:
-            segmenter = self.segmenter()
-            extra = {"plane": p.plane} if _refines_in_planes(segmenter) else {}
-            return segmenter.refine(
+            return self.segmenter().refine(
                 session.result, index, p.slice_ijk, box=p.box, points=p.points, labels=p.labels, coords="voxel",
-                progress=job.report, cancel=job.cancelled, max_propagation=maxPropagation, **extra,
+                plane=p.plane, progress=job.report, cancel=job.cancelled, max_propagation=maxPropagation,
             )  # fmt: skip
 
         return self.worker.submit(run, description=f"refining on the {p.plane} plane")
@@ -440,13 +437,6 @@ def _trim(session: _Session) -> None:
 def _result_plane(result: Any) -> str:
     """The plane an engine result was segmented in (its primary plane)."""
     return str(getattr(result.volume, "axis", "axial"))
-
-
-def _refines_in_planes(segmenter: Any) -> bool:
-    """Whether the engine's ``refine`` takes a ``plane`` (refinement in any plane)."""
-    import inspect  # noqa: PLC0415
-
-    return "plane" in inspect.signature(segmenter.refine).parameters
 
 
 def _check_grid(volumeNode: Any, result: Any) -> None:
