@@ -128,7 +128,7 @@ def parameters(**values):
     """The parameter node's fields with the module's defaults."""
     fields = dict(
         inputVolume=None, outputSegmentation=None, prompts="", recentPrompts="", model="default", device="cpu",
-        sliceAxis="axial", ctWindow="auto", presenceThreshold=0.5, minComponentMl=0.05, fillHoles=True,
+        sliceAxis="auto", ctWindow="auto", presenceThreshold=0.5, minComponentMl=0.05, fillHoles=True,
         largestOnly=False,
     )  # fmt: skip
     fields.update(values)

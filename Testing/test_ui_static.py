@@ -194,3 +194,21 @@ def test_help_and_description_use_prompts_the_default_model_finds():
         for example in examples:
             assert example in names, f"{example!r} is not something the default model knows"
         assert "liver" not in text and "kidney" not in text
+
+
+def test_combo_boxes_offer_the_parameter_node_choices(ui):
+    """A parameter bound to a combo box must find each of its choices there (parameterNodeWrapper matches text)."""
+    source = (MODULE / "TextSegment.py").read_text(encoding="utf-8")
+    widgets = _widgets(ui)
+    bound = {}
+    for widget in widgets.values():
+        for prop in widget.iter("property"):
+            if prop.get("name") == "SlicerParameterName" and widget.get("class") == "QComboBox":
+                bound[prop.findtext("string")] = widget
+    checked = 0
+    for name, choices in re.findall(r"(\w+): Annotated\[str, Choice\((\[[^\]]*\])\)\]", source):
+        if name in bound:
+            items = [item.findtext("property/string") for item in bound[name].findall("item")]
+            assert items == ast.literal_eval(choices), name
+            checked += 1
+    assert checked >= 2

@@ -90,7 +90,7 @@ class TextSegmentParameterNode:
     recentPrompts: str = ""
     model: str = "default"
     device: Annotated[str, Choice(["auto", "cuda", "mps", "cpu"])] = "auto"
-    sliceAxis: Annotated[str, Choice(["axial", "coronal", "sagittal"])] = "axial"
+    sliceAxis: Annotated[str, Choice(["auto", "axial", "coronal", "sagittal"])] = "auto"  # auto: the model's planes
     ctWindow: Annotated[str, Choice(["auto", "soft_tissue", "lung", "bone", "brain"])] = "auto"
     presenceThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     minComponentMl: Annotated[float, WithinRange(0.0, 1000.0)] = 0.05
@@ -294,12 +294,13 @@ class TextSegmentWidget(
     def _options(self) -> dict:
         p = self._parameterNode
         options = {
-            "slice_axis": p.sliceAxis,
             "presence_threshold": p.presenceThreshold,
             "min_component_ml": p.minComponentMl,
             "fill_holes": p.fillHoles,
             "largest_only": p.largestOnly,
         }
+        if p.sliceAxis != "auto":  # one plane; auto segments every plane the model was trained on and fuses them
+            options["slice_axis"] = p.sliceAxis
         if p.ctWindow != "auto":
             options["ct_window"] = p.ctWindow
         return options
