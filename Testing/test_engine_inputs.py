@@ -9,7 +9,7 @@ import SimpleITK as sitk
 
 from TextSegmentLib.checkpoint import BundleError
 from TextSegmentLib.engine import InputError, Segmenter, VolumeInput, check_prompts, load_input
-from TextSegmentLib.vocabulary import match_prompt
+from TextSegmentLib.prompts import match_prompt
 
 
 @pytest.fixture(scope="module")

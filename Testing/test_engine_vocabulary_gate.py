@@ -4,7 +4,7 @@ import pytest
 from engine_volumes import brain_crop
 
 from TextSegmentLib.engine import Segmenter
-from TextSegmentLib.vocabulary import find_term, vocabulary_names
+from TextSegmentLib.prompts import find_term, vocabulary_names
 
 VOCABULARY = [
     {"name": "left hippocampus", "synonyms": ["hippocampus L", "left hippocampal formation"], "laterality": "left"},

@@ -53,8 +53,8 @@ from TextSegmentWidgets.prompts import PromptsMixin  # noqa: E402
 from TextSegmentWidgets.refine_tools import RefineToolsMixin  # noqa: E402
 from TextSegmentWidgets.self_test import runSelfTest  # noqa: E402
 
+from TextSegmentLib.prompts import known_names  # noqa: E402
 from TextSegmentLib.slicer_logic import TextSegmentLogic as _LibraryLogic  # noqa: E402
-from TextSegmentLib.terminology import known_names  # noqa: E402
 from TextSegmentLib.worker import CANCELLED, DONE, JobWatcher  # noqa: E402
 
 #: (key sequence, widget method) while the module is shown

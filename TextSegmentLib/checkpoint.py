@@ -9,13 +9,12 @@ import copy
 import hashlib
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
 import torch
 
-from .atomic import replace_dir
+from .atomic import make_temp_dir, replace_dir
 from .device import resolve_device
 from .model import ModelConfig, TextSegmentModel, build_model
 from .model.text_encoder import TextEncoderUnavailable, resolve_text_encoder_path
@@ -105,7 +104,7 @@ def save_bundle(
     if half:
         state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
     full["weights_dtype"] = "float16" if half else "float32"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    tmp = make_temp_dir(directory.parent, f".{directory.name}.")  # the umask's mode, not mkdtemp's 0700
     try:
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format_version": str(FORMAT_VERSION)})
         full["weights_sha256"] = sha256_file(tmp / WEIGHTS_FILE)

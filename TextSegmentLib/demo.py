@@ -88,7 +88,7 @@ def run_demo(
     print_fn: Callable[[str], None] = print,
 ) -> List:
     """Segment ``prompts`` on the demo volume (or ``input_path``); write labelmap, report and PNG into ``output``."""
-    from .engine import Segmenter
+    from .app import open_segmenter
 
     source = Path(input_path) if input_path else demo_volume()
     prompts = list(prompts or DEMO_PROMPTS)
@@ -96,7 +96,7 @@ def run_demo(
     output.mkdir(parents=True, exist_ok=True)
     print_fn(f"input:  {source}")
     print_fn(f"model:  {model} (device {device})")
-    segmenter = Segmenter(model=model, device=device)
+    segmenter = open_segmenter(model, device=device)  # a catalog id or a folder, resolved once
     result = segmenter.segment(str(source), prompts)
     labelmap = result.save(output / "segments.nii.gz", overwrite=True)
     png = render_overlay(result, f"TextSegment demo: {source.name}", output / "segments.png")

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import slicer_bridge as bridge
-from .slicer_files import TAG_CONFIDENCE, TAG_FOUND, TAG_PROMPT, TAG_VOLUME, input_files, label_seg_nrrd, output_stem
+from .prompts import TAG_CONFIDENCE, TAG_FOUND, TAG_PROMPT, TAG_VOLUME, match_prompt
 from .slicer_markups import PLANE_VIEW, RefinePrompts, markups_to_prompts
-from .terminology import match_prompt
 from .worker import Job, JobWatcher, Worker, default_worker
 
 log = logging.getLogger(__name__)
@@ -91,7 +90,7 @@ class TextSegmentLogic:
         key = (_model_key(self.model), self.device)
         if key not in _SEGMENTERS:
             try:
-                from .engine import Segmenter  # noqa: PLC0415
+                from .app import open_segmenter  # noqa: PLC0415
             except ImportError as exc:
                 raise ImportError(
                     f"TextSegment needs PyTorch and its other Python packages ({exc}); open the TextSegment module "
@@ -101,7 +100,7 @@ class TextSegmentLogic:
 
             # Small batches off the GPU: cancel is checked between batches, and CPUs gain little from big ones.
             batch = 8 if resolve_device(self.device).type == "cuda" else 2
-            _SEGMENTERS[key] = Segmenter(model=self.model, device=self.device, batch_size=batch)
+            _SEGMENTERS[key] = open_segmenter(self.model, device=self.device, batch_size=batch)  # resolved once
         return _SEGMENTERS[key]
 
     @staticmethod
@@ -133,8 +132,10 @@ class TextSegmentLogic:
         prompts = [p.strip() for p in prompts if isinstance(p, str) and p.strip()] or list(prompts)
 
         def run(job: Job) -> Any:
+            from .app import segment_case  # noqa: PLC0415
+
             job.report(0.0, "loading the model")
-            return self.segmenter().segment(volume, prompts, progress=job.report, cancel=job.cancelled, **options)
+            return segment_case(self.segmenter(), volume, prompts, job.report, job.cancelled, **options)
 
         return self.worker.submit(run, description=f"segmenting {volumeNode.GetName()}")
 
@@ -366,39 +367,42 @@ class TextSegmentLogic:
         suffix: str = ".seg.nrrd",
         overwrite: bool = False,
         progress: ProgressFn = None,
+        overlap: str = "smaller",
         **options: Any,
     ) -> List[Path]:
-        """Segment every input file (or every image in a folder) and write ``<name><suffix>`` + a JSON report each.
+        """Segment every input file (or every scan of a folder) and write ``<name><suffix>`` + a JSON report each.
 
-        A file that fails is logged and skipped; the written paths are returned.
+        The same batch path as the command line (:mod:`TextSegmentLib.app`): every job is checked first (a
+        ``RequestError`` names the problem, nothing is computed: e.g. an output that would replace an input), an
+        existing complete output is skipped unless ``overwrite``, a file that fails is logged and skipped, outputs
+        are verified before they are renamed into place. Returns the written paths.
 
         Example:
             >>> logic.segmentFiles("/data/scans", ["liver", "spleen"], "/data/out")  # doctest: +SKIP
             [PosixPath('/data/out/case01.seg.nrrd'), ...]
         """
-        files = input_files(inputs)
-        out_dir = Path(outputFolder)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        written: List[Path] = []
-        for n, path in enumerate(files):
-            target = out_dir / (output_stem(path) + suffix)
-            if progress is not None:
-                progress(n / max(len(files), 1), f"{path.name} ({n + 1}/{len(files)})")
-            try:
-                result = self.worker.run(
-                    lambda job, p=path: self.segmenter().segment(str(p), prompts, cancel=job.cancelled, **options)
-                )
-                written.append(result.save(target, overwrite=overwrite))
-                if suffix == ".seg.nrrd":
-                    label_seg_nrrd(target, result)
+        from .app import check_options, check_overlap, plan_jobs, run_jobs, validate_jobs  # noqa: PLC0415
+
+        items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+        prompt_list = [p for p in prompts.splitlines() if p.strip()] if isinstance(prompts, str) else list(prompts)
+        jobs, _ = plan_jobs(items, prompt_list, Path(outputFolder), suffix, folder_output=True)
+        jobs = validate_jobs(jobs)
+        options, overlap = check_options(options), check_overlap(overlap)
+
+        def run(job: Job) -> Any:
+            return run_jobs(jobs, self.segmenter, options, overwrite, overlap, job.report, job.cancelled)
+
+        summary = self._wait(self.worker.submit(run, description="segmenting files"), progress)
+        for outcome in summary.outcomes:
+            if outcome.state in ("failed", "busy"):
+                log.error("%s failed: %s", outcome.job.input, outcome.message)
+            elif outcome.state == "written":
                 found = ", ".join(f"{s.prompt}: {s.volume_ml:.1f} mL" if s.found else f"{s.prompt}: not found"
-                                  for s in result.segments)  # fmt: skip
-                log.info("%s -> %s (%s)", path.name, target.name, found)
-            except Exception as exc:  # noqa: BLE001 (one bad file must not stop a batch)
-                log.error("%s failed: %s", path, exc)
+                                  for s in outcome.segments)  # fmt: skip
+                log.info("%s -> %s (%s)", outcome.job.input.name, outcome.job.output.name, found)
         if progress is not None:
-            progress(1.0, f"{len(written)} of {len(files)} written")
-        return written
+            progress(1.0, f"{len(summary.written)} of {len(jobs)} written")
+        return summary.written
 
     # ------------------------------------------------------------------------------------------ helpers
     def _wait(self, job: Job, progress: ProgressFn) -> Any:

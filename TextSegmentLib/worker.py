@@ -27,15 +27,15 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple
 
+from .progress import Cancelled
+
 log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 #: seconds the main thread waits on a job (interpreter lock released) before it gives the GUI back its event loop
 WAIT_SLICE_S = 0.03
-
-
-class JobCancelled(Exception):
-    """Raised by :meth:`Job.check` when the job was asked to stop."""
+#: the one cancel exception (:class:`TextSegmentLib.progress.Cancelled`); this name is kept for callers
+JobCancelled = Cancelled
 
 
 @dataclass
@@ -79,9 +79,9 @@ class Job:
         return self._cancel.is_set()
 
     def check(self) -> None:
-        """Raise :class:`JobCancelled` if the job was asked to stop."""
+        """Raise :class:`~TextSegmentLib.progress.Cancelled` if the job was asked to stop."""
         if self._cancel.is_set():
-            raise JobCancelled(f"{self.description} was cancelled")
+            raise Cancelled(f"{self.description} was cancelled")
 
     # -- called from anywhere
     def cancel(self) -> None:
@@ -104,15 +104,11 @@ class Job:
             return JobStatus(self.state, self.fraction, self.message, end - start if self.started else 0.0)
 
     def get(self, timeout: Optional[float] = None) -> Any:
-        """Wait and return the result; re-raise the job's exception (or :class:`JobCancelled`)."""
+        """Wait and return the result; re-raise the job's exception (or :class:`~TextSegmentLib.progress.Cancelled`)."""
         if not self.wait(timeout):
             raise TimeoutError(f"{self.description} did not finish within {timeout} s")
         if self.state == CANCELLED:
-            raise (
-                self.error
-                if isinstance(self.error, JobCancelled)
-                else JobCancelled(f"{self.description} was cancelled")
-            )
+            raise (self.error if isinstance(self.error, Cancelled) else Cancelled(f"{self.description} was cancelled"))
         if self.state == FAILED and self.error is not None:
             raise self.error
         return self.result
@@ -129,7 +125,7 @@ class Job:
 
 
 def _is_cancellation(exc: BaseException) -> bool:
-    return isinstance(exc, JobCancelled) or type(exc).__name__ in ("Cancelled", "CancelledError")
+    return isinstance(exc, Cancelled)
 
 
 class Worker:
@@ -203,7 +199,7 @@ class Worker:
         self.current = job
         try:
             if job.cancelled():
-                job._finish(CANCELLED, error=JobCancelled(f"{job.description} was cancelled before it started"))
+                job._finish(CANCELLED, error=Cancelled(f"{job.description} was cancelled before it started"))
                 return
             job.started = time.monotonic()
             job.state = RUNNING

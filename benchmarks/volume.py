@@ -1,15 +1,24 @@
-"""Whole-volume engine timings: first prompt, further prompts, refinements, peak memory, against the naive path.
+"""Whole-volume engine speed against the hardware floor, for one view and for three views.
 
-    python benchmarks/volume.py                       # both configs, brain MRI + 512x512x300 CT, 3 runs
-    python benchmarks/volume.py --configs lite --volumes brain --runs 1
+    python benchmarks/volume.py                              # shipped model, brain + CT, 1 and 3 views, 3 runs
+    python benchmarks/volume.py --volumes brain --views 3 --runs 1
+    python benchmarks/volume.py --model path/to/bundle
 
-Volumes: the Colin27 T1 brain MRI (181 x 217 x 181, 1 mm; Debian mricron-data) and a generated 512 x 512 x 300 CT
-phantom (0.7 x 0.7 x 1.5 mm, int16 HU). Models have random weights (timings do not depend on them); decoding uses
-``presence_threshold=0`` so every slice is upscaled (the worst case). Each (config, volume) runs in its own process
-so that its peak RSS is its own. "absent, stride 4" is a further prompt whose target is on no slice, decoded with
-``slice_stride=4`` (the cheapest case). "naive" re-encodes the volume for a further prompt (``use_cache=False``), as an
-engine without an embedding cache would; the ratio is naive / cached further prompt, measured in the same run.
-Timings are medians over ``--runs`` runs (each with a fresh Segmenter, so the first prompt includes encoding).
+Floor = the FLOPs that the engine's own model calls perform, counted with ``torch.utils.flop_counter.FlopCounterMode``
+around a real ``Segmenter`` call, divided by the fp32 matmul rate (2048 x 2048, the same threads) measured in the
+same run; "x floor" = time / floor. Times are medians over ``--runs`` runs, each with a fresh ``Segmenter`` (so the
+first prompt includes encoding every slice of every view); the FLOP counts come from one extra counted run.
+
+Volumes (real targets, found by the trained model):
+
+- brain: the MNI152-2009 T1 shipped with nilearn (197 x 233 x 189, 1 mm); first prompt "left hippocampus",
+  further prompt "right putamen" (decoded from the cached embeddings), naive = the further prompt re-encoding
+  (``use_cache=False``); refinements: a box on one slice of each plane the model knows (no propagation), and one
+  propagated up to 5 slices each way.
+- ct: the InVesalius head CT placed in a 512 x 512 x 300 body-sized CT (0.7 x 0.7 x 1.5 mm, air around it, the
+  head on about a third of the slices); first prompt "skull", further prompt "calvarium" (same bone window).
+
+Each volume runs in its own process, so its peak RSS is its own.
 """
 
 import argparse
@@ -25,152 +34,175 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CONFIGS = {
-    "default": {},  # 256 x 256 input, 256-d embeddings (the paper's setting)
-    "lite": {"image_size": 128, "embed_dim": 128, "decoder_heads": 8, "decoder_mlp_dim": 512},
-}
+PROMPTS = {"brain": ("left hippocampus", "right putamen"), "ct": ("skull", "calvarium")}
 
 
-def _shipped_architecture() -> dict:
-    """Architecture of the embedded default model (its card), so its real speed is measured too."""
-    cards = sorted((ROOT / "Resources" / "models").glob("*/model.json"))
-    return json.loads(cards[-1].read_text())["architecture"] if cards else {}
-
-
-CONFIGS["shipped"] = _shipped_architecture()  # the embedded default model's architecture (128 input)
-PROMPTS = {
-    "brain": ["left hippocampus", "right caudate nucleus", "brain"],
-    "ct": ["liver", "spleen", "right kidney"],  # one CT window (soft tissue): a new window means a new encoding
-}
+def default_model() -> Path:
+    """The embedded default model (newest bundle under Resources/models)."""
+    return sorted((ROOT / "Resources" / "models").glob("*/model.json"))[-1].parent
 
 
 def brain_volume():
-    import SimpleITK as sitk
+    from TextSegmentLib.demo import demo_volume
 
-    return sitk.ReadImage("/usr/share/mricron/templates/ch2.nii.gz")
+    return demo_volume()
 
 
-def ct_volume(shape=(300, 512, 512)):
-    """A 512 x 512 x 300 body CT phantom in HU: air, soft tissue, lungs, a spine, a liver, noise."""
+def ct_volume():
+    """The InVesalius head CT (108 x 256 x 256) centred in a 512 x 512 x 300 CT of air, 0.7 x 0.7 x 1.5 mm."""
     import numpy as np
     import SimpleITK as sitk
 
-    k, j, i = shape
-    yy, xx = np.meshgrid(np.linspace(-1, 1, j), np.linspace(-1, 1, i), indexing="ij")
-    rng = np.random.default_rng(0)
-    arr = np.empty(shape, np.int16)
-    for z in range(k):
-        t = z / k
-        sl = np.full((j, i), -1000, np.int16)
-        body = (xx / 0.85) ** 2 + (yy / (0.6 + 0.05 * t)) ** 2 < 1
-        sl[body] = 40
-        if t > 0.45:
-            sl[((xx - 0.35) / 0.3) ** 2 + ((yy + 0.05) / 0.4) ** 2 < 1] = -850
-            sl[((xx + 0.35) / 0.3) ** 2 + ((yy + 0.05) / 0.4) ** 2 < 1] = -850
-        elif t > 0.25:
-            sl[((xx + 0.3) / 0.35) ** 2 + ((yy + 0.1) / 0.3) ** 2 < 1] = 60
-        sl[(xx / 0.08) ** 2 + ((yy - 0.42) / 0.08) ** 2 < 1] = 700
-        arr[z] = sl + rng.normal(0, 10, (j, i)).astype(np.int16)
-    image = sitk.GetImageFromArray(arr)
-    image.SetSpacing((0.7, 0.7, 1.5))
-    return image
+    from training.prepare.sources import read_invesalius
+
+    head = read_invesalius(Path("/usr/share/doc/invesalius-examples/examples/Cranium.inv3"))[0]
+    grid = sitk.Image([512, 512, 300], sitk.sitkInt16)
+    grid.SetSpacing((0.7, 0.7, 1.5))
+    centre = np.array(head.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in head.GetSize()]))
+    extent = np.array([511 * 0.7, 511 * 0.7, 299 * 1.5])
+    grid.SetOrigin(tuple(centre - extent / 2))
+    return sitk.Resample(head, grid, sitk.Transform(), sitk.sitkLinear, -1024, sitk.sitkInt16)
 
 
-def worker(config: str, volume_name: str, runs: int, threads: int) -> dict:
+def matmul_rate(threads: int, n: int = 2048, repeats: int = 5) -> float:
+    """fp32 matmul GFLOP/s on this machine now (median of ``repeats``)."""
     import torch
 
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    rates = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        rates.append(2 * n**3 / (time.perf_counter() - t) / 1e9)
+    return statistics.median(rates)
+
+
+def counted(fn) -> float:
+    """GFLOPs of the torch calls inside ``fn()``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+def worker(model_dir: str, volume_name: str, views: int, runs: int, threads: int) -> dict:
+    import torch
+
+    from TextSegmentLib.checkpoint import load_bundle
     from TextSegmentLib.engine import Segmenter
-    from TextSegmentLib.model import build_model
 
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = build_model(CONFIGS[config]).eval()
+    model = load_bundle(Path(model_dir), torch.device("cpu"))
+    planes = ("axial", "coronal", "sagittal") if views == 3 else ("axial",)
     image = brain_volume() if volume_name == "brain" else ct_volume()
-    prompts = PROMPTS[volume_name]
-    model.encode_text(prompts)  # load the text encoder once (not part of a volume's cost)
-    opts = {"presence_threshold": 0.0}
-    rows = {"first": [], "further": [], "absent_stride4": [], "naive": [], "refine": [], "refine_prop5": []}
-    n = image.GetSize()[2]
+    first, further = PROMPTS[volume_name]
+    model.encode_text([first, further])  # the text encoder loads once per process, not per volume
+    opts = {"views": planes}
+    refine_planes = [p for p in planes if p in Segmenter(model, device="cpu").refine_planes()]
+    size = image.GetSize()
+    centre = [s // 2 for s in size]
+    corners = ([s // 3 for s in size], [2 * s // 3 for s in size])
+    times = {k: [] for k in ("first", "further", "naive", "refine", "refine5")}
+    found = {}
     for _ in range(runs):
-        seg = Segmenter(model, device="cpu", batch_size=8)
+        seg = Segmenter(model, device="cpu", batch_size=16)
         t = time.perf_counter()
-        result = seg.segment(image, prompts[:1], **opts)
-        rows["first"].append(time.perf_counter() - t)
-        for p in prompts[1:]:
+        result = seg.segment(image, [first], **opts)
+        times["first"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        res2 = seg.segment(image, [further], **opts)
+        times["further"].append(time.perf_counter() - t)
+        found = {first: result.segments[0].volume_ml, further: res2.segments[0].volume_ml}
+        for plane in refine_planes:
             t = time.perf_counter()
-            seg.segment(image, [p], **opts)
-            rows["further"].append(time.perf_counter() - t)
+            seg.refine(result, 0, tuple(centre), box=corners, plane=plane, max_propagation=0)
+            times["refine"].append(time.perf_counter() - t)
         t = time.perf_counter()
-        seg.segment(image, prompts[1:2], presence_threshold=1.0, slice_stride=4)
-        rows["absent_stride4"].append(time.perf_counter() - t)
-        size = image.GetSize()
-        box = (size[0] // 3, size[1] // 3, 2 * size[0] // 3, 2 * size[1] // 3)
-        for k in (n // 3, n // 2, 2 * n // 3):
-            t = time.perf_counter()
-            seg.refine(result, 0, k, box=box, max_propagation=0)
-            rows["refine"].append(time.perf_counter() - t)
+        seg.refine(result, 0, tuple(centre), box=corners, plane=planes[0], max_propagation=5)
+        times["refine5"].append(time.perf_counter() - t)
         t = time.perf_counter()
-        seg.refine(result, 0, n // 2, box=box, max_propagation=5)
-        rows["refine_prop5"].append(time.perf_counter() - t)
-        t = time.perf_counter()
-        seg.segment(image, prompts[1:2], use_cache=False, **opts)
-        rows["naive"].append(time.perf_counter() - t)
-    med = {k: statistics.median(v) for k, v in rows.items()}
+        seg.segment(image, [further], use_cache=False, **opts)
+        times["naive"].append(time.perf_counter() - t)
+    rate = matmul_rate(threads)
+    seg = Segmenter(model, device="cpu", batch_size=16)
+    flops = {"first": counted(lambda: seg.segment(image, [first], **opts))}
+    flops["further"] = counted(lambda: seg.segment(image, [further], **opts))
+    result = seg.segment(image, [first], **opts)
+    flops["refine"] = counted(
+        lambda: seg.refine(result, 0, tuple(centre), box=corners, plane=planes[0], max_propagation=0)
+    )
+    flops["naive"] = counted(lambda: seg.segment(image, [further], use_cache=False, **opts))
+    med = {k: statistics.median(v) for k, v in times.items() if v}
+    rows = {}
+    for k in ("first", "further", "naive", "refine"):
+        floor = flops[k] / rate
+        rows[k] = {"s": round(med[k], 3), "gflop": round(flops[k], 1), "floor_s": round(floor, 3),
+                   "x_floor": round(med[k] / max(floor, 1e-9), 2)}  # fmt: skip
     return {
-        "config": config,
-        "image_size": model.config.image_size,
-        "embed_dim": model.config.embed_dim,
+        "model": Path(model_dir).name,
         "volume": volume_name,
-        "size": list(image.GetSize()),
+        "size": list(size),
+        "views": len(planes),
         "runs": runs,
-        **{k: round(v, 3) for k, v in med.items()},
-        "naive_ratio": round(med["naive"] / med["further"], 1),
+        "threads": threads,
+        "matmul_gflops": round(rate, 1),
+        "rows": rows,
+        "refine5_s": round(med["refine5"], 3),
+        "naive_over_further": round(med["naive"] / med["further"], 1),
+        "found_ml": {k: round(v, 1) for k, v in found.items()},
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
     }
 
 
+def table(results) -> str:
+    lines = [
+        "| volume | views | case | time s | GFLOP | floor s | x floor | matmul GFLOP/s | peak RSS GB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for case, row in r["rows"].items():
+            lines.append(
+                f"| {r['volume']} {'x'.join(map(str, r['size']))} | {r['views']} | {case} | {row['s']:.3f} "
+                f"| {row['gflop']:.1f} | {row['floor_s']:.3f} | {row['x_floor']:.2f} | {r['matmul_gflops']:.0f} "
+                f"| {r['peak_rss_gb']:.2f} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", default="lite,default")
+    parser.add_argument("--model", default=str(default_model()), help="bundle folder (default: the embedded model)")
     parser.add_argument("--volumes", default="brain,ct")
+    parser.add_argument("--views", default="1,3", help="comma-separated: 1 (axial) and/or 3 (all planes)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--json", help="also write the results to this JSON file")
-    parser.add_argument("--worker", nargs=2, metavar=("CONFIG", "VOLUME"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=2, metavar=("VOLUME", "VIEWS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker[0], args.worker[1], args.runs, args.threads)))
+        result = worker(args.model, args.worker[0], int(args.worker[1]), args.runs, args.threads)
+        print(json.dumps(result))
         return 0
     results = []
-    for config in args.configs.split(","):
-        for volume in args.volumes.split(","):
-            cmd = [sys.executable, __file__, "--worker", config, volume, "--runs", str(args.runs)]
-            cmd += ["--threads", str(args.threads)]
-            proc = subprocess.run(
-                cmd,
-                capture_output=True,
-                encoding="utf-8",
-                errors="replace",
-                env=dict(os.environ, PYTHONWARNINGS="ignore"),
-            )
+    for volume in args.volumes.split(","):
+        for views in args.views.split(","):
+            cmd = [sys.executable, __file__, "--worker", volume, views, "--runs", str(args.runs)]
+            cmd += ["--threads", str(args.threads), "--model", args.model]
+            env = dict(os.environ, PYTHONWARNINGS="ignore")
+            proc = subprocess.run(cmd, capture_output=True, encoding="utf-8", errors="replace", env=env)
             if proc.returncode:
-                print(proc.stderr[-2000:], file=sys.stderr)
+                print(proc.stderr[-3000:], file=sys.stderr)
                 return proc.returncode
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            print(f"done: {config} {volume}", file=sys.stderr)
+            r = results[-1]
+            print(f"done: {volume} x{views}: found {r['found_ml']} mL, refine+5 {r['refine5_s']} s, "
+                  f"naive/further {r['naive_over_further']}x", file=sys.stderr)  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
-    head = "| config | volume | slices | first prompt s | further prompt s | absent, stride 4 s | naive s |"
-    head += " naive/further | refine s | refine+5 s | peak RSS GB |"
-    print(head)
-    print("|" + "---|" * 11)
-    for r in results:
-        print(
-            f"| {r['config']} ({r['image_size']}/{r['embed_dim']}) | {r['volume']} {'x'.join(map(str, r['size']))} "
-            f"| {r['size'][2]} | {r['first']:.1f} | {r['further']:.2f} | {r['absent_stride4']:.2f} | {r['naive']:.1f} "
-            f"| {r['naive_ratio']:.1f}x "
-            f"| {r['refine']:.3f} | {r['refine_prop5']:.2f} | {r['peak_rss_gb']:.2f} |"
-        )
+    print(table(results))
     return 0
 
 

@@ -129,6 +129,12 @@ def volume_protocol(model, cfg: Dict, out: Path, device: str = "cpu") -> List[Di
         vol = canonical(image)
         layers = {name: read_layer(spec, image) for name, spec in case.get("layers", {}).items()}
         present = [s for s in chosen if any(layer in layers for layer in s.sources)]
+        for s in chosen:
+            if s not in present:
+                why = f"its label layers {sorted(s.sources)} are not among the case's layers {sorted(layers)}"
+                log.warning("%s: structure %r is not evaluated: %s; name the case's layer as in the training config",
+                            case["id"], s.name, why)  # fmt: skip
+                rows.append({"case": case["id"], "structure": s.name, "skipped": why})
         absent = list(ev.get("absent", []))
         prompts = [s.name for s in present] + absent
         result = segmenter.segment(image, prompts, modality=case.get("modality"))

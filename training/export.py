@@ -29,12 +29,44 @@ from .vocabulary import Structure
 log = logging.getLogger("training.export")
 
 
-def load_trained_model(cfg: Dict, run_dir: Path):
-    """The model of a run's ``checkpoint.pt`` (float32, eval mode, CPU) and the checkpoint's step."""
-    state = torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=False)
-    model = build_model(state.get("config", cfg).get("model", cfg.get("model", {})))
+def load_trained_model(cfg: Dict, run_dir: Path, weights: str = "best"):
+    """The model of a run (float32, eval mode, CPU) and its step: ``best.pt`` (the best validation Dice; validation
+    never uses the held-out evaluation image) when ``weights="best"`` and it exists, else ``checkpoint.pt``."""
+    run_dir = Path(run_dir)
+    last = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    model = build_model(last.get("config", cfg).get("model", cfg.get("model", {})))
+    state = last
+    if weights == "best" and (run_dir / "best.pt").is_file():
+        state = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
+        log.info("exporting the best validation weights (step %s, mean Dice %s)", state["step"], state["mean_dice"])
     model.load_state_dict(state["model"])
     return model.eval(), int(state.get("step", 0))
+
+
+def load_samples_manifest(cfg: Dict) -> Dict:
+    """What the model was trained on, as a slice-cache manifest (``cases``, ``structures``, ``planes``...); for a
+    bank config each training source is a case and the structures are those some training variant labels."""
+    if "bank" not in cfg:
+        return load_manifest(cfg["prepare"]["cache"])
+    root = Path(cfg["bank"]["dir"])
+    bank = json.loads((root / "bank.json").read_text(encoding="utf-8"))
+    folders = [f for f in sorted(root.iterdir()) if (f / "variant.json").is_file() and f.name.startswith("v")]
+    labelled = np.zeros(len(bank["structures"]), dtype=bool)
+    layers_by_source: Dict[str, set] = {}
+    sources: Dict[str, Dict] = {}
+    for f in folders:
+        info = json.loads((f / "variant.json").read_text(encoding="utf-8"))
+        labelled |= np.load(f / "counts_axial.npy")[0] >= 0
+        src = sources.setdefault(info["source"], {"id": info["source"], "modality": info["modality"], "variants": 0})
+        src["variants"] += 1
+        layers_by_source.setdefault(info["source"], set()).update(p.stem[6:] for p in f.glob("layer_*.npy"))
+    planes = list(cfg.get("train", {}).get("data", {}).get("plane_weights", {"axial": 1}))
+    cases = [
+        {**s, "split": "train", "layers": sorted(layers_by_source[s["id"]]) + ["gen"], "planes": {}}
+        for s in sources.values()
+    ]
+    structures = [s for s, ok in zip(bank["structures"], labelled) if ok]
+    return {**bank, "cases": cases, "structures": structures, "planes": planes, "bank_variants": len(folders)}
 
 
 def vocabulary(manifest: Dict, trained_only: bool = True) -> List[Dict]:
@@ -56,11 +88,22 @@ def training_data(cfg: Dict, manifest: Dict, step: int) -> Dict:
             "id": c["id"],
             "modality": c["modality"],
             "split": c["split"],
-            "slices": {p: v["n_slices"] for p, v in c["planes"].items()},
+            "slices": {p: v["n_slices"] for p, v in c.get("planes", {}).items()},
+            **({"variants": c["variants"]} if "variants" in c else {}),
         }
         for c in manifest["cases"]
     ]
+    extra = {}
+    if "bank" in cfg:
+        extra["bank"] = {
+            "variants": manifest.get("bank_variants"),
+            "spatial": cfg["bank"].get("spatial", "training/prepare/variants.py SPATIAL defaults"),
+            "p_synth": tc.get("data", {}).get("p_synth"),
+            "plane_weights": tc.get("data", {}).get("plane_weights"),
+            "long_prompts": tc.get("data", {}).get("p_long_prompt"),
+        }
     return {
+        **extra,
         "cases": cases,
         "planes": manifest.get("planes", ["axial"]),
         "image_size": manifest["image_size"],
@@ -99,11 +142,20 @@ def measure_timings(model) -> Dict:
 
 
 def export(
-    cfg: Dict, run_dir: Path, out: Path, metrics: Optional[Dict] = None, url: Optional[str] = None, timings: bool = True
+    cfg: Dict,
+    run_dir: Path,
+    out: Path,
+    metrics: Optional[Dict] = None,
+    url: Optional[str] = None,
+    timings: bool = True,
+    weights: str = "best",
 ) -> Dict:
-    """Write the bundle (and with ``url`` the archive and catalog entry); returns {bundle, archive, entry}."""
-    model, step = load_trained_model(cfg, run_dir)
-    manifest = load_manifest(cfg["prepare"]["cache"])
+    """Write the bundle (and with ``url`` the archive and catalog entry); returns {bundle, archive, entry}.
+
+    With ``url`` the archive is ``<out>.zip`` and the entry ``<out>.catalog.json`` (the whole folder name, dots and
+    version included: ``exports/name-v0.1.0`` gives ``exports/name-v0.1.0.zip``)."""
+    model, step = load_trained_model(cfg, run_dir, weights)
+    manifest = load_samples_manifest(cfg)
     ex = cfg.get("export", {})
     vocab = vocabulary(manifest)
     modalities = sorted({c["modality"] for c in manifest["cases"] if c["split"] == "train"})
@@ -117,6 +169,10 @@ def export(
         "training_data": training_data(cfg, manifest, step),
         "metrics": metrics or {},
         "license": ex.get("license", "Apache-2.0"),
+        "input": {
+            "planes": manifest.get("planes", ["axial"]),
+            "view_weights": ex.get("view_weights", {"axial": 0.4, "coronal": 0.4, "sagittal": 0.2}),
+        },
     }
     if timings:
         card["timings"] = measure_timings(model)
@@ -125,9 +181,9 @@ def export(
     if url:
         from TextSegmentLib.catalog.publish import make_entry, pack_bundle
 
-        archive = pack_bundle(bundle, out.with_suffix(".zip"))
+        archive = pack_bundle(bundle, out.parent / f"{out.name}.zip")
         entry = make_entry(archive, [url], modalities=modalities)
-        with open(out.with_suffix(".catalog.json"), "w", encoding="utf-8") as fh:
+        with open(out.parent / f"{out.name}.catalog.json", "w", encoding="utf-8") as fh:
             json.dump(entry, fh, indent=2)
         result.update(archive=str(archive), entry=entry)
     log.info("exported %s (%d structures, step %d)", bundle, len(vocab), step)
@@ -142,13 +198,19 @@ def main(argv=None) -> None:
     parser.add_argument("--metrics", help="metrics.json written by training.evaluate")
     parser.add_argument("--url", help="where the archive will be published; writes <out>.zip and <out>.catalog.json")
     parser.add_argument("--no-timings", action="store_true")
+    parser.add_argument(
+        "--weights",
+        choices=("best", "last"),
+        default="best",
+        help="best: the run's best validation weights (best.pt) when it has them; last: checkpoint.pt",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = load_config(args.config)
     run = Path(args.run or Path("training/runs") / cfg["name"])
     out = Path(args.out or Path("exports") / f"{cfg['name']}-v{cfg.get('version', '0.0.0')}")
     metrics = json.loads(Path(args.metrics).read_text(encoding="utf-8")) if args.metrics else None
-    res = export(cfg, run, out, metrics, args.url, not args.no_timings)
+    res = export(cfg, run, out, metrics, args.url, not args.no_timings, args.weights)
     print(json.dumps({k: v for k, v in res.items() if k != "entry"}, indent=2))
 
 

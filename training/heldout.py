@@ -76,10 +76,12 @@ def reference_masks(mni: sitk.Image) -> Dict[str, np.ndarray]:
     return refs
 
 
-def run_cli(model: str, image: Path, prompts: Sequence[str], output: Path, device: str) -> Tuple[List[Dict], float]:
-    """One ``segment`` call; returns the report's segments and the wall time in seconds."""
+def run_cli(
+    model: str, image: Path, prompts: Sequence[str], output: Path, device: str, extra: Sequence[str] = ()
+) -> Tuple[List[Dict], float]:
+    """One ``segment`` call (``extra``: more options); returns the report's segments and the wall time in seconds."""
     cmd = [sys.executable, "-m", "TextSegmentLib", "segment", str(image), "--output", str(output), "--model", model]
-    cmd += ["--device", device, "--overwrite", "--no-progress"]
+    cmd += ["--device", device, "--overwrite", "--no-progress", *extra]
     for p in prompts:
         cmd += ["--prompt", p]
     start = time.perf_counter()

@@ -7,7 +7,7 @@ import os
 import qt
 import slicer
 
-from TextSegmentLib.terminology import known_names
+from TextSegmentLib.prompts import known_names
 
 
 class ModelPanelMixin:
@@ -65,13 +65,10 @@ class ModelPanelMixin:
         return False
 
     def _download(self, model: str, thenCall=None) -> None:
-        from TextSegmentLib.catalog import download_model
+        from TextSegmentLib.app import resolve_bundle  # the one place where a model id becomes a bundle folder
 
         def run(job):
-            return download_model(
-                model, progress=lambda done, total: job.report(done / total if total else 0.0, f"{done / 1e6:.0f} MB"),
-                cancel=job.cancelled,
-            )  # fmt: skip
+            return resolve_bundle(model, progress=job.report, cancel=job.cancelled)
 
         def done(path):
             self._populateModels()

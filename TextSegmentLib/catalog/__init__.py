@@ -10,7 +10,7 @@
 See docs/models.md for the catalog format, the cache and offline installation.
 """
 
-from .cache import HOME_ENV, ModelLock, cache_dir, installed_ids, model_dir
+from .cache import HOME_ENV, ModelLock, cache_dir, check_model_id, installed_ids, model_dir
 from .catalog import CATALOG_ENV, Catalog, CatalogEntry, default_catalog_path, load_catalog, parse_id
 from .download import DownloadOptions, fetch
 from .errors import (
@@ -47,6 +47,7 @@ __all__ = [
     "UnsafeArchive",
     "VerificationError",
     "cache_dir",
+    "check_model_id",
     "default_catalog_path",
     "download_model",
     "download_sample",

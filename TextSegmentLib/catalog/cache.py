@@ -13,12 +13,14 @@ holding process dies, so a crashed download never leaves a stale lock behind.
 
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .errors import DownloadCancelled, DownloadError
+from ..filelock import try_lock, unlock
+from .errors import CatalogError, DownloadCancelled, DownloadError
 
 HOME_ENV = "TEXTSEGMENT_HOME"
 INSTALL_FILE = "install.json"
@@ -43,9 +45,38 @@ def cache_dir() -> Path:
     return Path(base) / "TextSegment" / "models"
 
 
+#: what a model id may look like: a name (letters, digits, '.', '_', '-', '+'), never a path
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
+
+
+def check_model_id(model_id: Any) -> str:
+    """``model_id`` if it is a name that can be a folder of the cache; :class:`CatalogError` otherwise.
+
+    No path separators, no ``..``, no absolute paths, no control characters, no leading dot (the cache's own
+    ``.tmp``/``.locks``/``.partial`` folders): an id from outside never becomes a path outside the cache.
+
+    Example:
+        >>> check_model_id("ct-organs-v1.0.0")
+        'ct-organs-v1.0.0'
+        >>> try:
+        ...     check_model_id("../x")
+        ... except CatalogError as exc:
+        ...     print(str(exc)[:36])
+        model id '../x' is not a model name:
+    """
+    text = model_id if isinstance(model_id, str) else repr(model_id)
+    if not isinstance(model_id, str) or not _ID_RE.match(model_id) or ".." in model_id:
+        shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+        raise CatalogError(
+            f"model id '{shown}' is not a model name: ids look like ct-organs-v1.0.0 (letters, digits, '.', '_', "
+            "'-'; no folders, no '..'); nothing was changed. To use a model folder, give its path to --model"
+        )
+    return model_id
+
+
 def model_dir(model_id: str) -> Path:
-    """Folder of an installed model (it may not exist)."""
-    return cache_dir() / model_id
+    """Folder of an installed model (it may not exist); :class:`CatalogError` for an id that is not a name."""
+    return cache_dir() / check_model_id(model_id)
 
 
 def work_dir(kind: str) -> Path:
@@ -61,13 +92,26 @@ def work_dir(kind: str) -> Path:
 
 
 def read_install_record(folder: Path) -> Optional[Dict[str, Any]]:
-    """The ``install.json`` written when the model was installed, or None."""
+    """The ``install.json`` written when the model was installed, or None (missing or unreadable)."""
     try:
-        with open(Path(folder) / INSTALL_FILE, encoding="utf-8") as fh:
-            record = json.load(fh)
-        return record if isinstance(record, dict) else None
-    except (OSError, ValueError):
+        return install_record_or_problem(folder)[0]
+    except FileNotFoundError:
         return None
+
+
+def install_record_or_problem(folder: Path) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
+    """``(record, None)``, or ``(None, what is wrong)`` for an unreadable record; FileNotFoundError when absent."""
+    path = Path(folder) / INSTALL_FILE
+    try:
+        with open(path, encoding="utf-8") as fh:
+            record = json.load(fh)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        return None, f"its install record {path} cannot be read ({exc})"
+    if not isinstance(record, dict) or not isinstance(record.get("sha256"), (str, type(None))):
+        return None, f"its install record {path} is not a TextSegment install record"
+    return record, None
 
 
 def write_install_record(folder: Path, record: Dict[str, Any]) -> None:
@@ -80,38 +124,9 @@ def installed_ids() -> List[str]:
     root = cache_dir()
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if not p.name.startswith(".") and (p / INSTALL_FILE).is_file())
-
-
-def _try_lock(fd: int) -> bool:
-    if sys.platform == "win32":
-        import msvcrt
-
-        try:
-            os.lseek(fd, 0, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
-    import fcntl
-
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except OSError:
-        return False
-
-
-def _unlock(fd: int) -> None:
-    if sys.platform == "win32":
-        import msvcrt
-
-        os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-    else:
-        import fcntl
-
-        fcntl.flock(fd, fcntl.LOCK_UN)
+    return sorted(
+        p.name for p in root.iterdir() if _ID_RE.match(p.name) and ".." not in p.name and (p / INSTALL_FILE).is_file()
+    )
 
 
 class ModelLock:
@@ -133,7 +148,7 @@ class ModelLock:
         on_wait: Optional[Callable[[], None]] = None,
         poll: float = 0.1,
     ):
-        self.path = work_dir(".locks") / f"{model_id}.lock"
+        self.path = work_dir(".locks") / f"{check_model_id(model_id)}.lock"
         self.timeout = timeout
         self.cancel = cancel
         self.on_wait = on_wait
@@ -145,7 +160,7 @@ class ModelLock:
         start = time.monotonic()
         waited = False
         try:
-            while not _try_lock(fd):
+            while not try_lock(fd):
                 if not waited and self.on_wait is not None:
                     self.on_wait()
                 waited = True
@@ -165,7 +180,7 @@ class ModelLock:
     def release(self) -> None:
         if self._fd is not None:
             try:
-                _unlock(self._fd)
+                unlock(self._fd)
             finally:
                 os.close(self._fd)
                 self._fd = None

@@ -90,6 +90,7 @@ class CatalogEntry:
     urls: List[str] = field(default_factory=list)
     archive: Optional[str] = None
     weights_sha256: Optional[str] = None
+    card_sha256: Optional[str] = None
     min_textsegment_version: Optional[str] = None
     embedded: Optional[str] = None
     embedded_path: Optional[Path] = None
@@ -191,7 +192,7 @@ def _entry(raw: Any, index: int, path: Path) -> CatalogEntry:
     if not parsed:
         raise _fail(path, where, f"id {model_id!r} is not of the form <name>-v<major>.<minor>.<patch>")
     where = f"model '{model_id}'"
-    for key in ("sha256", "weights_sha256"):
+    for key in ("sha256", "weights_sha256", "card_sha256"):
         value = raw.get(key)
         if value is not None and not (isinstance(value, str) and SHA256_RE.match(value)):
             raise _fail(path, where, f"{key} must be 64 lower-case hex digits")
@@ -231,6 +232,7 @@ def _entry(raw: Any, index: int, path: Path) -> CatalogEntry:
         urls=list(urls),
         archive=fmt,
         weights_sha256=raw.get("weights_sha256"),
+        card_sha256=raw.get("card_sha256"),
         min_textsegment_version=raw.get("min_textsegment_version"),
         embedded=embedded,
         embedded_path=embedded_path,

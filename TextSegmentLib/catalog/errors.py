@@ -1,5 +1,7 @@
 """Exceptions of the model catalog, downloads and the model cache; each message says what to do."""
 
+from ..progress import Cancelled
+
 
 class CatalogError(ValueError):
     """The catalog file is invalid, or a model id/name is unknown."""
@@ -13,8 +15,8 @@ class DownloadError(RuntimeError):
     """A download failed (network, HTTP status, timeout, wrong size or SHA-256); the cache was left unchanged."""
 
 
-class DownloadCancelled(DownloadError):
-    """The ``cancel`` callable returned True; the cache was left unchanged."""
+class DownloadCancelled(DownloadError, Cancelled):
+    """The ``cancel`` callable returned True; the cache was left unchanged (a :class:`Cancelled` like any other)."""
 
 
 class UnsafeArchive(DownloadError):

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from .. import __version__
-from ..atomic import replace_dir
+from ..atomic import dir_mode, replace_dir
 from .archive import find_bundle_root, safe_unpack
-from .cache import cache_dir, model_dir, read_install_record, work_dir, write_install_record
+from .cache import cache_dir, install_record_or_problem, model_dir, work_dir, write_install_record
 from .catalog import CatalogEntry
 from .errors import ModelIncompatible, VerificationError
 
@@ -132,21 +132,60 @@ def verify_embedded(entry: CatalogEntry) -> Path:
             f"embedded model '{entry.id}': {WEIGHTS_FILE} has {size} bytes, the catalog says {entry.size}"
         )
     check_folder(folder, expected_weights_sha=entry.sha256)
+    check_card(folder, entry.card_sha256, f"embedded model '{entry.id}'", "reinstall TextSegment")
     return folder
+
+
+def check_card(folder: Path, expected: Optional[str], what: str, todo: str) -> None:
+    """Refuse a bundle whose model card is not the one expected (SHA-256 of ``model.json``; None: no check)."""
+    if expected and sha256_of(Path(folder) / CARD_FILE) != expected:
+        raise VerificationError(
+            f"{what}: its model card {Path(folder) / CARD_FILE} was changed (SHA-256 differs); {todo}"
+        )
+
+
+def card_matches_entry(card: Dict[str, Any], folder: Path, entry: CatalogEntry) -> Optional[str]:
+    """None when a bundle's card is the one of catalog ``entry``, else what differs.
+
+    With the entry's ``card_sha256`` the card file must be exactly that one; without it the card's id, format
+    version and text encoder must be the entry's.
+    """
+    from .catalog import id_from_card
+
+    if entry.card_sha256:
+        return None if sha256_of(Path(folder) / CARD_FILE) == entry.card_sha256 else "its model card differs"
+    if id_from_card(card) != entry.id:
+        return f"its card names the model '{id_from_card(card)}'"
+    if card.get("format_version") != entry.format_version:
+        return f"its card has format version {card.get('format_version')}, the catalog {entry.format_version}"
+    name = (card.get("text_encoder") or {}).get("name")
+    if entry.text_encoder.get("name") and name != entry.text_encoder.get("name"):
+        return f"its card names the text encoder '{name}', the catalog '{entry.text_encoder.get('name')}'"
+    return None
 
 
 def verify_installed(model_id: str, entry: Optional[CatalogEntry] = None) -> Path:
     """The cache folder of ``model_id`` after checking its record against ``entry`` and the bundle itself."""
     folder = model_dir(model_id)
-    record = read_install_record(folder)
+    try:
+        record, problem = install_record_or_problem(folder)
+    except FileNotFoundError:
+        raise VerificationError(f"model '{model_id}' is not installed in {cache_dir()}") from None
     if record is None:
-        raise VerificationError(f"model '{model_id}' is not installed in {cache_dir()}")
+        raise VerificationError(
+            f"model '{model_id}' is installed but broken: {problem}; remove it (models remove {model_id}) and "
+            "install it again"
+        )
     if entry is not None and record.get("sha256") not in (entry.sha256, entry.weights_sha256):
         raise VerificationError(
             f"the cached copy of '{model_id}' is not the file the catalog lists now (SHA-256 differs); "
             "download it again"
         )
     check_folder(folder, expected_weights_sha=record.get("weights_sha256"))
+    todo = f"remove it (models remove {model_id}) and install it again"
+    check_card(folder, record.get("card_sha256"), f"model '{model_id}'", todo)
+    if entry is not None:
+        check_card(folder, entry.card_sha256, f"model '{model_id}'", todo)
     return folder
 
 
@@ -155,18 +194,24 @@ def _install_root(
 ) -> Path:
     expected = entry.weights_sha256 if entry is not None else None
     card = check_folder(root, expected_weights_sha=expected)
+    if entry is not None:
+        differs = card_matches_entry(card, root, entry)
+        if differs:
+            raise VerificationError(f"this is not catalog model '{entry.id}': {differs}; nothing was installed")
     full = {
         "id": model_id,
         "name": card.get("name"),
         "version": card.get("version"),
         "format_version": card.get("format_version"),
         "weights_sha256": sha256_of(root / WEIGHTS_FILE),
+        "card_sha256": sha256_of(root / CARD_FILE),
         "installed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "installed_by": f"TextSegment {__version__}",
         "in_catalog": entry is not None,
         **record,
     }
     write_install_record(root, full)
+    os.chmod(root, dir_mode())  # the cache folder gets the user's umask, whatever the source folder had
     target = model_dir(model_id)
     replace_dir(root, target, work_dir(".tmp"))
     shutil.rmtree(staging, ignore_errors=True)

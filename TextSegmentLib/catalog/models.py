@@ -16,11 +16,20 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from .archive import find_bundle_root, safe_unpack
-from .cache import ModelLock, installed_ids, model_dir, read_install_record, work_dir
+from .cache import (
+    ModelLock,
+    check_model_id,
+    install_record_or_problem,
+    installed_ids,
+    model_dir,
+    read_install_record,
+    work_dir,
+)
 from .catalog import Catalog, CatalogEntry, archive_format, id_from_card, load_catalog, parse_id
 from .download import CancelFn, DownloadOptions, ProgressFn, fetch
 from .errors import CatalogError, DownloadCancelled, DownloadError, VerificationError
 from .install import (
+    card_matches_entry,
     check_compatible,
     check_folder,
     forget_verified,
@@ -96,6 +105,7 @@ def download_model(
         >>> download_model("tiny-v1.0.0")  # doctest: +SKIP
         PosixPath('/home/me/.cache/TextSegment/models/tiny-v1.0.0')
     """
+    check_model_id(model_id)
     catalog = _catalog(catalog)
     entry = _entry_for(model_id, catalog)
     if entry.embedded:
@@ -242,12 +252,14 @@ def import_model(path_or_file_url: PathLike, model_id: Optional[str] = None, cat
     if source is None or not source.exists():
         raise CatalogError(f"{path_or_file_url} is not a local file or folder (give a path or a file:// URL)")
     catalog = _catalog(catalog)
-    if model_id is not None and parse_id(model_id) is None:
-        raise CatalogError(f"model id '{model_id}' is not of the form <name>-v<major>.<minor>.<patch>")
+    if model_id is not None and parse_id(model_id) is None:  # an id is a name, never a path
+        raise CatalogError(f"model id {model_id!r} is not of the form <name>-v<major>.<minor>.<patch>")
     entry = catalog.get(model_id) if model_id else None
     if source.is_dir():
         digest = sha256_of(source / "model.safetensors") if (source / "model.safetensors").is_file() else ""
-        entry = entry or (catalog.find_by_sha256(digest) if digest else None)
+        if entry is None and model_id is None and digest:
+            entry = catalog.find_by_sha256(digest)  # a folder named by no id: is it a catalog model?
+        card = check_folder(source)
         if entry is not None:
             expected = entry.sha256 if entry.embedded else entry.weights_sha256
             if expected is None:
@@ -255,9 +267,12 @@ def import_model(path_or_file_url: PathLike, model_id: Optional[str] = None, cat
                     f"catalog entry '{entry.id}' lists no weights_sha256, so a folder cannot be checked against it; "
                     "import the archive file instead"
                 )
-            if digest != expected:
-                raise VerificationError(f"{source} is not catalog model '{entry.id}': the weights' SHA-256 differs")
-        card = check_folder(source)
+            differs = "the weights' SHA-256 differs" if digest != expected else card_matches_entry(card, source, entry)
+            if differs:
+                raise VerificationError(
+                    f"{source} is not catalog model '{entry.id}': {differs}; nothing was installed. To install it "
+                    "as a custom model, give it its own id (--id <name>-v<version>)"
+                )
         return _install(
             entry, model_id or id_from_card(card), catalog, lambda mid: install_folder(source, mid, entry, str(source))
         )
@@ -306,6 +321,7 @@ def verify_model(model_id: str, catalog: Optional[Catalog] = None, raise_error: 
         >>> verify_model("tiny-v1.0.0", raise_error=False)  # doctest: +SKIP
         True
     """
+    check_model_id(model_id)
     catalog = _catalog(catalog)
     entry = catalog.get(model_id)
     forget_verified()  # an explicit check always hashes the files again
@@ -330,10 +346,14 @@ def remove_model(model_id: str, catalog: Optional[Catalog] = None) -> bool:
         >>> remove_model("tiny-v1.0.0")  # doctest: +SKIP
         True
     """
+    check_model_id(model_id)
     catalog = _catalog(catalog)
     entry = catalog.get(model_id)
     if entry is not None and entry.embedded and not model_dir(model_id).exists():
         raise CatalogError(f"model '{model_id}' is embedded in the TextSegment extension and cannot be removed")
+    partial = list(work_dir(".partial").glob(f"{model_id}-*.part"))
+    if not model_dir(model_id).exists() and not partial:
+        return False  # nothing to remove: no lock file is created for it
     with ModelLock(model_id):
         for part in work_dir(".partial").glob(f"{model_id}-*.part"):
             _unlink(part)
@@ -353,6 +373,15 @@ class ModelStatus:
     deprecated: bool
     in_catalog: bool
     path: Optional[Path]
+    broken: Optional[str] = None  # what is wrong with an installed copy (then ``installed`` is False)
+
+
+def _problem(model_id: str) -> Optional[str]:
+    """What is wrong with the install record of an installed model (the check ``verify`` starts with), or None."""
+    try:
+        return install_record_or_problem(model_dir(model_id))[1]
+    except FileNotFoundError:
+        return "its install record is missing"
 
 
 def list_models(catalog: Optional[Catalog] = None) -> List[ModelStatus]:
@@ -368,19 +397,22 @@ def list_models(catalog: Optional[Catalog] = None) -> List[ModelStatus]:
     out: List[ModelStatus] = []
     for e in catalog.entries:
         cached = e.id in installed
+        broken = _problem(e.id) if cached else None
         embedded = bool(e.embedded and e.embedded_path is not None and e.embedded_path.is_dir())
         path = model_dir(e.id) if cached else (e.embedded_path if embedded else None)
+        usable = (cached and broken is None) or embedded
         out.append(
             ModelStatus(
-                e.id, e.title, cached or embedded, bool(e.embedded), e.size, e.id == default, e.deprecated, True, path
+                e.id, e.title, usable, bool(e.embedded), e.size, e.id == default, e.deprecated, True, path, broken
             )
         )
     for model_id in installed:
         if catalog.get(model_id) is None:
             folder = model_dir(model_id)
+            broken = _problem(model_id)
             record = read_install_record(folder) or {}
             weights = folder / "model.safetensors"
             size = weights.stat().st_size if weights.is_file() else None
             title = f"custom model from {record.get('source') or 'an import'}"
-            out.append(ModelStatus(model_id, title, True, False, size, False, False, False, folder))
+            out.append(ModelStatus(model_id, title, broken is None, False, size, False, False, False, folder, broken))
     return out

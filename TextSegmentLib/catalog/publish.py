@@ -14,7 +14,7 @@ from ..atomic import atomic_file
 from .archive import find_bundle_root, safe_unpack
 from .catalog import archive_format, id_from_card, load_catalog
 from .errors import CatalogError
-from .install import WEIGHTS_FILE, check_folder, sha256_of
+from .install import CARD_FILE, WEIGHTS_FILE, check_folder, sha256_of
 
 PathLike = Union[str, Path]
 #: a fixed timestamp makes the archive's bytes (and so its SHA-256) depend only on the files
@@ -84,6 +84,7 @@ def make_entry(
         card = check_folder(root)
         weights_sha = sha256_of(root / WEIGHTS_FILE)
         weights_size = (root / WEIGHTS_FILE).stat().st_size
+        card_sha = sha256_of(root / CARD_FILE)
     encoder = card.get("text_encoder", {})
     entry: Dict[str, Any] = {
         "id": id_from_card(card),
@@ -93,6 +94,7 @@ def make_entry(
         "structures": _structures(card),
         "sha256": weights_sha if embedded else sha256_of(source),
         "size": weights_size if embedded else source.stat().st_size,
+        "card_sha256": card_sha,
         "format_version": card["format_version"],
         "text_encoder": {
             "name": encoder.get("name", ""),

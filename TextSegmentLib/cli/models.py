@@ -82,10 +82,14 @@ def _list(catalog) -> int:
     print(f"{'ID':<{width}}  {'INSTALLED':<9}  {'SIZE':>9}  NOTE")
     for r in rows:
         state = "embedded" if r.embedded and r.installed else ("yes" if r.installed else "no")
+        state = "BROKEN" if r.broken else state
         notes = [
             n for n, on in (("default", r.default), ("deprecated", r.deprecated), ("custom", not r.in_catalog)) if on
         ]
         print(f"{r.id:<{width}}  {state:<9}  {_size(r.size):>9}  {', '.join(notes)}".rstrip())
+    for r in rows:
+        if r.broken:
+            print(f"{r.id} is broken: {r.broken}; remove it (models remove {r.id}) and install it again")
     print(f"cache: {cache_dir()}")
     return 0
 
@@ -129,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         DownloadCancelled,
         DownloadError,
         DownloadOptions,
+        check_model_id,
         import_model,
         installed_ids,
         load_catalog,
@@ -161,7 +166,9 @@ def run(args: argparse.Namespace) -> int:
             print(import_model(args.path, model_id=args.model_id, catalog=catalog))
             return 0
         if args.action == "verify":
-            ids = [args.id] if args.id else installed_ids() + [e.id for e in catalog.entries if e.embedded]
+            if args.id is not None:
+                check_model_id(args.id)  # an id that is not a name is bad input (exit 2), not a failed model
+            ids = [args.id] if args.id is not None else installed_ids() + [e.id for e in catalog.entries if e.embedded]
             failed = 0
             for model_id in dict.fromkeys(ids):
                 try:

@@ -9,21 +9,12 @@ from typing import Callable, List, Optional, Sequence, TypeVar
 
 import torch
 
+from ..progress import CancelFn, Cancelled, ProgressFn, check_cancel
+
 log = logging.getLogger(__name__)
 
-ProgressFn = Optional[Callable[[float, str], None]]
-CancelFn = Optional[Callable[[], bool]]
+__all__ = ["Batcher", "CancelFn", "Cancelled", "ProgressFn", "check_cancel", "is_oom"]
 T = TypeVar("T")
-
-
-class Cancelled(RuntimeError):
-    """The caller's ``cancel`` callable returned True; the work stopped between two batches."""
-
-
-def check_cancel(cancel: CancelFn) -> None:
-    """Raise :class:`Cancelled` when ``cancel()`` is true."""
-    if cancel is not None and cancel():
-        raise Cancelled("cancelled")
 
 
 def is_oom(exc: BaseException) -> bool:

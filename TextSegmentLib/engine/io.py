@@ -1,31 +1,75 @@
-"""Reading and checking inputs, writing labelmaps atomically.
+"""Reading and checking inputs: files, SimpleITK images, arrays with geometry, and refinement prompts.
 
 Inputs are a file path (NIfTI, NRRD, MHA/MHD, a DICOM series folder or a single DICOM file), a SimpleITK image, or a
 :class:`VolumeInput` (numpy array in SimpleITK ``(k, j, i)`` order + spacing, origin, direction) as the Slicer bridge
 passes it. Every input becomes a 3D scalar SimpleITK image after :func:`check_image`; anything else raises
-:class:`InputError` with a message that says what to do. Inputs are never modified.
+:class:`InputError` with a message that says what to do. Files are checked to hold every voxel their header promises
+before they are read (:mod:`.readcheck`). Inputs are never modified.
 """
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
 
-from ..atomic import atomic_file
+from .errors import InputError
+from .readcheck import check_image_file
 
+#: the output formats of a labelmap (one writer each, engine/writers.py)
 LABELMAP_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha")
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".dcm")
+#: the image files a folder of scans is searched for (DICOM series are folders)
+READABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+IMAGE_SUFFIXES = READABLE_SUFFIXES + (".dcm",)
+
+__all__ = ["IMAGE_SUFFIXES", "LABELMAP_SUFFIXES", "READABLE_SUFFIXES", "InputError", "VolumeInput"]
 
 
-class InputError(ValueError):
-    """An input image or prompt cannot be used; the message names the problem and what to do."""
+def _numbers(value: Any, count: int, what: str, name: str) -> np.ndarray:
+    try:
+        out = np.asarray(value, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputError(f"{name}: {what} {value!r} is not {count} numbers") from None
+    if out.size != count:
+        raise InputError(f"{name}: {what} must be {count} numbers, got {out.size}")
+    if not np.isfinite(out).all():
+        raise InputError(
+            f"{name}: {what} {tuple(out.tolist())} holds NaN or infinite values; fix the volume's geometry"
+        )
+    return out
+
+
+def check_geometry(spacing: Any, origin: Any, direction: Any, name: str = "volume") -> None:
+    """Refuse spacing that is not 3 finite positive numbers, a non-finite origin, or a direction that is not a
+    finite orthonormal 3x3 matrix (InputError naming the field).
+
+    Example:
+        >>> check_geometry((1, 1, 2), (0, 0, 0), np.eye(3).ravel())
+        >>> try:
+        ...     check_geometry((1, 0, 2), (0, 0, 0), np.eye(3).ravel())
+        ... except InputError as exc:
+        ...     print("spacing" in str(exc) and "positive" in str(exc))
+        True
+    """
+    sp = _numbers(spacing, 3, "spacing", name)
+    if (sp <= 0).any():
+        raise InputError(f"{name}: spacing {tuple(sp.tolist())} must be positive (mm per voxel); fix the geometry")
+    _numbers(origin, 3, "origin", name)
+    d = _numbers(direction, 9, "direction", name).reshape(3, 3)
+    if np.abs(d.T @ d - np.eye(3)).max() > 1e-3:
+        raise InputError(
+            f"{name}: direction {tuple(np.round(d.ravel(), 4).tolist())} is not orthonormal (its columns must be unit "
+            "vectors at right angles: the axes of the voxel grid in LPS); fix the geometry"
+        )
 
 
 @dataclass
 class VolumeInput:
     """A volume as arrays: ``array`` in SimpleITK ``(k, j, i)`` order, geometry in LPS (ITK convention).
+
+    The geometry is checked when the object is made (:func:`check_geometry`).
 
     Example:
         >>> v = VolumeInput(np.zeros((4, 5, 6), np.int16), (1.0, 1.0, 2.0), (0, 0, 0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
@@ -38,6 +82,9 @@ class VolumeInput:
     origin: Sequence[float]
     direction: Sequence[float]
     metadata: Optional[Dict[str, str]] = field(default=None)
+
+    def __post_init__(self) -> None:
+        check_geometry(self.spacing, self.origin, self.direction, "VolumeInput")
 
 
 InputLike = Union[str, Path, sitk.Image, VolumeInput, Any]
@@ -75,6 +122,7 @@ def read_path(path: Union[str, Path]) -> Tuple[sitk.Image, Dict[str, str]]:
         raise InputError(f"input {path} does not exist")
     if path.is_dir():
         return _read_dicom_folder(path)
+    check_image_file(path)  # a regular file holding all its voxels (a truncated NIfTI would read as zeros)
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
@@ -96,6 +144,7 @@ def to_image(volume: Any) -> sitk.Image:
         raise InputError(f"the volume array has {array.ndim} dimensions {array.shape}; a 3D (k, j, i) array is needed")
     if array.dtype == np.bool_:
         array = array.astype(np.uint8)
+    check_geometry(volume.spacing, volume.origin, volume.direction, type(volume).__name__)
     image = sitk.GetImageFromArray(np.ascontiguousarray(array), isVector=False)
     image.SetSpacing([float(s) for s in volume.spacing])
     image.SetOrigin([float(s) for s in volume.origin])
@@ -149,7 +198,8 @@ def check_image(image: sitk.Image, name: str = "input") -> None:
     if image.GetPixelID() in (sitk.sitkComplexFloat32, sitk.sitkComplexFloat64):
         raise InputError(f"{name} has complex voxels; give magnitude images")
     direction = np.asarray(image.GetDirection(), float).reshape(3, 3)
-    if abs(np.linalg.det(direction)) < 1e-3 or min(image.GetSpacing()) <= 0:
+    geometry = np.concatenate([direction.ravel(), image.GetSpacing(), image.GetOrigin()])
+    if not np.isfinite(geometry).all() or abs(np.linalg.det(direction)) < 1e-3 or min(image.GetSpacing()) <= 0:
         raise InputError(f"{name} has a degenerate geometry (spacing {image.GetSpacing()}); fix its header")
     array = sitk.GetArrayViewFromImage(image)
     if array.size == 0:
@@ -161,23 +211,113 @@ def check_image(image: sitk.Image, name: str = "input") -> None:
         raise InputError(f"{name} is constant (every voxel {float(array.min())}); there is nothing to segment")
 
 
-def write_image_atomic(image: sitk.Image, path: Union[str, Path], overwrite: bool = False) -> Path:
-    """Write ``image`` to a temporary file next to ``path`` and rename it into place (never half-written).
+# --- refinement prompts --------------------------------------------------------------------------------------------
+def _coords(value: Any, what: str, sizes: Tuple[int, ...] = (2, 3)) -> List[float]:
+    try:
+        out = [float(v) for v in value]
+    except (TypeError, ValueError):
+        raise InputError(f"{what} {value!r} is not a pair or triple of numbers") from None
+    if len(out) not in sizes:
+        raise InputError(f"{what} {value!r} must have {' or '.join(map(str, sizes))} numbers")
+    if not all(math.isfinite(v) for v in out):
+        raise InputError(f"{what} {value!r} holds NaN or infinite values")
+    return out
 
-    An existing ``path`` is replaced only when ``overwrite``; otherwise ``FileExistsError``.
+
+def _in_plane_bounds(
+    volume: Any, coords: str, plane: Optional[str] = None
+) -> Tuple[List[int], List[Tuple[float, float]], int]:
+    """(in-plane axes, their (low, high) bounds, the normal axis) of ``plane`` (default the volume's primary plane)
+    in input voxel or LPS physical coordinates."""
+    from .volume import AXIS_NORMAL
+
+    plane = plane or volume.axis
+    size = volume.image.GetSize()
+    if coords == "voxel":
+        normal = volume.reorientation.permutation[AXIS_NORMAL[plane]]
+        bounds = [(-0.5, n - 0.5) for n in size]
+    else:
+        normal = AXIS_NORMAL[plane]
+        corners = np.array(
+            [
+                volume.image.TransformContinuousIndexToPhysicalPoint([c * n - 0.5 for c, n in zip(corner, size)])
+                for corner in np.ndindex(2, 2, 2)
+            ]
+        )
+        bounds = list(zip(corners.min(axis=0).tolist(), corners.max(axis=0).tolist()))
+    axes = [a for a in range(3) if a != normal]
+    return axes, [bounds[a] for a in axes], normal
+
+
+def _to_plane(point: List[float], axes: List[int]) -> List[float]:
+    """A pair is already in-plane; of a triple (voxel index or LPS point) keep the two in-plane axes."""
+    return point if len(point) == 2 else [point[a] for a in axes]
+
+
+def check_refine_prompts(
+    result: Any,
+    prompt_index: Any,
+    slice_index: Any,
+    box: Optional[Sequence[Any]] = None,
+    points: Optional[Sequence[Any]] = None,
+    labels: Optional[Sequence[Any]] = None,
+    coords: str = "voxel",
+    plane: Optional[str] = None,
+) -> None:
+    """Refuse refinement prompts on a slice of ``plane`` (default the primary plane) that cannot mean anything,
+    with an InputError that says what to fix: a prompt index that is not one of the result's prompts, NaN or
+    infinite coordinates, an inverted voxel box ``(a0, b0, a1, b1)`` (a0 > a1), a box or a point entirely off the
+    image, a slice outside the volume, labels that are not one 1/0 per point. (Boxes as two corner points, and
+    physical boxes, whose LPS axes may run against the index axes, may give their corners in any order.)
+
+    Example:
+        >>> check_refine_prompts(result, 0, 5, box=(10, 10, 20, 20))  # doctest: +SKIP
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (or --overwrite) to replace it")
-    suffix = suffix_of(path)
-    with atomic_file(path, ".nrrd" if suffix == ".seg.nrrd" else suffix) as tmp:
-        sitk.WriteImage(image, tmp, True)
-    return path
-
-
-def write_text_atomic(text: str, path: Union[str, Path]) -> Path:
-    """Write text to ``path`` through a temporary file and rename."""
-    path = Path(path)
-    with atomic_file(path) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
-    return path
+    n = len(result.states)
+    if isinstance(prompt_index, bool) or not isinstance(prompt_index, (int, np.integer)) or not 0 <= prompt_index < n:
+        raise InputError(
+            f"prompt_index {prompt_index!r} is not a prompt of this result: give 0..{n - 1} (the result has {n})"
+        )
+    if coords not in ("voxel", "physical"):
+        raise InputError(f"coords must be 'voxel' or 'physical', got {coords!r}")
+    if box is None and not points:
+        raise InputError("refine needs a box or at least one point")
+    volume = result.volume
+    axes, bounds, normal = _in_plane_bounds(volume, "voxel", plane)
+    if isinstance(slice_index, (int, np.integer)) and not isinstance(slice_index, bool):
+        count = volume.image.GetSize()[normal]
+        if not 0 <= int(slice_index) < count:
+            raise InputError(f"slice_index {slice_index} is outside 0..{count - 1}")
+    else:
+        point = _coords(slice_index, "slice_index", (3,))
+        index = volume.physical_to_index(point) if coords == "physical" else point
+        count = volume.image.GetSize()[normal]
+        if not -0.5 <= index[normal] <= count - 0.5:
+            raise InputError(f"slice_index {tuple(slice_index)} lies outside the volume")
+    axes, bounds, _ = _in_plane_bounds(volume, coords, plane)
+    where = "voxels (i, j, k)" if coords == "voxel" else "LPS mm"
+    if box is not None:
+        if len(box) == 4 and not any(isinstance(v, (list, tuple, np.ndarray)) for v in box):
+            a0, b0, a1, b1 = _coords(box, "box", (4,))
+            if coords == "voxel" and (a0 > a1 or b0 > b1):  # LPS axes may run against the index axes: not there
+                raise InputError(f"box {tuple(box)} is inverted: give (a0, b0, a1, b1) with a0 <= a1 and b0 <= b1")
+            corners = [[a0, b0], [a1, b1]]
+        elif len(box) == 2:
+            corners = [_to_plane(_coords(c, "box corner"), axes) for c in box]
+        else:
+            raise InputError(f"box {box!r} must be (a0, b0, a1, b1) or two corner points")
+        for k, (low, high) in enumerate(bounds):
+            lo, hi = min(c[k] for c in corners), max(c[k] for c in corners)
+            if hi < low or lo > high:
+                raise InputError(
+                    f"box {tuple(map(tuple, corners))} lies entirely off the image (in {where}, the image spans "
+                    f"{low:g}..{high:g} along that axis); draw it on the image"
+                )
+    for p in points or []:
+        q = _to_plane(_coords(p, "point"), axes)
+        if any(not low <= v <= high for v, (low, high) in zip(q, bounds)):
+            raise InputError(f"point {tuple(p)} lies off the image (in {where}); place points on the image")
+    if labels is not None:
+        values = list(labels)
+        if len(values) != len(points or []) or any(v not in (0, 1) for v in values):
+            raise InputError("labels must give one 1 (inside) or 0 (outside) per point")

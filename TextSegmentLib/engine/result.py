@@ -1,7 +1,5 @@
 """The result of a segmentation: per-prompt state, the reports, the labelmap in the input geometry, saving."""
 
-import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -10,13 +8,10 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from ..vocabulary import PromptMatch
+from ..prompts import PromptMatch
 from .decode import confidence_of
-from .io import suffix_of, write_image_atomic, write_text_atomic
+from .labelmap import DEFAULT_OVERLAP
 from .volume import AXIS_NORMAL, PreparedVolume
-
-#: label colours (RGB 0-1) written into .seg.nrrd files
-_COLORS = [(0.9, 0.3, 0.2), (0.2, 0.6, 0.9), (0.3, 0.8, 0.3), (0.95, 0.8, 0.2), (0.7, 0.4, 0.9), (0.9, 0.5, 0.7)]
 
 
 @dataclass
@@ -70,8 +65,9 @@ class Result:
     """Segmentation of one volume for one or more prompts.
 
     ``labelmap`` is a SimpleITK image (uint8, uint16 beyond 255 prompts) with the input's size, spacing, origin and
-    direction; label i + 1 is prompt i; where prompts overlap the more confident one wins. ``mask(i)`` is prompt
-    i's own mask (before overlap resolution) as a bool array in the input's ``(k, j, i)`` order.
+    direction; label i + 1 is prompt i; where prompts overlap the smaller segment is drawn (``labelmap_for`` takes
+    another order, see :mod:`.labelmap`). ``mask(i)`` is prompt i's own mask (before overlap resolution) as a bool
+    array in the input's ``(k, j, i)`` order.
     """
 
     def __init__(self, volume: PreparedVolume, states: List[PromptState], info: Dict[str, Any]) -> None:
@@ -163,17 +159,16 @@ class Result:
 
     @property
     def labelmap(self) -> sitk.Image:
-        """The labelmap in the input geometry (built once, rebuilt after a refinement or undo)."""
+        """The labelmap in the input geometry, smaller segments over larger ones (rebuilt after a refine or undo)."""
         if self._labelmap is None:
-            dtype = np.uint8 if len(self.states) < 256 else np.uint16
-            stack = np.zeros(self.states[0].mask.shape if self.states else (0, 0, 0), dtype=dtype)
-            order = sorted(range(len(self.states)), key=lambda i: (self.segments[i].confidence, -i))
-            for i in order:  # the most confident prompt is painted last and wins overlaps
-                stack[self.states[i].mask] = i + 1
-            image = sitk.GetImageFromArray(self.volume.to_input_array(stack))
-            image.CopyInformation(self.volume.image)
-            self._labelmap = image
+            self._labelmap = self.labelmap_for(DEFAULT_OVERLAP)
         return self._labelmap
+
+    def labelmap_for(self, overlap: str = DEFAULT_OVERLAP) -> sitk.Image:
+        """The labelmap with overlaps drawn in the order ``overlap`` ("smaller", "confident" or "first")."""
+        from .writers import labelmap_image
+
+        return labelmap_image(self, overlap)[0]
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-able report: input geometry, settings, and one entry per prompt."""
@@ -191,27 +186,12 @@ class Result:
             "segments": [asdict(s) for s in self.segments],
         }
 
-    def save(self, path: Union[str, Path], overwrite: bool = False) -> Path:
-        """Write the labelmap (.nii.gz, .nii, .nrrd, .mha or .seg.nrrd) and ``<path>.json`` atomically.
+    def save(self, path: Union[str, Path], overwrite: bool = False, overlap: str = DEFAULT_OVERLAP) -> Path:
+        """Write the labelmap (.nii.gz, .nii, .nrrd, .mha or .seg.nrrd) and ``<path>.json``, each read back before
+        it is renamed into place (see :mod:`.writers`). ``.seg.nrrd`` keeps overlapping segments in separate layers.
 
         Raises ``FileExistsError`` if ``path`` exists and not ``overwrite``.
         """
-        path = Path(path)
-        suffix = suffix_of(path)
-        if suffix not in (".nii.gz", ".nii", ".nrrd", ".seg.nrrd", ".mha"):
-            raise ValueError(f"unsupported output type {path.name}; use .nii.gz, .nrrd, .seg.nrrd, .nii or .mha")
-        image = self.labelmap
-        if suffix == ".seg.nrrd":
-            image = sitk.Image(image)
-            for seg in self.segments:
-                i = seg.label - 1
-                color = _COLORS[i % len(_COLORS)]
-                image.SetMetaData(f"Segment{i}_ID", f"Segment_{seg.label}")
-                image.SetMetaData(f"Segment{i}_Name", seg.prompt)
-                image.SetMetaData(f"Segment{i}_LabelValue", str(seg.label))
-                image.SetMetaData(f"Segment{i}_Layer", "0")
-                image.SetMetaData(f"Segment{i}_Color", " ".join(f"{c:g}" for c in color))
-        write_image_atomic(image, path, overwrite=overwrite)
-        report = dict(self.to_dict(), output=str(path), saved=time.strftime("%Y-%m-%dT%H:%M:%S"))
-        write_text_atomic(json.dumps(report, indent=2), Path(str(path) + ".json"))
-        return path
+        from .writers import write_result
+
+        return write_result(self, path, overwrite=overwrite, overlap=overlap)

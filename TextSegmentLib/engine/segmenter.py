@@ -14,11 +14,11 @@ from ..checkpoint import BundleError, load_bundle
 from ..device import resolve_device
 from ..model import TextSegmentModel
 from ..model.mask_decoder import ABSENT_LOGIT
-from ..vocabulary import find_term, match_prompt, normalize, split_side, vocabulary_names
+from ..prompts import card_windows, clean_prompt, find_term, match_prompt, split_side, vocabulary_names, words
 from .batching import Batcher, CancelFn, ProgressFn, check_cancel
 from .embeddings import EmbeddingCache, EmbeddingStore, SliceEmbeddings
 from .fusion import DEFAULT_WEIGHTS
-from .io import InputError, InputLike, load_input
+from .io import InputError, InputLike, check_refine_prompts, load_input
 from .multiview import decode_views, fuse_views
 from .refine import apply_changes, refine_slices
 from .result import PromptState, Result, _Change
@@ -64,11 +64,11 @@ def model_text(prompt: str, match: Any, vocabulary: Sequence[Any]) -> str:
     if term:
         return term
     if match.name:
-        name_side, words = split_side(normalize(match.name))
+        name_side, rest = split_side(words(match.name))
         if match.side is None or name_side in (None, match.side):
             return match.name
         for name in vocabulary_names(vocabulary):  # the same structure on the prompt's side
-            if split_side(normalize(name)) == (match.side, words):
+            if split_side(words(name)) == (match.side, rest):
                 return name
     return prompt
 
@@ -84,28 +84,29 @@ def check_prompts(prompts: Union[str, Sequence[str]]) -> List[str]:
     for p in prompts:
         if not isinstance(p, str) or not p.strip():
             raise InputError(f"prompt {p!r} is empty; every prompt must name what to segment")
-        out.append(" ".join(p.split()))
+        try:
+            out.append(clean_prompt(p))
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
     return out
 
 
 def load_model(model: Union[str, Path, torch.nn.Module], device: str = "auto") -> TextSegmentModel:
-    """A bundle folder, a catalog id or a loaded model -> model in eval mode. Raises BundleError."""
+    """A bundle folder or a loaded model -> model in eval mode. Raises BundleError.
+
+    Catalog ids ("default", "name-v1.2.3") and archives are resolved above the engine, once:
+    ``TextSegmentLib.app.resolve_bundle`` turns them into a bundle folder (``app.open_segmenter`` does both).
+    """
     if isinstance(model, torch.nn.Module):
         if device != "auto":
             model.to(resolve_device(device))
         return model  # type: ignore[return-value]  # switched to eval only during each call (see _eval_mode)
     path = Path(model)
-    if not path.is_dir():  # a catalog id, "default", an archive file: the catalog resolves it to a bundle folder
-        try:
-            from ..catalog import resolve_model  # written by the catalog; absent in early checkouts
-        except ImportError:
-            resolve_model = None
-        if resolve_model is None:
-            raise BundleError(f"model '{model}' is not a bundle folder and no model catalog is available")
-        try:
-            path = Path(resolve_model(str(model)))
-        except Exception as exc:  # the catalog has its own error types
-            raise BundleError(f"model '{model}' cannot be found: {exc}") from exc
+    if not path.is_dir():
+        raise BundleError(
+            f"model '{model}' is not a bundle folder; the engine takes a loaded model or a bundle folder. For a "
+            "catalog id or an archive use TextSegmentLib.app.open_segmenter (or resolve_bundle) instead"
+        )
     return load_bundle(path, resolve_device(device))
 
 
@@ -138,7 +139,7 @@ class Segmenter:
 
     def __init__(
         self,
-        model: Union[str, Path, torch.nn.Module] = "default",
+        model: Union[str, Path, torch.nn.Module],
         device: str = "auto",
         batch_size: int = 8,
         cache_limit_mb: float = 2048.0,
@@ -178,6 +179,16 @@ class Segmenter:
         if isinstance(opts["ct_window"], (list, tuple)):
             opts["ct_window"] = tuple(float(v) for v in opts["ct_window"])
         return opts
+
+    @staticmethod
+    def _window(name: Optional[str], table: Dict[str, Tuple[float, float]]) -> Any:
+        """A window name from the vocabulary -> the name (built-in value) or the card's own (level, width)."""
+        from ..imaging import CT_WINDOWS
+
+        if name is None or name not in table:
+            return name
+        value = table[name]
+        return name if tuple(float(v) for v in CT_WINDOWS.get(name, ())) == value else value
 
     def card_planes(self) -> Tuple[str, ...]:
         """The planes the model was trained on (its card's ``input.planes``; axial only for older cards)."""
@@ -227,8 +238,9 @@ class Segmenter:
         volume = self.prepare(source, views[0], opts["modality"])
         model = self.model
         vocabulary = self.card.get("vocabulary", [])
-        matches = [match_prompt(p, vocabulary) for p in prompts]
-        windows = [(opts["ct_window"] or m.window) if volume.is_ct else None for m in matches]
+        table = card_windows(self.card)
+        matches = [match_prompt(p, vocabulary, windows=table) for p in prompts]
+        windows = [(opts["ct_window"] or self._window(m.window, table)) if volume.is_ct else None for m in matches]
         self.store.begin(model)
         to_encode = set()
         for window in windows:
@@ -387,13 +399,8 @@ class Segmenter:
         convention, ``labels`` 1 (inside) / 0 (outside), default all 1. Updates ``result`` in place (undo with
         :meth:`undo`); returns it.
         """
-        if coords not in ("voxel", "physical"):
-            raise ValueError("coords must be 'voxel' or 'physical'")
-        if box is None and not points:
-            raise InputError("refine needs a box or at least one point")
-        if not 0 <= int(prompt_index) < len(result.states):
-            raise InputError(f"prompt_index {prompt_index} is outside 0..{len(result.states) - 1}")
         plane = self._check_plane(result, plane)
+        check_refine_prompts(result, prompt_index, slice_index, box, points, labels, coords, plane)
         with self._lock, _eval_mode(self.model):
             t0 = time.perf_counter()
             volume = result.volume

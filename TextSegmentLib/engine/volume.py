@@ -69,6 +69,8 @@ def resolve_window(window: WindowLike) -> Tuple[float, float]:
             raise ValueError(f"unknown CT window {window!r}; use one of {sorted(CT_WINDOWS)} or (level, width)")
         return CT_WINDOWS[window]
     level, width = window  # type: ignore[misc]
+    if not (np.isfinite(float(level)) and np.isfinite(float(width))):
+        raise ValueError(f"CT window level and width must be finite numbers, got ({level}, {width})")
     if float(width) <= 0:
         raise ValueError(f"CT window width must be positive, got {width}")
     return float(level), float(width)

@@ -16,6 +16,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 from scipy import ndimage
 
+from TextSegmentLib.engine.volume import check_axis, slice_pixel_spacing, slice_view
 from TextSegmentLib.imaging import CT_WINDOWS, detect_ct, fit_slices, normalize_volume, plan_fit
 
 from ..vocabulary import Structure
@@ -30,18 +31,10 @@ class CaseError(ValueError):
 
 
 def plane_view(array: np.ndarray, spacing: Sequence[float], plane: str) -> Tuple[np.ndarray, float, float]:
-    """Canonical (S, P, L) array -> (N, rows, cols) slices of ``plane`` and their (row, col) spacing.
-
-    Axial: anterior at the top, patient right on the left (radiological). Coronal and sagittal: superior at the top.
-    """
-    sx, sy, sz = spacing
-    if plane == "axial":
-        return array, sy, sx
-    if plane == "coronal":
-        return np.flip(array.transpose(1, 0, 2), axis=1), sz, sx
-    if plane == "sagittal":
-        return np.flip(array.transpose(2, 0, 1), axis=1), sz, sy
-    raise ValueError(f"unknown plane {plane!r}; choose from {PLANES}")
+    """Canonical (S, P, L) array -> (N, rows, cols) slices of ``plane`` and their (row, col) spacing: the engine's
+    own :func:`slice_view` and :func:`slice_pixel_spacing` (one implementation of how a plane is cut)."""
+    rows, cols = slice_pixel_spacing(spacing, check_axis(plane))
+    return slice_view(array, plane), rows, cols
 
 
 def check_case(case_id: str, vol: CanonicalVolume, layers: Dict[str, np.ndarray], max_oblique: float = 20.0) -> None:

@@ -13,6 +13,7 @@ from typing import Optional, Tuple
 import numpy as np
 import SimpleITK as sitk
 
+from TextSegmentLib.engine.io import read_path
 from TextSegmentLib.imaging import reorientation_for, to_canonical
 
 
@@ -40,11 +41,7 @@ def read_image(path: str) -> sitk.Image:
     p = Path(path)
     if p.suffix == ".inv3":
         return read_invesalius(p)[0]
-    if p.is_dir():
-        reader = sitk.ImageSeriesReader()
-        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(p)))
-        return reader.Execute()
-    image = sitk.ReadImage(str(p))
+    image, _ = read_path(p)  # the engine's reader: files checked for truncation, DICOM series folders
     if image.GetDimension() == 4:  # e.g. MSD multi-modal: take the first channel
         size = list(image.GetSize())
         image = sitk.Extract(image, size[:3] + [0], [0, 0, 0, 0])

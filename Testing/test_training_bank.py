@@ -1,0 +1,150 @@
+"""The bank of 3D variants and its sampler: canonical orientation, labels that move with the image, counts that
+match the masks, side-free sagittal targets, left/right flips, synthesis, the full-head class map."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+pytest.importorskip("yaml")
+pytest.importorskip("monai")
+
+from training.bank import BankSampler  # noqa: E402
+from training.prepare import headmodel  # noqa: E402
+from training.prepare.variants import SPATIAL, load_source, make_variant, plane_counts, write_variant  # noqa: E402
+from training.synth import draw_contrast, synthesize_slice  # noqa: E402
+from training.vocabulary import build_structures  # noqa: E402
+
+T = "/usr/share/mricron/templates/"
+SMALL = {**SPATIAL, "grid": [40, 48], "p_thick": 0.0}
+
+
+@pytest.fixture(scope="module")
+def source():
+    spec = {
+        "id": "colin27",
+        "image": T + "ch2.nii.gz",
+        "modality": "MR",
+        "synth": True,
+        "mni": True,
+        "layers": {
+            "aal": {"path": T + "aal.nii.gz"},
+            "brain": {"path": T + "ch2bet.nii.gz", "threshold": 0, "fill_holes": True},
+        },
+    }
+    return load_source(spec)
+
+
+@pytest.fixture(scope="module")
+def structures():
+    return build_structures(
+        [
+            {"table": True, "layer": "aal", "names_table": T + "aal.nii.txt", "names": "aal.yaml", "region": "brain"},
+            {"name": "brain", "layer": "brain", "values": [1], "region": "brain", "laterality": "bilateral"},
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory, source, structures):
+    root = tmp_path_factory.mktemp("bank")
+    variants = []
+    for v, (vid, split) in enumerate([("v0000", "train"), ("v0001", "train"), ("val0002", "val")]):
+        arrays, info = make_variant(source, 100 + v, SMALL)
+        info.update(id=vid, split=split)
+        write_variant(root / vid, arrays, info, plane_counts(arrays, structures, info["spacing"], 64))
+        variants.append({"id": vid, "split": split})
+    bank = {"version": 1, "image_size": 64, "min_pixels": 4, "structures": [s.to_dict() for s in structures],
+            "variants": variants}  # fmt: skip
+    (root / "bank.json").write_text(json.dumps(bank))
+    return root
+
+
+def test_head_model_classes_follow_the_image(source):
+    gen = source.gen
+    assert gen.max() < headmodel.N_CLASSES
+    t1 = np.asarray(__import__("SimpleITK").GetArrayFromImage(source.image), float)
+    mean = {c: t1[gen == c].mean() for c in (headmodel.CSF, headmodel.GM_L, headmodel.WM_L, headmodel.FAT)}
+    assert mean[headmodel.CSF] < mean[headmodel.GM_L] < mean[headmodel.WM_L]  # T1: CSF dark, WM bright
+    # left classes lie on the patient's left: larger LPS x = smaller i for this RAS-stored file
+    ii = np.nonzero(gen == headmodel.GM_L)[2].mean(), np.nonzero(gen == headmodel.GM_R)[2].mean()
+    direction = source.image.GetDirection()[0]
+    assert (ii[0] - ii[1]) * direction > 0
+
+
+def test_variant_is_canonical_and_labels_move_with_the_image(source, structures):
+    arrays, info = make_variant(source, 7, SMALL)
+    assert arrays["image"].shape == arrays["layer_aal"].shape == arrays["gen"].shape == tuple(info["shape"])
+    aal = arrays["layer_aal"]
+    # canonical (S, P, L): the left hippocampus (AAL 37) has a larger L index than the right one (38)
+    assert np.nonzero(aal == 37)[2].mean() > np.nonzero(aal == 38)[2].mean()
+    # labels sit on the image: the brain label covers bright voxels, the air outside is dark
+    brain = arrays["layer_brain"] > 0
+    assert arrays["image"][brain].mean() > 3 * max(arrays["image"][arrays["gen"] == 0].mean(), 1)
+
+
+def test_counts_match_the_masks(bank, structures):
+    sampler = BankSampler(bank, {"augment": None}, "train")
+    j = sampler.index["left putamen"]
+    v = sampler.variants[0]
+    for plane in ("axial", "coronal", "sagittal"):
+        counts = v.counts[plane][:, j]
+        k = int(np.argmax(counts))
+        mask = v.mask(sampler.structures[j], plane, k)
+        h, w = mask.shape
+        assert counts[k] > 0 and abs(counts[k] - mask.sum() * 64 * 64 / max(h, w) ** 2) <= 0.2 * counts[k] + 2
+
+
+def test_sagittal_targets_are_side_free_and_flips_swap_sides(bank):
+    opts = {"augment": None, "plane_weights": {"sagittal": 1.0}, "structure_weights": {"left putamen": 1e6},
+            "neg_ratio": 0.0, "prompt_modes": {"text": 1.0}, "p_synth": 0.0}  # fmt: skip
+    sampler = BankSampler(bank, opts, "train")
+    j, r = sampler.index["left putamen"], sampler.index["right putamen"]
+    # a sagittal slice holding only the right putamen is a positive for "left putamen"
+    positives = []
+    for seed in range(20):
+        s = sampler.sample(seed, augment=False)
+        assert s.structure == "left putamen" and s.present == 1.0
+        positives.append(s.mask.sum())
+    assert min(positives) > 0
+    found = False
+    for v in sampler.variants:
+        only_right = (v.counts["sagittal"][:, r] >= sampler.min_pixels) & (v.counts["sagittal"][:, j] == 0)
+        found |= bool(only_right.any())
+        assert set(np.flatnonzero(only_right)) <= set(sampler._slices(v, "sagittal", [j, r], False))
+    assert found  # slices with only the right putamen are positives of "left putamen"
+    for p_flip in (0.0, 1.0):
+        axial = BankSampler(bank, {**opts, "plane_weights": {"axial": 1.0}, "p_flip": p_flip}, "train")
+        for seed in range(6):
+            s = axial.sample(seed, augment=True)
+            assert s.structure == "left putamen"
+            head = s.image[0] > 10
+            # columns run from the patient's right to left: the left putamen lies left of the head's centre
+            # (larger column), also when a flip made it from the mirrored right putamen
+            assert np.nonzero(s.mask)[1].mean() > np.nonzero(head)[1].mean()
+
+
+def test_synthesis_gives_valid_images_of_every_family(source):
+    rng = np.random.default_rng(0)
+    slab = source.gen[80:83, ::2, ::2]
+    for family in ("t1", "t2", "flair", "pd", "ct", None):
+        params = draw_contrast(rng, family=family) if family else draw_contrast(rng, p_family=0.0)
+        image = synthesize_slice(slab, params, np.bincount(source.gen.ravel()), rng, (0, 2.0))
+        assert image.shape == slab.shape[1:] and image.dtype == np.float32
+        assert 0 <= image.min() and image.max() <= 255 and image.std() > 1
+    t2 = synthesize_slice(slab[1:2], draw_contrast(rng, family="t2"), np.bincount(source.gen.ravel()), rng)
+    lab = slab[1]
+    assert t2[lab == headmodel.CSF].mean() > t2[lab == headmodel.WM_L].mean()  # T2: bright fluid, dark WM
+
+
+def test_validation_samples_come_from_validation_variants_only(bank):
+    val = BankSampler(bank, {"augment": None}, "val")
+    assert [v.id for v in val.variants] == ["val0002"]
+    samples = val.validation_samples(2, ["left putamen", "brain"])
+    assert samples and {s.structure.split("|")[0] for s in samples} == {"left putamen", "brain"}
+    assert {s.structure.split("|")[2] for s in samples} == {"real", "t2"}
