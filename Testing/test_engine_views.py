@@ -186,14 +186,27 @@ def test_embeddings_are_cached_per_plane(seg3, brain):
     encoded = []
     original = seg3.model.encode_image
     seg3.model.encode_image = lambda x: encoded.append(len(x)) or original(x)
-    seg3.segment(brain, ["brain"])
+    seg3.segment(brain, ["brain"], presence_threshold=0.0)  # everything present: every slice is decoded
     first = sum(encoded)
     volume = seg3.prepare(brain)
-    assert first == sum(volume.view(p).num_slices for p in PLANES)  # every plane encoded once
-    seg3.segment(brain, ["left hippocampus"])
+    assert first == sum(volume.view(p).num_slices for p in PLANES)  # every slice of every plane, once
+    seg3.segment(brain, ["left hippocampus"], presence_threshold=0.0)
     assert sum(encoded) == first  # a further prompt decodes from the cache
     seg3.segment(brain, ["brain"], views=("sagittal",))
     assert sum(encoded) == first
+
+
+def test_only_the_slices_decoded_are_encoded(seg3, brain):
+    """A first prompt encodes the coarse slices and those across the target only; later calls fill in the rest."""
+    encoded = []
+    original = seg3.model.encode_image
+    seg3.model.encode_image = lambda x: encoded.append(len(x)) or original(x)
+    sizes = [seg3.prepare(brain).view(p).num_slices for p in PLANES]
+    total = sum(sizes)
+    seg3.segment(brain, ["brain"], presence_threshold=1.0, slice_stride=4)  # nothing present: coarse pass only
+    assert sum(encoded) == sum(len(range(0, n, 4)) + (1 if (n - 1) % 4 else 0) for n in sizes) < total
+    seg3.segment(brain, ["brain"], presence_threshold=0.0)
+    assert sum(encoded) == total  # the rest, each slice once
 
 
 def test_slice_view_is_writable_through_to_the_canonical_array():

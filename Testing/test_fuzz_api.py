@@ -157,7 +157,8 @@ def test_the_model_cards_ct_windows_are_honoured(tiny_bundle, tmp_path):
     ct = synthetic_ct((4, 24, 24))
     res = segment_case(seg, ct, ["liver", "right lung", "skull"])
     assert [s.prompt for s in res.segments] == ["liver", "right lung", "skull"]
-    assert [s.window for s in res.states] == [(100.0, 50.0), (-700.0, 1000.0), (400.0, 1800.0)]
+    # windows the card changed are used as its (level, width); an unchanged built-in one keeps its name
+    assert [s.window for s in res.states] == [(100.0, 50.0), (-700.0, 1000.0), "bone"]
     assert res.segments[0].ct_window == "level 100.0 width 50.0" and [s.label for s in res.segments] == [1, 2, 3]
     # the window really was used: the same prompt alone with that window gives the same mask
     alone = seg.segment(ct, ["liver"], ct_window=(100, 50))

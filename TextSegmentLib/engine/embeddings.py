@@ -1,9 +1,12 @@
-"""Slice embeddings: computed once per volume, model and intensity preset, stored in fp16 under a memory cap.
+"""Slice embeddings: computed on demand, once per volume, plane, model and intensity preset, kept in fp16 under a
+memory cap.
 
-The cache key joins the volume's content hash (canonical slices, so any stored orientation of the same volume hits),
-the model's identity (weights hash) and the intensity preset (CT window or MR percentiles). When one volume's
-embeddings would exceed the cap they are not stored: a warning says so and the slices a later call needs
-(a refinement, another prompt) are encoded again on demand.
+Only the slices a call decodes are encoded (the coarse pass and the slices across the target's box), so a first
+prompt encodes a fraction of the volume; every slice, once encoded, is kept for later prompts and refinements. The
+cache key joins the plane view's content hash (canonical voxels, so any stored orientation of the same volume hits),
+the model's identity (weights hash) and the intensity preset (CT window or MR percentiles). When one plane's
+embeddings would exceed the cap they are kept for the current call only: a warning says so and later calls encode
+again what they need.
 """
 
 import hashlib
@@ -12,10 +15,11 @@ import threading
 from collections import OrderedDict
 from typing import List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
-from .batching import Batcher, CancelFn, ProgressFn
-from .volume import PreparedVolume, WindowLike
+from .batching import Batcher
+from .volume import PlaneView, WindowLike
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,24 @@ def model_identity(model: torch.nn.Module) -> str:
     return "mem:" + digest.hexdigest()
 
 
+class StoredEmbeddings:
+    """fp16 embeddings of the slices of one plane view, filled in as slices are encoded (``have`` marks them)."""
+
+    def __init__(self, num_slices: int, shape: Tuple[int, int, int]) -> None:
+        self.tensor = torch.empty((num_slices, *shape), dtype=torch.float16)
+        self.have = np.zeros(num_slices, dtype=bool)
+
+    @property
+    def nbytes(self) -> int:
+        return self.tensor.numel() * self.tensor.element_size()
+
+
+def _nbytes(item: object) -> int:
+    if isinstance(item, torch.Tensor):
+        return item.numel() * item.element_size()
+    return int(item.nbytes)
+
+
 class EmbeddingCache:
     """LRU cache of fp16 slice embeddings (CPU tensors) with a memory cap in MB.
 
@@ -46,16 +68,16 @@ class EmbeddingCache:
 
     def __init__(self, limit_mb: float = 2048.0) -> None:
         self.limit_bytes = int(limit_mb * 1024 * 1024)
-        self._items: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._items: OrderedDict[str, object] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
     @property
     def used_mb(self) -> float:
-        return sum(t.numel() * t.element_size() for t in self._items.values()) / (1024 * 1024)
+        return sum(_nbytes(t) for t in self._items.values()) / (1024 * 1024)
 
-    def get(self, key: str) -> Optional[torch.Tensor]:
+    def get(self, key: str) -> Optional[object]:
         with self._lock:
             item = self._items.get(key)
             if item is None:
@@ -65,9 +87,10 @@ class EmbeddingCache:
             self.hits += 1
             return item
 
-    def put(self, key: str, embeddings: torch.Tensor) -> bool:
-        """Store (evicting least recently used entries); False when it alone exceeds the cap."""
-        size = embeddings.numel() * embeddings.element_size()
+    def put(self, key: str, embeddings: object) -> bool:
+        """Store a tensor or :class:`StoredEmbeddings` (evicting least recently used entries); False when it alone
+        exceeds the cap."""
+        size = _nbytes(embeddings)
         if size > self.limit_bytes:
             return False
         with self._lock:
@@ -89,15 +112,15 @@ def estimate_mb(model: torch.nn.Module, num_slices: int) -> float:
 
 
 class SliceEmbeddings:
-    """Embeddings of one volume for one preset: all slices in fp16, or encoded on demand when over the cap."""
+    """Embeddings of one plane view for one preset; :meth:`get` encodes the slices not encoded yet."""
 
     def __init__(
         self,
         model: torch.nn.Module,
-        volume: PreparedVolume,
+        volume: PlaneView,
         window: WindowLike,
         batcher: Batcher,
-        stored: Optional[torch.Tensor],
+        stored: StoredEmbeddings,
         key: str,
     ) -> None:
         self.model = model
@@ -108,27 +131,29 @@ class SliceEmbeddings:
         self.key = key
         self.encoded_slices = 0
 
-    def _encode(self, indices: List[int]) -> List[torch.Tensor]:
+    def _encode(self, indices: List[int]) -> None:
         images = self.volume.model_inputs(indices, self.window)
         emb = self.model.encode_image(images).to("cpu", torch.float16)  # type: ignore[operator]
+        self.stored.tensor[torch.as_tensor(indices)] = emb
+        self.stored.have[indices] = True
         self.encoded_slices += len(indices)
-        return list(emb)
 
-    def encode_all(self, progress: ProgressFn, cancel: CancelFn, start: float, span: float) -> torch.Tensor:
-        items = list(range(self.volume.num_slices))
-        parts = self.batcher.run(self._encode, items, progress, cancel, "encoding slices", start, span)
-        return torch.stack(parts)
+    def ensure(self, indices: Sequence[int]) -> None:
+        """Encode the slices of ``indices`` that are not encoded yet (in batches of the batcher's size)."""
+        missing = [int(k) for k in dict.fromkeys(indices) if not self.stored.have[int(k)]]
+        size = max(1, self.batcher.batch_size)
+        for start in range(0, len(missing), size):
+            self._encode(missing[start : start + size])
 
     def get(self, indices: Sequence[int]) -> torch.Tensor:
-        """fp32 embeddings of slices ``indices`` (on the model's device)."""
+        """fp32 embeddings of slices ``indices`` (on the model's device), encoding those not encoded yet."""
+        self.ensure(indices)
         device = self.model.device  # type: ignore[attr-defined]
-        if self.stored is not None:
-            return self.stored[list(indices)].to(device, torch.float32)
-        return torch.stack(self._encode(list(indices))).to(device, torch.float32)
+        return self.stored.tensor[list(indices)].to(device, torch.float32)
 
 
 class EmbeddingStore:
-    """Gives :class:`SliceEmbeddings` for (volume, model, preset), encoding each combination once."""
+    """Gives :class:`SliceEmbeddings` for (plane view, model, preset); each slice is encoded once."""
 
     def __init__(self, cache: EmbeddingCache, batcher: Batcher) -> None:
         self.cache = cache
@@ -139,47 +164,29 @@ class EmbeddingStore:
         """Fix the model identity for the calls of one segment/refine (weights may change between calls)."""
         self._model_id = (id(model), model_identity(model))
 
-    def key(self, model: torch.nn.Module, volume: PreparedVolume, window: WindowLike) -> str:
+    def key(self, model: torch.nn.Module, volume: PlaneView, window: WindowLike) -> str:
         if self._model_id is None or self._model_id[0] != id(model):
             self.begin(model)
         return f"{volume.content_hash}|{self._model_id[1]}|{volume.window_key(window)}"  # type: ignore[index]
 
-    def lazy(self, model: torch.nn.Module, volume: PreparedVolume, window: WindowLike) -> SliceEmbeddings:
-        """Cached embeddings if present, else embeddings encoded slice by slice on demand (for refinements)."""
-        key = self.key(model, volume, window)
-        return SliceEmbeddings(model, volume, window, self.batcher, self.cache.get(key), key)
-
     def embeddings(
-        self,
-        model: torch.nn.Module,
-        volume: PreparedVolume,
-        window: WindowLike,
-        progress: ProgressFn = None,
-        cancel: CancelFn = None,
-        start: float = 0.0,
-        span: float = 1.0,
-        use_cache: bool = True,
+        self, model: torch.nn.Module, volume: PlaneView, window: WindowLike, use_cache: bool = True
     ) -> SliceEmbeddings:
+        """The plane view's embeddings: the cached ones (partly encoded) or a new store, cached when it fits."""
         key = self.key(model, volume, window)
         stored = self.cache.get(key) if use_cache else None
-        emb = SliceEmbeddings(model, volume, window, self.batcher, stored, key)
-        if stored is not None:
-            if progress is not None:
-                progress(start + span, "slice embeddings from cache")
-            return emb
-        full = emb.encode_all(progress, cancel, start, span)
-        if not use_cache:
-            emb.stored = full
-        elif self.cache.put(key, full):
-            emb.stored = full
-        else:
-            mb = full.numel() * 2 / (1024 * 1024)
-            log.warning(
-                "slice embeddings of this volume need %.1f MB, more than the cache limit of %.1f MB: they are used "
-                "for this call only and slices are encoded again for later prompts or refinements; raise "
-                "cache_limit_mb to keep them",
-                mb,
-                self.cache.limit_bytes / (1024 * 1024),
-            )
-            emb.stored = full
-        return emb
+        if stored is None:
+            cfg = model.config  # type: ignore[attr-defined]
+            stored = StoredEmbeddings(volume.num_slices, (cfg.embed_dim, cfg.embedding_size, cfg.embedding_size))
+            if use_cache and not self.cache.put(key, stored):
+                log.warning(
+                    "slice embeddings of this volume's %s slices need %.1f MB, more than the cache limit of %.1f MB: "
+                    "they are kept for this call only and later prompts or refinements encode again what they need; "
+                    "raise cache_limit_mb to keep them",
+                    volume.plane,
+                    stored.nbytes / (1024 * 1024),
+                    self.cache.limit_bytes / (1024 * 1024),
+                )
+        return SliceEmbeddings(model, volume, window, self.batcher, stored, key)  # type: ignore[arg-type]
+
+    lazy = embeddings  # refinements use the same embeddings

@@ -4,8 +4,8 @@
 2. The target's box: the canonical box around what the coarse slices found (:func:`fusion.view_box`). A sagittal
    slice shows no side, so for a sided prompt ("left putamen") the box comes from the other planes when they found
    something (the sagittal view answers on both hemispheres).
-3. Fine pass: every plane decodes the slices across the box (plus ``stride - 1`` on each side) not decoded yet;
-   slices outside it stay absent.
+3. Fine pass: every plane decodes the slices across the box not decoded yet (a single plane also ``stride - 1``
+   beyond it: alone it knows the target's extent along its normal only to a coarse step); slices outside stay absent.
 4. Fusion inside the box (:mod:`fusion`), threshold, 3D clean-up of the box only.
 """
 
@@ -111,7 +111,10 @@ def decode_views(
     if box is not None:
         for p in planes:
             (k0, k1), _, _ = _view_ranges(views[p], box)
-            lo, hi = max(0, k0 - strides[p] + 1), min(views[p].num_slices, k1 + strides[p] - 1)
+            # one plane alone knows its extent along its normal only to a coarse step; with several planes the
+            # others' in-plane extents bound it to the voxel (the box already has a margin)
+            ext = strides[p] - 1 if len(planes) == 1 else 0
+            lo, hi = max(0, k0 - ext), min(views[p].num_slices, k1 + ext)
             fine = [k for k in range(lo, hi) if k not in found[p]]
             share = span * 0.5 * views[p].num_slices / total
             if fine:

@@ -145,6 +145,7 @@ class Segmenter:
         cache_limit_mb: float = 2048.0,
     ) -> None:
         self.model = load_model(model, device)
+        self.model.to(memory_format=torch.channels_last)  # convolution weights to match channels-last inputs
         self.batcher = Batcher(batch_size, self.model)
         self.cache = EmbeddingCache(cache_limit_mb)
         self.store = EmbeddingStore(self.cache, self.batcher)
@@ -242,18 +243,9 @@ class Segmenter:
         matches = [match_prompt(p, vocabulary, windows=table) for p in prompts]
         windows = [(opts["ct_window"] or self._window(m.window, table)) if volume.is_ct else None for m in matches]
         self.store.begin(model)
-        to_encode = set()
-        for window in windows:
-            for plane in views:
-                view = volume.view(plane)
-                if not (opts["use_cache"] and self.cache.get(self.store.key(model, view, window)) is not None):
-                    to_encode.add((plane, view.window_key(window)))
-        sizes = {p: volume.view(p).num_slices for p in views}
-        units = sum(sizes[p] for p, _ in to_encode) + 0.3 * sum(sizes.values()) * len(prompts)
-        done = 0.0
         groups: Dict[Tuple[str, str], SliceEmbeddings] = {}
         states: List[PromptState] = []
-        for prompt, match, window in zip(prompts, matches, windows):
+        for n, (prompt, match, window) in enumerate(zip(prompts, matches, windows)):
             t0 = time.perf_counter()
             if not self.knows(prompt, opts["vocabulary_gate"]):
                 states.append(self._unknown_state(volume, prompt, match, window, views, time.perf_counter() - t0))
@@ -265,19 +257,13 @@ class Segmenter:
                 view = volume.view(plane)
                 key = (plane, view.window_key(window))
                 if key not in groups:
-                    span = sizes[plane] / units if key in to_encode else 0.0
-                    groups[key] = self.store.embeddings(
-                        model, view, window, progress, cancel, done / units, span, opts["use_cache"]
-                    )
-                    done += span * units
+                    groups[key] = self.store.embeddings(model, view, window, opts["use_cache"])
                 embeddings[plane] = groups[key]
-            share = 0.3 * sum(sizes.values())
             sided = match.side in ("left", "right")
             decodes = decode_views(
                 model, volume, embeddings, text, self.batcher, opts["presence_threshold"], opts["slice_stride"],
-                sided, progress, cancel, done / units, share / units,
+                sided, progress, cancel, n / len(prompts), 1.0 / len(prompts),
             )  # fmt: skip
-            done += share
             mask = fuse_views(volume, decodes, opts, sided)
             presence = {p: d.presence for p, d in decodes.items()}
             states.append(PromptState(prompt, match, window, presence, mask, time.perf_counter() - t0, text=said))

@@ -74,7 +74,8 @@ class TextSegmentModel(nn.Module):
         size = self.config.image_size
         if images.ndim != 4 or images.shape[1] != self.config.in_chans or images.shape[-2:] != (size, size):
             raise ValueError(f"images must be (B, {self.config.in_chans}, {size}, {size}), got {tuple(images.shape)}")
-        images = images.to(self.device, torch.float32)
+        # channels-last: the attention stages' (B, C, H, W) <-> (B, H, W, C) permutes become views, not copies
+        images = images.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
         with autocast_for(self.device):
             return self.image_encoder(images).float()
 
