@@ -29,7 +29,9 @@ from TextSegmentLib.worker import CANCELLED, DONE, JobWatcher, Worker  # noqa: E
 LIBC = ctypes.PyDLL(ctypes.util.find_library("c"))  # PyDLL: the interpreter lock stays held during the call
 EVENT_S = 0.002  # C++ time of one event-loop iteration between two ticks
 OLD_POLL_S = 0.1  # the former QTimer interval
-CANCEL_AT = 0.5  # the user presses Cancel once the progress bar shows this fraction
+CANCEL_AT = 0.25  # the user presses Cancel once the progress bar shows this fraction
+#: a fixed amount of work: every slice encoded and decoded (no cache, no coarse pass, no presence gating)
+WORK = {"use_cache": False, "slice_stride": 1, "presence_threshold": 0.0}
 
 
 def in_cpp(seconds: float) -> None:
@@ -51,7 +53,7 @@ def run(tiny_bundle):
 
     def start():
         def segment(job):
-            return segmenter.segment(volume, ["brain"], progress=job.report, cancel=job.cancelled, use_cache=False)
+            return segmenter.segment(volume, ["brain"], progress=job.report, cancel=job.cancelled, **WORK)
 
         return worker.submit(segment, description="segmenting")
 
