@@ -48,7 +48,8 @@ def test_terminology_with_sides_and_articles():
     assert match_prompt("left ventricle").entry.split("~")[2] == "SCT^87878005^Left ventricle"
     # A side on a structure without sides is not a terminology match.
     assert match_prompt("left liver").entry is None
-    assert match_prompt("left hippocampus").side == "left" and match_prompt("left hippocampus").entry is None
+    assert match_prompt("left hippocampus").side == "left"
+    assert match_prompt("left hippocampus").entry.split("~")[3] == "SCT^7771000^Left"
 
 
 def test_unknown_prompt_gets_stable_colour():

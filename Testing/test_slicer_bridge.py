@@ -146,54 +146,57 @@ def test_segment_follows_linear_transform(scene):
     np.testing.assert_array_equal(bridge.segment_to_array(seg, sid, volume), a)
 
 
-def _roi(scene, center, size, parent=None):
-    roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "box")
-    roi.SetCenter(*center)
-    roi.SetSize(*size)
-    if parent is not None:
-        roi.SetAndObserveTransformNodeID(parent.GetID())
-    return roi
+def test_non_overlapping_segments_share_a_layer_and_survive_replace_and_save(scene, tmp_path):
+    volume = bridge.array_to_volume(scene, np.zeros((10, 20, 30), np.int16), np.diag([-1.0, -1, 2, 1]), name="v")
+    seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "s")
+    bridge.prepare_segmentation_node(seg, volume)
+    _, m = bridge.volume_to_array(volume)
+    masks = []
+    for n in range(4):  # four boxes side by side
+        a = np.zeros((10, 20, 30), np.uint8)
+        a[2:8, 2:10, n * 7 : n * 7 + 5] = 1
+        masks.append(a)
+    overlapping = np.zeros((10, 20, 30), np.uint8)
+    overlapping[3:6, 4:8, 0:12] = 1  # overlaps the first two
+    masks.append(overlapping)
+    ids = [bridge.write_segment(seg, a, m, f"s{n}", volume_node=volume)[0] for n, a in enumerate(masks)]
+    assert seg.GetSegmentation().GetNumberOfLayers() == 5  # one per write_segment
+    assert bridge.share_layers(seg) == 2
+    segmentation = seg.GetSegmentation()
+    assert len({segmentation.GetLayerIndex(sid) for sid in ids[:4]}) == 1
+    assert segmentation.GetLayerIndex(ids[4]) != segmentation.GetLayerIndex(ids[0])
+    for sid, a in zip(ids, masks):
+        np.testing.assert_array_equal(bridge.segment_to_array(seg, sid, volume), a)
+
+    # Replacing a segment of a shared layer clears its old voxels there, keeps its neighbours, and undo restores it.
+    new = np.zeros_like(masks[1])
+    new[1:3, 12:18, 8:12] = 1
+    _, previous = bridge.write_segment(seg, new, m, "s1", volume_node=volume, segment_id=ids[1])
+    bridge.share_layers(seg)
+    np.testing.assert_array_equal(bridge.segment_to_array(seg, ids[1], volume), new)
+    for n in (0, 2, 3, 4):
+        np.testing.assert_array_equal(bridge.segment_to_array(seg, ids[n], volume), masks[n])
+    bridge.restore_segment(seg, ids[1], previous)
+    assert bridge.share_layers(seg) == 2
+    for sid, a in zip(ids, masks):
+        np.testing.assert_array_equal(bridge.segment_to_array(seg, sid, volume), a)
+
+    loaded = save_and_reload(scene, seg, str(tmp_path / "shared.seg.nrrd"))
+    assert loaded.GetSegmentation().GetNumberOfLayers() == 2
+    for n, a in enumerate(masks):
+        sid = loaded.GetSegmentation().GetSegmentIdBySegmentName(f"s{n}")
+        np.testing.assert_array_equal(bridge.segment_to_array(loaded, sid, volume), a)
 
 
-@pytest.mark.parametrize("kind", ["ras", "lps", "permuted"])
-def test_roi_to_voxel_box(scene, kind):
-    m = _ijk_to_ras(DIRECTIONS[kind], spacing=(1.0, 1.0, 2.0), origin=(0.0, 0.0, 0.0))
-    volume = bridge.array_to_volume(scene, np.zeros((10, 20, 30), np.int16), m, name="v")
-    lo_ijk, hi_ijk, k = np.array([4.0, 5.0, 0.0]), np.array([12.0, 15.0, 0.0]), 7
-    lo_ijk[2] = hi_ijk[2] = k
-    ras_lo, ras_hi = (m @ np.r_[lo_ijk, 1])[:3], (m @ np.r_[hi_ijk, 1])[:3]
-    center = (ras_lo + ras_hi) / 2
-    size = np.abs(ras_hi - ras_lo)
-    box = bridge.roi_to_voxel_box(_roi(scene, center, size), volume)
-    assert box.axis == 2 and box.slice_index == k
-    np.testing.assert_allclose(box.lo, lo_ijk, atol=1e-6)
-    np.testing.assert_allclose(box.hi, hi_ijk, atol=1e-6)
-
-
-def test_points_to_voxels_labels_and_transform(scene):
-    m = _ijk_to_ras(DIRECTIONS["lps"], spacing=(1.0, 2.0, 3.0), origin=(10.0, 20.0, 30.0))
-    volume = bridge.array_to_volume(scene, np.zeros((10, 10, 10), np.int16), m, name="v")
-    import vtk
-
-    def ras(ijk):
-        return vtk.vtkVector3d(*(m @ np.r_[ijk, 1.0])[:3])
-
-    positives = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "plus")
-    positives.AddControlPoint(ras((1, 2, 3)), "P-1")
-    positives.AddControlPoint(ras((4, 5, 6)), "-excluded")  # label says negative
-    negatives = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "minus")
-    negatives.SetAttribute(bridge.POINT_LABEL_ATTRIBUTE, "negative")
-    negatives.AddControlPoint(ras((7, 8, 9)), "N-1")
-    points = bridge.points_to_voxels((positives, negatives), volume)
-    assert [p.label for p in points] == [1, 0, 0]
-    np.testing.assert_allclose([p.ijk for p in points], [(1, 2, 3), (4, 5, 6), (7, 8, 9)], atol=1e-6)
-
-    # A linear transform on the point list moves the points in voxel space.
-    transform = slicer.vtkMRMLLinearTransformNode()
-    scene.AddNode(transform)
-    shift = np.eye(4)
-    shift[:3, 3] = (-1.0, -2.0, 3.0)  # RAS: -1 mm R = +1 voxel i (LPS volume, 1 mm); -2 mm A = +1 voxel j
-    transform.SetMatrixTransformToParent(bridge.np_to_vtk(shift))
-    negatives.SetAndObserveTransformNodeID(transform.GetID())
-    moved = bridge.points_to_voxels(negatives, volume)
-    np.testing.assert_allclose(moved[0].ijk, (8, 9, 10), atol=1e-6)
+def test_segmentation_goes_under_the_volume_study(scene):
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    volume = bridge.array_to_volume(scene, np.zeros((4, 5, 6), np.int16), name="ct")
+    patient = hierarchy.CreateSubjectItem(hierarchy.GetSceneItemID(), "Patient 1")
+    study = hierarchy.CreateStudyItem(patient, "CT study")
+    hierarchy.CreateItem(study, volume)  # what DICOM loading does
+    seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "seg")
+    assert bridge.place_with_volume(seg, volume)
+    assert hierarchy.GetItemParent(hierarchy.GetItemByDataNode(seg)) == study
+    assert hierarchy.GetItemLevel(hierarchy.GetItemParent(hierarchy.GetItemByDataNode(seg))) == "Study"
+    loose = bridge.array_to_volume(scene, np.zeros((4, 5, 6), np.int16), name="loose")  # no hierarchy item
+    assert not bridge.place_with_volume(scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "other"), loose)

@@ -149,9 +149,9 @@ def test_refine_with_box_and_points_then_undo(scene, logic, brain_image):
     roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "box")
     roi.SetCenter(*((ras_lo + ras_hi) / 2))
     roi.SetSize(*np.abs(ras_hi - ras_lo))
-    index, slice_ijk, box, points, labels = logic.refinePrompts(seg, sid, roi)
-    assert index == 0 and round(slice_ijk[2]) == k and points is None
-    np.testing.assert_allclose(box[0], lo, atol=1e-6)
+    index, prompts = logic.refinePrompts(seg, sid, roi)
+    assert index == 0 and prompts.plane == "axial" and round(prompts.slice_ijk[2]) == k and prompts.points is None
+    np.testing.assert_allclose(prompts.box[0], lo, atol=1e-6)
 
     logic.refine(seg, sid, roiNode=roi)
     after = bridge.segment_to_array(seg, sid, volume)
@@ -168,8 +168,9 @@ def test_refine_with_box_and_points_then_undo(scene, logic, brain_image):
     points_node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "pts")
     points_node.AddControlPoint(vtk.vtkVector3d(*(m @ np.r_[8.0, 10.0, k - 1, 1])[:3]), "+")
     points_node.AddControlPoint(vtk.vtkVector3d(*(m @ np.r_[2.0, 3.0, k - 1, 1])[:3]), "-")
-    index, slice_ijk, box, points, labels = logic.refinePrompts(seg, sid, None, points_node)
-    assert round(slice_ijk[2]) == k - 1 and labels == [1, 0] and box is None
+    index, prompts = logic.refinePrompts(seg, sid, None, points_node)
+    assert prompts.plane == "axial" and round(prompts.slice_ijk[2]) == k - 1
+    assert prompts.labels == [1, 0] and prompts.box is None
     logic.refine(seg, sid, pointListNode=points_node)
     assert session.result.states[0].refinements == 2
 
@@ -313,8 +314,8 @@ def test_box_on_a_permuted_volume_uses_the_model_slice_axis(scene, logic, brain_
     roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "box")
     roi.SetCenter(*((ras_lo + ras_hi) / 2))
     roi.SetSize(*np.abs(ras_hi - ras_lo))
-    _, slice_ijk, box, _, _ = logic.refinePrompts(seg, sid, roi)
-    assert round(slice_ijk[axis]) == dims[axis] // 2
+    _, prompts = logic.refinePrompts(seg, sid, roi)
+    assert prompts.plane == "axial" and round(prompts.slice_ijk[axis]) == dims[axis] // 2
     before = bridge.segment_to_array(seg, sid, volume)
     logic.refine(seg, sid, roiNode=roi)
     session = logic._sessions[seg.GetID()]
@@ -322,10 +323,10 @@ def test_box_on_a_permuted_volume_uses_the_model_slice_axis(scene, logic, brain_
     assert logic.undo(seg)
     np.testing.assert_array_equal(bridge.segment_to_array(seg, sid, volume), before)
 
-    # A box drawn flat on another view (here: flat along k) cannot be a box on an axial slice.
+    # A box drawn flat on another view (here: flat along k, i.e. A) is a coronal box.
     flat = dims * 0.5
-    ras_a, ras_b = (m @ np.r_[2.0, 2.0, flat[2], 1])[:3], (m @ np.r_[2.0, dims[1] - 3, flat[2], 1])[:3]
+    ras_a, ras_b = (m @ np.r_[2.0, 2.0, flat[2], 1])[:3], (m @ np.r_[dims[0] - 3, dims[1] - 3, flat[2], 1])[:3]
     roi.SetCenter(*((ras_a + ras_b) / 2))
     roi.SetSize(*np.abs(ras_b - ras_a))
-    with pytest.raises(bridge.BridgeError, match="axial view"):
+    with pytest.raises(bridge.BridgeError, match="cannot refine on the coronal plane.*axial \\(red\\) view"):
         logic.refinePrompts(seg, sid, roi)

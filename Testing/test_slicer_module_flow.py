@@ -5,11 +5,7 @@ base classes are stand-ins. This exercises what the self-test does inside Slicer
 segments and results; box -> Apply -> Undo; an error shows a dialog and leaves the scene; Cancel.
 """
 
-import importlib.util
-import sys
 import time
-import types
-from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -18,46 +14,16 @@ import pytest
 slicer = pytest.importorskip("slicer")
 pytest.importorskip("torch")
 
+from module_stubs import forget_widget_parts, load_module, make_widget, parameters  # noqa: E402
+
 from TextSegmentLib import slicer_bridge as bridge  # noqa: E402
 from TextSegmentLib.worker import Worker  # noqa: E402
-
-MODULE_DIR = Path(__file__).resolve().parents[1] / "TextSegment"
-
-
-class _Base:
-    def __init__(self, *args, **kwargs):
-        pass
-
-
-def _stub_modules():
-    scripted = types.ModuleType("slicer.ScriptedLoadableModule")
-    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleWidget", "ScriptedLoadableModuleTest"):
-        setattr(scripted, name, type(name, (_Base,), {}))
-
-    class ScriptedLoadableModuleLogic(_Base):
-        def getParameterNode(self):
-            return mock.MagicMock()
-
-    scripted.ScriptedLoadableModuleLogic = ScriptedLoadableModuleLogic
-    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
-    wrapper.parameterNodeWrapper = lambda cls: cls
-    wrapper.Choice = wrapper.WithinRange = lambda *args: None
-    return {"qt": mock.MagicMock(), "slicer.ScriptedLoadableModule": scripted, "slicer.parameterNodeWrapper": wrapper}
 
 
 @pytest.fixture
 def module(monkeypatch):
-    for name, stub in _stub_modules().items():
-        monkeypatch.setitem(sys.modules, name, stub)
-    monkeypatch.syspath_prepend(str(MODULE_DIR))
-    before = set(sys.modules)
-    spec = importlib.util.spec_from_file_location("TextSegment", MODULE_DIR / "TextSegment.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    yield mod
-    for name in set(sys.modules) - before:
-        if name.startswith("TextSegmentGui"):
-            del sys.modules[name]
+    yield load_module(monkeypatch, [])
+    forget_widget_parts()
 
 
 @pytest.fixture
@@ -78,32 +44,15 @@ def worker():
 
 
 def _widget(module, scene, volume, tiny_bundle, worker, prompts="brain\nleft hippocampus"):
-    widget = module.TextSegmentWidget()
-    names = [
-        "promptEdit", "recentPromptsComboBox", "progressBar", "statusLabel", "resultsTable", "refineSegmentComboBox",
-        "segmentButton", "cancelButton", "applyRefineButton", "undoButton", "boxButton", "positivePointButton",
-        "negativePointButton", "deviceComboBox", "deviceHintLabel",
-    ]  # fmt: skip
-    widget.ui = types.SimpleNamespace(**{n: mock.MagicMock() for n in names})
-    widget.ui.promptEdit.toPlainText.return_value = prompts
-    widget.ui.refineSegmentComboBox.currentData = None
-    widget.ui.refineSegmentComboBox.findData.return_value = 0
-    widget.ui.deviceComboBox.currentText = "cpu"
-    widget.logic = module.TextSegmentLogic(scene, model=str(tiny_bundle), device="cpu", worker=worker)
-    widget._timer = mock.MagicMock()
-    widget._parameterNode = types.SimpleNamespace(
-        inputVolume=volume, outputSegmentation=None, prompts=prompts, recentPrompts="", model=str(tiny_bundle),
-        device="cpu", sliceAxis="axial", ctWindow="auto", presenceThreshold=0.0, minComponentMl=0.0,
-        fillHoles=False, largestOnly=False,
-    )  # fmt: skip
-    return widget
+    logic = module.TextSegmentLogic(scene, model=str(tiny_bundle), device="cpu", worker=worker)
+    values = dict(inputVolume=volume, prompts=prompts, model=str(tiny_bundle), presenceThreshold=0.0)
+    return make_widget(module, logic, parameters(**values, minComponentMl=0.0, fillHoles=False), prompts)
 
 
 def _run(widget, timeout=60.0):
     deadline = time.monotonic() + timeout
     while widget._job is not None and time.monotonic() < deadline:
-        widget._poll()
-        time.sleep(0.02)
+        widget._tick()
     assert widget._job is None, "the job did not finish"
 
 
@@ -124,20 +73,19 @@ def test_segment_refine_undo_through_the_widget(module, scene, tiny_bundle, work
     _run(widget)
     seg = widget._parameterNode.outputSegmentation
     assert seg is not None and seg.GetSegmentation().GetNumberOfSegments() == 2
-    widget.ui.resultsTable.setRowCount.assert_called_with(2)
-    assert widget.ui.refineSegmentComboBox.addItem.call_count == 2
+    assert widget.ui.resultsTable.rowCount == 2
+    assert widget.ui.refineSegmentComboBox.count == 2
     assert widget._parameterNode.recentPrompts == "brain\tleft hippocampus"
 
     sid = seg.GetSegmentation().GetSegmentIdBySegmentName("brain")
     widget._selectResultRow(0, 0)
-    widget.ui.refineSegmentComboBox.findData.assert_called_with(sid)
+    assert widget.ui.refineSegmentComboBox.currentData == sid
     before = bridge.segment_to_array(seg, sid, volume)
     box = widget._markupsNode("box")
     _, m = bridge.volume_to_array(volume, copy=False)
     lo, hi = (m @ [5.0, 5.0, 6.0, 1.0])[:3], (m @ [30.0, 34.0, 6.0, 1.0])[:3]
     box.SetCenter(*((lo + hi) / 2))
     box.SetSize(*np.abs(hi - lo))
-    widget.ui.refineSegmentComboBox.currentData = sid
     widget.onApplyRefine()
     _run(widget)
     assert box.GetNumberOfControlPoints() == 0, "the box is cleared once applied"

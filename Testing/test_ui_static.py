@@ -6,6 +6,7 @@ CMake files list what is on disk.
 """
 
 import ast
+import json
 import re
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = ROOT / "TextSegment"
 UI = MODULE / "Resources" / "UI" / "TextSegment.ui"
-SOURCES = [MODULE / "TextSegment.py", *sorted((MODULE / "TextSegmentGui").glob("*.py"))]
+SOURCES = [MODULE / "TextSegment.py", *sorted((MODULE / "TextSegmentWidgets").glob("*.py"))]
 
 EXPECTED_CLASSES = {
     "inputVolumeSelector": "qMRMLNodeComboBox",
@@ -139,7 +140,7 @@ def test_module_structure_and_python39_syntax():
 
 
 def test_library_does_not_import_slicer_or_qt_at_import_time():
-    for name in ("slicer_bridge", "slicer_logic", "worker", "prompts", "progress"):
+    for name in ("slicer_bridge", "slicer_markups", "slicer_logic", "worker", "prompts", "progress", "requirements"):
         tree = ast.parse((ROOT / "TextSegmentLib" / f"{name}.py").read_text(encoding="utf-8"))
         top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
         modules = {a.name.split(".")[0] for n in top if isinstance(n, ast.Import) for a in n.names}
@@ -163,3 +164,51 @@ def test_cmake_lists_what_is_on_disk():
     png = (MODULE / "Resources" / "Icons" / "TextSegment.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert int.from_bytes(png[16:20], "big") == int.from_bytes(png[20:24], "big") == 128
+
+
+def test_screenshot_and_pictures_exist():
+    """The extension's screenshot URL and every picture README and docs/ show point at files of this repository."""
+    top = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
+    urls = re.search(r'EXTENSION_SCREENSHOTURLS "([^"]+)"', top).group(1).split()
+    assert urls
+    for url in urls:
+        path = ROOT / url.split("/main/", 1)[1]
+        assert path.is_file(), url
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for link in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            if "://" not in link:
+                assert (page.parent / link).is_file(), f"{page.name}: {link}"
+
+
+def test_help_and_description_use_prompts_the_default_model_finds():
+    card = next((ROOT / "Resources" / "models").glob("*/model.json"))  # the embedded default model
+    vocabulary = json.loads(card.read_text(encoding="utf-8"))["vocabulary"]
+    names = {v["name"] for v in vocabulary} | {s for v in vocabulary for s in v.get("synonyms", [])}
+    module = (MODULE / "TextSegment.py").read_text(encoding="utf-8")
+    help_text = module[module.index("helpText") : module.index("acknowledgementText")]
+    description = re.search(r'EXTENSION_DESCRIPTION "(.+)"\)', (ROOT / "CMakeLists.txt").read_text()).group(1)
+    for text in (help_text, description):
+        examples = re.findall(r"<i>([^<]+)</i>", text) or re.findall(r'\\"([^"\\]+)\\"', text)
+        assert len(examples) >= 3, text
+        for example in examples:
+            assert example in names, f"{example!r} is not something the default model knows"
+        assert "liver" not in text and "kidney" not in text
+
+
+def test_combo_boxes_offer_the_parameter_node_choices(ui):
+    """A parameter bound to a combo box must find each of its choices there (parameterNodeWrapper matches text)."""
+    source = (MODULE / "TextSegment.py").read_text(encoding="utf-8")
+    widgets = _widgets(ui)
+    bound = {}
+    for widget in widgets.values():
+        for prop in widget.iter("property"):
+            if prop.get("name") == "SlicerParameterName" and widget.get("class") == "QComboBox":
+                bound[prop.findtext("string")] = widget
+    checked = 0
+    for name, choices in re.findall(r"(\w+): Annotated\[str, Choice\((\[[^\]]*\])\)\]", source):
+        if name in bound:
+            items = [item.findtext("property/string") for item in bound[name].findall("item")]
+            assert items == ast.literal_eval(choices), name
+            checked += 1
+    assert checked >= 2

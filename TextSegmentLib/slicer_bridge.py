@@ -21,16 +21,13 @@ Example (``slicer-core``):
     ((4, 5, 6), 2.0)
 """
 
-from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
 #: flips between RAS and LPS (its own inverse)
 RAS_LPS = np.diag([-1.0, -1.0, 1.0])
 BINARY_LABELMAP = "Binary labelmap"
-#: attribute on a point-list node: "negative" makes all its points negative (the "-" tool's list)
-POINT_LABEL_ATTRIBUTE = "TextSegment.PointLabel"
 
 
 class BridgeError(ValueError):
@@ -105,8 +102,11 @@ def ijk_to_ras_from_lps(spacing: Sequence[float], origin: Sequence[float], direc
     return m
 
 
-def _transform_between(source: Any, target: Any) -> np.ndarray:
-    """4x4 matrix mapping coordinates of node ``source``'s parent frame to ``target``'s (identity if same)."""
+def transform_between(source: Any, target: Any) -> np.ndarray:
+    """4x4 matrix mapping coordinates of node ``source``'s parent frame to ``target``'s (identity if same).
+
+    ``None`` stands for the world frame. A non-linear transform raises :class:`BridgeError` (harden it first).
+    """
     slicer = _slicer()
     src_t = source.GetParentTransformNode() if source is not None else None
     dst_t = target.GetParentTransformNode() if target is not None else None
@@ -138,7 +138,7 @@ def volume_to_array(volume_node: Any, copy: bool = True) -> Tuple[np.ndarray, np
 
     if volume_node is None:
         raise BridgeError("no input volume was given")
-    _transform_between(volume_node, None)  # refuses non-linear transforms with a clear message
+    transform_between(volume_node, None)  # refuses non-linear transforms with a clear message
     image = volume_node.GetImageData()
     if image is None or image.GetPointData() is None or image.GetPointData().GetScalars() is None:
         raise BridgeError(f"volume '{volume_node.GetName()}' has no image data")
@@ -246,7 +246,7 @@ def write_segment(
     """
     register_converter_rules()
     slicer = _slicer()
-    image_to_seg = _transform_between(volume_node, segmentation_node) if volume_node is not None else np.eye(4)
+    image_to_seg = transform_between(volume_node, segmentation_node) if volume_node is not None else np.eye(4)
     image = _oriented_image(np.asarray(mask) > 0, image_to_seg @ np.asarray(ijk_to_ras, float))
     segmentation = segmentation_node.GetSegmentation()
     old_id = segment_id or segmentation.GetSegmentIdBySegmentName(name) or None
@@ -324,7 +324,7 @@ def segment_to_array(segmentation_node: Any, segment_id: str, volume_node: Any) 
     source = slicer.vtkOrientedImageData()
     segmentation_node.GetBinaryLabelmapRepresentation(segment_id, source)
     array, ijk_to_ras = volume_to_array(volume_node, copy=False)
-    reference_to_seg = _transform_between(volume_node, segmentation_node) @ ijk_to_ras
+    reference_to_seg = transform_between(volume_node, segmentation_node) @ ijk_to_ras
     reference = _oriented_image(np.zeros(array.shape, np.uint8), reference_to_seg)
     out = slicer.vtkOrientedImageData()
     if source.GetPointData() is None or source.GetPointData().GetScalars() is None or _empty_extent(source):
@@ -346,98 +346,21 @@ def _empty_extent(image: Any) -> bool:
 # ---------------------------------------------------------------------------------------------------- markups
 
 
-@dataclass
-class VoxelBox:
-    """A 2D box on one slice: ``axis`` is the index axis it is flat along (0=i, 1=j, 2=k), ``slice_index`` the slice,
-    ``lo``/``hi`` the (i, j, k) continuous voxel corners (the ``axis`` component equals ``slice_index``)."""
-
-    axis: int
-    slice_index: int
-    lo: Tuple[float, float, float]
-    hi: Tuple[float, float, float]
+def position_defined_status() -> int:
+    """``vtkMRMLMarkupsNode.PositionDefined``: the status of a control point that has been placed."""
+    return int(getattr(_slicer().vtkMRMLMarkupsNode, "PositionDefined", 2))
 
 
-@dataclass
-class VoxelPoint:
-    """A prompt point: continuous (i, j, k) voxel coordinates and label 1 (positive) or 0 (negative)."""
-
-    ijk: Tuple[float, float, float]
-    label: int
-
-
-def _ras_to_ijk(volume_node: Any, source_node: Any) -> np.ndarray:
-    """4x4 mapping ``source_node``'s frame (markups' local RAS) to ``volume_node``'s continuous IJK."""
+def ras_to_ijk(volume_node: Any, source_node: Any) -> np.ndarray:
+    """4x4 mapping ``source_node``'s frame (e.g. a markup's local RAS) to ``volume_node``'s continuous IJK."""
     import vtk  # noqa: PLC0415
 
     matrix = vtk.vtkMatrix4x4()
     volume_node.GetRASToIJKMatrix(matrix)
-    return vtk_to_np(matrix) @ _transform_between(source_node, volume_node)
+    return vtk_to_np(matrix) @ transform_between(source_node, volume_node)
 
 
-def roi_to_voxel_box(roi_node: Any, volume_node: Any, slice_axis: Optional[int] = None) -> VoxelBox:
-    """ROI markup -> :class:`VoxelBox` on the slice it was drawn on (its thinnest side in voxels, or ``slice_axis``).
-
-    An ROI drawn on an axial view of an axially stored volume is flat along k:
-
-    Example:
-        >>> box = roi_to_voxel_box(roi, volume)  # doctest: +SKIP
-        >>> box.axis, box.slice_index  # doctest: +SKIP
-        (2, 12)
-    """
-    if roi_node is None or roi_node.GetNumberOfControlPoints() == 0:
-        raise BridgeError("the box (ROI) has not been placed yet; draw it on a slice view")
-    size = np.array(roi_node.GetSize(), float)
-    if not np.all(np.isfinite(size)) or np.all(size <= 0):
-        raise BridgeError("the box (ROI) has no size; draw it on a slice view")
-    object_to_node = vtk_to_np(roi_node.GetObjectToNodeMatrix())  # rotation + centre
-    corners = []
-    for sx in (-0.5, 0.5):
-        for sy in (-0.5, 0.5):
-            for sz in (-0.5, 0.5):
-                corners.append((object_to_node @ np.r_[size * [sx, sy, sz], 1.0])[:3])
-    corners_h = np.c_[np.array(corners), np.ones(8)]
-    ijk = (_ras_to_ijk(volume_node, roi_node) @ corners_h.T).T[:, :3]
-    lo, hi = ijk.min(axis=0), ijk.max(axis=0)
-    axis = int(np.argmin(hi - lo)) if slice_axis is None else int(slice_axis)
-    dims = volume_node.GetImageData().GetDimensions()
-    index = int(np.clip(np.round((lo[axis] + hi[axis]) / 2.0), 0, dims[axis] - 1))
-    lo[axis] = hi[axis] = index
-    return VoxelBox(axis, index, tuple(float(v) for v in lo), tuple(float(v) for v in hi))
-
-
-def _point_label(node: Any, index: int, default: int) -> int:
-    text = (node.GetNthControlPointLabel(index) or "").strip().lower()
-    if text.startswith("-") or text.startswith("neg"):
-        return 0
-    if text.startswith("+") or text.startswith("pos"):
-        return 1
-    return default
-
-
-def points_to_voxels(point_nodes: Any, volume_node: Any) -> List[VoxelPoint]:
-    """Point list(s) -> +/- :class:`VoxelPoint` list.
-
-    ``point_nodes`` is one point-list node or a sequence of them (e.g. ``(positives, negatives)``). A list whose
-    attribute ``TextSegment.PointLabel`` is ``negative`` gives negative points; otherwise a point is negative when its
-    label starts with ``-`` or ``neg``. Points whose position is undefined (still being placed) are skipped.
-    """
-    if point_nodes is None:
-        return []
-    nodes = list(point_nodes) if isinstance(point_nodes, (list, tuple)) else [point_nodes]
-    defined = getattr(_slicer().vtkMRMLMarkupsNode, "PositionDefined", 2)
-    out: List[VoxelPoint] = []
-    for node in nodes:
-        if node is None:
-            continue
-        default = 0 if (node.GetAttribute(POINT_LABEL_ATTRIBUTE) or "").lower().startswith("neg") else 1
-        to_ijk = _ras_to_ijk(volume_node, node)
-        for n in range(node.GetNumberOfControlPoints()):
-            if node.GetNthControlPointPositionStatus(n) != defined:
-                continue
-            ras = np.r_[np.array(node.GetNthControlPointPosition(n), float), 1.0]
-            ijk = (to_ijk @ ras)[:3]
-            out.append(VoxelPoint(tuple(float(v) for v in ijk), _point_label(node, n, default)))
-    return out
+# ---------------------------------------------------------------------------------------------------- nodes
 
 
 def prepare_segmentation_node(segmentation_node: Any, volume_node: Any) -> None:
@@ -450,3 +373,34 @@ def prepare_segmentation_node(segmentation_node: Any, volume_node: Any) -> None:
             segmentation_node.SetAndObserveTransformNodeID(parent.GetID())
     if segmentation_node.GetDisplayNode() is None and segmentation_node.GetScene() is not None:
         segmentation_node.CreateDefaultDisplayNodes()
+
+
+def share_layers(segmentation_node: Any) -> int:
+    """Merge segments that do not overlap into shared labelmap layers (overlapping ones keep separate layers).
+
+    One full-size layer per segment would cost memory with every prompt and write one layer per segment into a
+    ``.seg.nrrd``; shared layers hold several segments as distinct label values (what Slicer's Segment Editor
+    does). Returns the number of layers.
+    """
+    segmentation = segmentation_node.GetSegmentation()
+    segmentation.CollapseBinaryLabelmaps(False)
+    return int(segmentation.GetNumberOfLayers())
+
+
+def place_with_volume(segmentation_node: Any, volume_node: Any) -> bool:
+    """Put the segmentation next to its volume in the subject hierarchy (under the volume's study in the Data
+    module); False when the scene has no hierarchy or the volume is not in it."""
+    slicer = _slicer()
+    scene = segmentation_node.GetScene()
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene) if scene is not None else None
+    if hierarchy is None or volume_node is None:
+        return False
+    volume_item = hierarchy.GetItemByDataNode(volume_node)
+    if not volume_item:
+        return False
+    parent = hierarchy.GetItemParent(volume_item)
+    item = hierarchy.GetItemByDataNode(segmentation_node)
+    if not item:  # Slicer's application creates items for new nodes; plain MRML (slicer-core) does not
+        item = hierarchy.CreateItem(parent, segmentation_node)
+    hierarchy.SetItemParent(item, parent)
+    return bool(item) and hierarchy.GetItemParent(item) == parent

@@ -22,7 +22,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import slicer_bridge as bridge
 from .prompts import TAG_CONFIDENCE, TAG_FOUND, TAG_PROMPT, TAG_VOLUME, match_prompt
-from .worker import Job, Worker, default_worker
+from .slicer_markups import PLANE_VIEW, RefinePrompts, markups_to_prompts
+from .worker import Job, JobWatcher, Worker, default_worker
 
 log = logging.getLogger(__name__)
 
@@ -161,11 +162,14 @@ class TextSegmentLogic:
                 changed.append((segment_id, previous, segmentation.GetSegmentIndex(segment_id)))
                 self._tag(segmentationNode, segment_id, report)
                 ids[index] = segment_id
+            bridge.share_layers(segmentationNode)
         except BaseException:  # leave the scene as it was
             self._revert(segmentationNode, changed)
             if created:
                 self.scene.RemoveNode(segmentationNode)
             raise
+        if created:
+            bridge.place_with_volume(segmentationNode, volumeNode)
         old = self._sessions.get(segmentationNode.GetID())
         session = _Session(volumeNode.GetID(), result, ids, list(old.undo) if old else [])
         session.undo.append(_UndoStep("segment", changed, old))
@@ -220,55 +224,67 @@ class TextSegmentLogic:
                 return session, index
         raise bridge.BridgeError(f"segment '{segmentId}' was not made by the last TextSegment run; segment it first")
 
-    def refinePrompts(self, segmentationNode: Any, segmentId: str, roiNode: Any = None, pointListNode: Any = None):
-        """Markups -> the engine's refine arguments: ``(prompt_index, slice, box, points, labels)`` in voxels."""
+    def refinePrompts(
+        self,
+        segmentationNode: Any,
+        segmentId: str,
+        roiNode: Any = None,
+        pointListNode: Any = None,
+        plane: Optional[str] = None,
+    ) -> Tuple[int, RefinePrompts]:
+        """Markups -> ``(prompt index, RefinePrompts)``: the plane, slice, box and +/- points in voxels.
+
+        The plane is the view the box or points were drawn on (see :mod:`TextSegmentLib.slicer_markups`), or
+        ``plane``; a plane the model cannot refine in raises :class:`BridgeError` with what to do instead.
+        """
         session, index = self._session_for(segmentationNode, segmentId)
         volumeNode = self.scene.GetNodeByID(session.volume_id)
         if volumeNode is None:
             raise bridge.BridgeError("the volume this segmentation was made from is no longer in the scene")
         _check_grid(volumeNode, session.result)
-        volume = session.result.volume
-        from .engine.volume import AXIS_NORMAL  # noqa: PLC0415
+        prompts = markups_to_prompts(roiNode, pointListNode, volumeNode, plane, _result_plane(session.result))
+        planes = self._loadedRefinePlanes()  # not loaded yet: the engine checks on the worker
+        if planes is not None and prompts.plane not in planes:
+            views = " or ".join(PLANE_VIEW[p] for p in planes)
+            raise bridge.BridgeError(
+                f"this model cannot refine on the {prompts.plane} plane; draw the box or points on the {views} view"
+            )
+        return index, prompts
 
-        axis = volume.reorientation.permutation[AXIS_NORMAL[volume.axis]]  # index axis normal to the slices
-        box = None
-        points = bridge.points_to_voxels(pointListNode, volumeNode)
-        if roiNode is not None:
-            vbox = bridge.roi_to_voxel_box(roiNode, volumeNode, slice_axis=axis)
-            in_plane = [a for a in range(3) if a != axis]
-            if min(vbox.hi[a] - vbox.lo[a] for a in in_plane) < 0.5:
-                raise bridge.BridgeError(
-                    f"the box is flat in this segmentation's slice plane; draw it on the {volume.axis} view"
-                )
-            box, slice_ijk = (vbox.lo, vbox.hi), vbox.lo
-        elif points:
-            slice_ijk = points[-1].ijk  # the slice of the latest click
-        else:
-            raise bridge.BridgeError("place a box or at least one +/- point first")
-        current = int(round(slice_ijk[axis]))
-        on_slice = [p for p in points if int(round(p.ijk[axis])) == current]
-        if len(on_slice) < len(points):
-            log.info("%d point(s) on other slices were ignored", len(points) - len(on_slice))
-        return (
-            index,
-            tuple(float(v) for v in slice_ijk),
-            box,
-            [p.ijk for p in on_slice] or None,
-            [p.label for p in on_slice] or None,
-        )
+    def refinePlanes(self, result: Any = None) -> Tuple[str, ...]:
+        """The planes the current model can refine in (the planes it was trained on; its card says which).
 
-    def refineAsync(self, segmentationNode: Any, segmentId: str, roiNode: Any = None, pointListNode: Any = None):
+        Before the model is loaded this is the result's own plane (always refinable).
+        """
+        planes = self._loadedRefinePlanes()
+        if planes is not None:
+            return planes
+        return (_result_plane(result),) if result is not None else ("axial",)
+
+    def _loadedRefinePlanes(self) -> Optional[Tuple[str, ...]]:
+        segmenter = _SEGMENTERS.get((_model_key(self.model), self.device))
+        return tuple(segmenter.refine_planes()) if segmenter is not None else None
+
+    def refineAsync(
+        self,
+        segmentationNode: Any,
+        segmentId: str,
+        roiNode: Any = None,
+        pointListNode: Any = None,
+        plane: Optional[str] = None,
+        maxPropagation: Optional[int] = None,
+    ) -> Job:
         """Start a refinement on the worker; its result goes to :meth:`applyRefinement`."""
         session, _ = self._session_for(segmentationNode, segmentId)
-        index, slice_ijk, box, points, labels = self.refinePrompts(segmentationNode, segmentId, roiNode, pointListNode)
+        index, p = self.refinePrompts(segmentationNode, segmentId, roiNode, pointListNode, plane)
 
         def run(job: Job) -> Any:
             return self.segmenter().refine(
-                session.result, index, slice_ijk, box=box, points=points, labels=labels, coords="voxel",
-                progress=job.report, cancel=job.cancelled,
+                session.result, index, p.slice_ijk, box=p.box, points=p.points, labels=p.labels, coords="voxel",
+                plane=p.plane, progress=job.report, cancel=job.cancelled, max_propagation=maxPropagation,
             )  # fmt: skip
 
-        return self.worker.submit(run, description="refining")
+        return self.worker.submit(run, description=f"refining on the {p.plane} plane")
 
     def applyRefinement(self, segmentationNode: Any, segmentId: str) -> Any:
         """Write the refined mask of ``segmentId`` back into the node (undo restores the previous one)."""
@@ -282,6 +298,7 @@ class TextSegmentLogic:
             segmentationNode, session.result.mask(index), ijk_to_ras, name, None, None, volumeNode, segmentId
         )
         self._tag(segmentationNode, sid, report)
+        bridge.share_layers(segmentationNode)
         index = segmentationNode.GetSegmentation().GetSegmentIndex(sid)
         session.undo.append(_UndoStep("refine", [(sid, previous, index)]))
         _trim(session)
@@ -294,13 +311,21 @@ class TextSegmentLogic:
         roiNode: Any = None,
         pointListNode: Any = None,
         progress: ProgressFn = None,
+        plane: Optional[str] = None,
+        maxPropagation: Optional[int] = None,
     ) -> Any:
-        """Fix ``segmentId`` on one slice with an ROI box and/or +/- points, propagated to neighbouring slices.
+        """Fix ``segmentId`` on one slice with an ROI box and/or +/- points, propagated along the slice's normal.
 
-        ``pointListNode`` is one point list (a label starting with ``-`` marks a negative point) or a pair
-        ``(positives, negatives)``. Blocks until done; returns the segmentation node.
+        The slice is in the plane of the view the markups were drawn on (axial, coronal or sagittal; ``plane``
+        overrides). ``pointListNode`` is one point list (a label starting with ``-`` marks a negative point) or a
+        pair ``(positives, negatives)``. ``maxPropagation`` limits how many neighbouring slices change on each side
+        (0: only the drawn slice). Blocks until done; returns the segmentation node (undo with :meth:`undo`).
+
+        Example:
+            >>> logic.refine(seg, "brain", roiNode=getNode("TextSegment box"))  # doctest: +SKIP
         """
-        self._wait(self.refineAsync(segmentationNode, segmentId, roiNode, pointListNode), progress)
+        job = self.refineAsync(segmentationNode, segmentId, roiNode, pointListNode, plane, maxPropagation)
+        self._wait(job, progress)
         return self.applyRefinement(segmentationNode, segmentId)
 
     # ------------------------------------------------------------------------------------------ undo
@@ -323,6 +348,7 @@ class TextSegmentLogic:
             return False
         step = session.undo.pop()
         self._revert(segmentationNode, step.segments)
+        bridge.share_layers(segmentationNode)
         if step.kind == "refine":  # keep the engine's state in step with the node
             self.worker.run(lambda job: self.segmenter().undo(session.result), description="undo")
         elif step.session is None:
@@ -380,12 +406,9 @@ class TextSegmentLogic:
 
     # ------------------------------------------------------------------------------------------ helpers
     def _wait(self, job: Job, progress: ProgressFn) -> Any:
-        last = None
-        while not job.wait(0.1):
-            status = job.status()
-            if progress is not None and (status.fraction, status.message) != last:
-                last = (status.fraction, status.message)
-                progress(status.fraction, status.message)
+        """Block until ``job`` ended, in short waits that release the interpreter lock (full worker speed)."""
+        on_status = None if progress is None else (lambda status: progress(status.fraction, status.message))
+        JobWatcher(job, on_status).wait()
         return job.get()
 
     @staticmethod
@@ -413,6 +436,11 @@ def _trim(session: _Session) -> None:
     for step in session.undo:
         if step.session is not None:
             step.session.undo = []  # an old session's own history is never used again (it gets the current one)
+
+
+def _result_plane(result: Any) -> str:
+    """The plane an engine result was segmented in (its primary plane)."""
+    return str(getattr(result.volume, "axis", "axial"))
 
 
 def _check_grid(volumeNode: Any, result: Any) -> None:

@@ -1,9 +1,15 @@
-"""One persistent worker thread that owns all torch work; the GUI polls it (no Qt here).
+"""One persistent worker thread that owns all torch work, and how a GUI waits on it (no Qt here).
 
 cuDNN and other per-thread caches make the first call on a new thread slow, so every model load, encode and decode
 runs on the same thread. Jobs report progress through ``job.report(fraction, message)``, check ``job.cancelled()``
 (pass it to the engine as ``cancel``), and end as done, failed (with the exception and its traceback) or cancelled.
 An exception in a job never kills the worker.
+
+Inside Slicer, PythonQt keeps the interpreter lock while the main thread is in C++ (Qt's event loop, rendering), so a
+Python worker thread runs only while the main thread runs Python. A GUI must therefore not poll a job from a slow
+timer and return to Qt in between (the worker would crawl at a few percent of its speed), but wait on it in short
+slices with the lock released: :class:`JobWatcher` does that, one slice per call of its :meth:`JobWatcher.tick`,
+which the Slicer widget calls from a zero-interval timer so that Qt handles its events between slices.
 
 Example:
     >>> worker = Worker()
@@ -19,13 +25,15 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
 from .progress import Cancelled
 
 log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+#: seconds the main thread waits on a job (interpreter lock released) before it gives the GUI back its event loop
+WAIT_SLICE_S = 0.03
 #: the one cancel exception (:class:`TextSegmentLib.progress.Cancelled`); this name is kept for callers
 JobCancelled = Cancelled
 
@@ -209,6 +217,66 @@ class Worker:
             job._finish(DONE, result=result)
         finally:
             self.current = None
+
+
+class JobWatcher:
+    """Waits on a :class:`Job` from a GUI's main thread in short slices, so that the job runs at full speed.
+
+    Each :meth:`tick` blocks in ``job.wait(slice_s)`` (which releases the interpreter lock, so the worker thread runs
+    even where the GUI toolkit holds the lock whenever it is in C++, as PythonQt does), then reports the status to
+    ``on_status`` when it changed, and calls ``on_end(job)`` once when the job has ended. A GUI calls :meth:`tick`
+    from a zero-interval timer and handles its own events between two calls; a job that ends mid-slice is noticed
+    at once (the wait returns as soon as the job ends).
+
+    Example:
+        >>> worker = Worker()
+        >>> ended = []
+        >>> watcher = JobWatcher(worker.submit(lambda job: 6 * 7), on_end=lambda job: ended.append(job.result))
+        >>> while not watcher.tick():
+        ...     pass  # a GUI handles its events here
+        >>> ended
+        [42]
+        >>> worker.shutdown()
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        on_status: Optional[Callable[[JobStatus], None]] = None,
+        on_end: Optional[Callable[[Job], None]] = None,
+        slice_s: float = WAIT_SLICE_S,
+    ) -> None:
+        self.job = job
+        self.on_status = on_status
+        self.on_end = on_end
+        self.slice_s = slice_s
+        self.ended = False
+        self._last: Optional[Tuple[str, float, str, int]] = None
+
+    def tick(self) -> bool:
+        """Wait up to one slice for the job; report; True once the job has ended (``on_end`` was called)."""
+        if self.ended:
+            return True
+        self.job.wait(self.slice_s)
+        status = self.job.status()
+        key = (status.state, status.fraction, status.message, int(status.elapsed))
+        if self.on_status is not None and key != self._last:
+            self._last = key
+            self.on_status(status)
+        if not self.job.done:
+            return False
+        self.ended = True
+        if self.on_end is not None:
+            self.on_end(self.job)
+        return True
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Tick until the job ended (console use; no GUI events); False if ``timeout`` seconds passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.tick():
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+        return True
 
 
 _default_worker: Optional[Worker] = None

@@ -14,7 +14,7 @@ from ..checkpoint import BundleError, load_bundle
 from ..device import resolve_device
 from ..model import TextSegmentModel
 from ..model.mask_decoder import ABSENT_LOGIT
-from ..prompts import card_windows, clean_prompt, find_term, match_prompt, vocabulary_names
+from ..prompts import card_windows, clean_prompt, find_term, match_prompt, split_side, vocabulary_names, words
 from .batching import Batcher, CancelFn, ProgressFn, check_cancel
 from .embeddings import EmbeddingCache, EmbeddingStore, SliceEmbeddings
 from .fusion import DEFAULT_WEIGHTS
@@ -49,6 +49,28 @@ DEFAULT_OPTIONS: Dict[str, Any] = {
     "prompt_text": "matched",
 }
 Coords = Sequence[float]
+
+
+def model_text(prompt: str, match: Any, vocabulary: Sequence[Any]) -> str:
+    """What the model reads for a prompt in "matched" mode: the vocabulary name the prompt contains (of the prompt's
+    side), else the closest vocabulary name on the prompt's side, else the prompt.
+
+    Example:
+        >>> voc = ["left hippocampus", "right hippocampus", "brain"]
+        >>> [model_text(p, match_prompt(p, voc), voc) for p in ("the right hippocampus", "brain please")]
+        ['right hippocampus', 'brain']
+    """
+    term = find_term(prompt, vocabulary)
+    if term:
+        return term
+    if match.name:
+        name_side, rest = split_side(words(match.name))
+        if match.side is None or name_side in (None, match.side):
+            return match.name
+        for name in vocabulary_names(vocabulary):  # the same structure on the prompt's side
+            if split_side(words(name)) == (match.side, rest):
+                return name
+    return prompt
 
 
 def check_prompts(prompts: Union[str, Sequence[str]]) -> List[str]:
@@ -228,7 +250,7 @@ class Segmenter:
             if not self.knows(prompt, opts["vocabulary_gate"]):
                 states.append(self._unknown_state(volume, prompt, match, window, views, time.perf_counter() - t0))
                 continue
-            said = match.name if (opts["prompt_text"] == "matched" and match.name) else prompt
+            said = model_text(prompt, match, vocabulary) if opts["prompt_text"] == "matched" else prompt
             text = model.encode_text([said])
             embeddings = {}
             for plane in views:

@@ -7,7 +7,6 @@ directory works. Nothing is fetched from a hub: models load with ``local_files_o
 import hashlib
 import importlib
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,8 +103,9 @@ class TextEncoder:
     def _load(self) -> None:
         if self._model is not None:
             return
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        # The files are local: local_files_only keeps transformers off the network for this load only. Offline
+        # environment variables would switch the Hugging Face hub off for the whole process (inside Slicer: for
+        # every other extension too).
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 

@@ -1,8 +1,18 @@
-"""Box and +/- point tools: markups nodes and place mode in the slice views."""
+"""Box and +/- point tools: markups nodes, place mode in the slice views, and the plane of the view they were drawn on.
+
+Slicer does not record which view a markup was placed in; when a box or point is placed (or moved), the tool asks
+the crosshair node which slice view is under the mouse and records its plane (``record_view_plane``), so that the
+refinement happens in that plane whichever of the axial, coronal or sagittal views was used.
+"""
 
 import slicer
 
-from TextSegmentLib.slicer_bridge import POINT_LABEL_ATTRIBUTE
+from TextSegmentLib.slicer_markups import (
+    PLANE_ATTRIBUTE,
+    POINT_LABEL_ATTRIBUTE,
+    POINT_PLANES_ATTRIBUTE,
+    record_view_plane,
+)
 
 MARKUPS = {"box": "TextSegment box", "positive": "TextSegment +", "negative": "TextSegment -"}
 
@@ -23,7 +33,24 @@ class RefineToolsMixin:
                 node.SetMarkupLabelFormat("+" if kind == "positive" else "-")
             if kind == "negative":
                 node.SetAttribute(POINT_LABEL_ATTRIBUTE, "negative")
+        events = [node.PointPositionDefinedEvent]  # placed; a moved point lies on the view it was dragged in
+        if kind != "box":  # a box keeps the view it was drawn on when its handles are dragged elsewhere
+            events.append(node.PointEndInteractionEvent)
+        for event in events:
+            if not self.hasObserver(node, event, self._onMarkupPlaced):
+                self.addObserver(node, event, self._onMarkupPlaced)
         return node
+
+    def _onMarkupPlaced(self, caller, event) -> None:
+        """Record the plane of the slice view under the mouse for the markup just placed (or the point moved)."""
+        crosshair = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLCrosshairNode")
+        sliceNode = crosshair.GetCursorPositionXYZ([0.0, 0.0, 0.0]) if crosshair is not None else None
+        record_view_plane(caller, sliceNode)
+
+    def _existingMarkups(self, kind: str):
+        """The tool's markups node when it holds something (else None)."""
+        node = slicer.mrmlScene.GetFirstNodeByName(MARKUPS[kind])
+        return node if node is not None and node.GetNumberOfControlPoints() > 0 else None
 
     def _toolButtons(self) -> dict:
         return {
@@ -72,3 +99,5 @@ class RefineToolsMixin:
             node = slicer.mrmlScene.GetFirstNodeByName(MARKUPS[kind])
             if node is not None:
                 node.RemoveAllControlPoints()
+                for attribute in (PLANE_ATTRIBUTE, POINT_PLANES_ATTRIBUTE):
+                    node.RemoveAttribute(attribute)

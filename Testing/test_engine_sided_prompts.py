@@ -1,0 +1,43 @@
+"""A sided prompt reaches the model with its own side ("matched" prompt text).
+
+``vocabulary.match_prompt`` ignores sides when it scores names (it returns "left hippocampus" for "right
+hippocampus", with side "right"); giving that name to the model segmented the left structure for a right prompt.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from TextSegmentLib.engine.segmenter import model_text  # noqa: E402
+from TextSegmentLib.prompts import match_prompt  # noqa: E402
+
+CARD = next((Path(__file__).resolve().parents[1] / "Resources" / "models").glob("*/model.json"))
+
+
+@pytest.mark.parametrize(
+    "prompt, said",
+    [
+        ("right hippocampus", "right hippocampus"),
+        ("left hippocampus", "left hippocampus"),
+        ("I am looking for the right putamen", "right putamen"),
+        ("putamen right", "right putamen"),
+        ("brain", "brain"),
+    ],
+)
+def test_the_model_reads_the_prompt_side(prompt, said):
+    vocabulary = json.loads(CARD.read_text(encoding="utf-8"))["vocabulary"]
+    assert model_text(prompt, match_prompt(prompt, vocabulary), vocabulary) == said
+
+
+def test_the_closest_name_is_taken_on_the_prompt_side():
+    vocabulary = ["left superior frontal gyrus", "right superior frontal gyrus", "brain"]
+    match = match_prompt("right superior frontal", vocabulary)  # no name occurs in it: a fuzzy match
+    assert match.name == "left superior frontal gyrus" and match.side == "right"  # what match_prompt gives
+    assert model_text("right superior frontal", match, vocabulary) == "right superior frontal gyrus"
+    only_left = ["left superior frontal gyrus", "brain"]
+    assert model_text("right superior frontal", match_prompt("right superior frontal", only_left), only_left) == (
+        "right superior frontal"
+    )

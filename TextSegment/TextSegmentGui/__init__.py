@@ -1,1 +1,0 @@
-"""GUI helpers of the TextSegment module (Slicer only): dependency setup and widget parts."""
