@@ -87,18 +87,19 @@ def test_cached_and_uncached_paths_identical(tiny_bundle, brain):
     calls = []
     original = seg.model.encode_image
     seg.model.encode_image = lambda x: calls.append(len(x)) or original(x)
-    first = seg.segment(brain, ["brain"])
+    every = {"presence_threshold": 0.0}  # every slice present, so every slice is decoded (and encoded once)
+    first = seg.segment(brain, ["brain"], **every)
     n_first = sum(calls)
-    second = seg.segment(brain, ["hippocampus", "brain"])
+    second = seg.segment(brain, ["hippocampus", "brain"], **every)
     assert sum(calls) == n_first == brain.GetSize()[2]  # no re-encoding for further prompts
-    naive = seg.segment(brain, ["hippocampus", "brain"], use_cache=False)
-    assert sum(calls) == 2 * n_first
+    naive = seg.segment(brain, ["hippocampus", "brain"], use_cache=False, **every)
+    assert sum(calls) == 2 * n_first  # the naive path encodes again (once per call)
     for i in range(2):
         assert np.array_equal(second.mask(i), naive.mask(i))
         assert second.segments[i].confidence == naive.segments[i].confidence
     assert np.array_equal(first.mask(0), second.mask(1))
     # the same volume stored differently hits the cache too (key from canonical content)
-    seg.segment(reoriented(brain, (1, 0, 2), (True, False, False)), ["brain"])
+    seg.segment(reoriented(brain, (1, 0, 2), (True, False, False)), ["brain"], **every)
     assert sum(calls) == 2 * n_first
 
 
@@ -116,14 +117,14 @@ def test_cancel_stops_within_one_batch(tiny_bundle, brain):
     batches = []
     original = seg.model.encode_image
     seg.model.encode_image = lambda x: batches.append(len(x)) or original(x)
-    with pytest.raises(Cancelled):
-        seg.segment(brain, ["brain"], cancel=lambda: len(batches) >= 2)
+    with pytest.raises(Cancelled):  # every slice present: many batches, each encoding the slices it decodes
+        seg.segment(brain, ["brain"], cancel=lambda: len(batches) >= 2, presence_threshold=0.0, slice_stride=1)
     assert len(batches) == 2  # cancel is checked before every batch: no batch ran after it said stop
     decoded = []
     original_decode = seg.model.decode
     seg.model.decode = lambda *a, **k: decoded.append(1) or original_decode(*a, **k)
     with pytest.raises(Cancelled):
-        seg.segment(brain, ["brain"], cancel=lambda: len(decoded) >= 1)
+        seg.segment(brain, ["brain"], cancel=lambda: len(decoded) >= 1, presence_threshold=0.0, slice_stride=1)
     assert len(decoded) == 1
 
 
