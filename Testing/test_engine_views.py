@@ -228,3 +228,36 @@ def test_fine_pass_decodes_at_the_model_pixel_size_and_interpolates_between():
     interpolate(found, 0, 11)
     assert sorted(found) == list(range(11))
     assert float(found[4][0][0, 0]) == 4.0 and float(found[4][1]) == 4.0
+
+
+def test_a_region_only_one_plane_finds_is_left_out_of_the_box():
+    """With weights 0.4/0.4/0.2 a region only one plane finds cannot reach 0.5 after fusion: it is not decoded
+    further nor resampled; where two planes agree it is."""
+    from TextSegmentLib.engine.multiview import target_box
+
+    img = sitk.GetImageFromArray(np.random.rand(10, 12, 20).astype(np.float32))  # canonical (S, P, L)
+    volume = PreparedVolume(img, {}, image_size=32)
+
+    def decode(plane, k, rows, cols):
+        view = volume.view(plane)
+        logits = torch.full((view.num_slices, 32, 32), -20.0)
+        y0, x0 = view.fit.to_model(np.array([rows[0]]), np.array([cols[0]]))
+        y1, x1 = view.fit.to_model(np.array([rows[1]]), np.array([cols[1]]))
+        logits[k, int(y0[0]) : int(y1[0]) + 1, int(x0[0]) : int(x1[0]) + 1] = 5.0
+        presence = torch.full((view.num_slices,), -5.0)
+        presence[k] = 5.0
+        return VolumeDecode(logits, presence, torch.zeros(view.num_slices))
+
+    weights = {"axial": 0.4, "coronal": 0.4, "sagittal": 0.2}
+    decodes = {
+        "axial": decode("axial", 4, (3, 5), (2, 4)),  # S 4, P 3-5, L 2-4
+        "coronal": decode("coronal", 4, (10 - 1 - 4, 10 - 1 - 4), (2, 4)),  # P 4, S 4, L 2-4
+        "sagittal": decode("sagittal", 16, (2, 7), (2, 9)),  # L 16 only: far from the others
+    }
+    (s0, s1), (p0, p1), (l0, l1) = target_box(volume, decodes, 0.0, weights)
+    assert l1 <= 8 and s0 <= 4 < s1 and p0 <= 4 < p1  # the sagittal plane's lone finding is not in it
+    alone = {"sagittal": decodes["sagittal"]}
+    assert target_box(volume, alone, 0.0, weights) is not None  # one plane segmented: its own box
+    # axial and sagittal alone: renormalised, axial weighs 0.67 and passes on its own, sagittal (0.33) does not
+    two = target_box(volume, {"axial": decodes["axial"], "sagittal": decodes["sagittal"]}, 0.0, weights)
+    assert two is not None and two[2][1] <= 8

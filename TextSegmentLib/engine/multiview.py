@@ -1,9 +1,8 @@
 """One prompt along several planes: decode coarse to fine where the target can be, then fuse into one mask.
 
 1. Coarse pass: every plane decodes every ``stride``-th slice (about every 6 mm by default).
-2. The target's box: the canonical box around what the coarse slices found (:func:`fusion.view_box`). A sagittal
-   slice shows no side, so for a sided prompt ("left putamen") the box comes from the other planes when they found
-   something (the sagittal view answers on both hemispheres).
+2. The target's box: where the fused probability can reach the mask threshold, from the boxes around what each
+   plane's coarse slices found (:func:`target_box`): a region only one plane finds cannot pass the weighted mean.
 3. Fine pass: every plane decodes the slices across the box not decoded yet (a single plane also ``stride - 1``
    beyond it: alone it knows the target's extent along its normal only to a coarse step); slices outside stay absent.
    Slices closer together than the model's pixel size in that plane (e.g. 0.7 mm coronal slices of a CT whose
@@ -11,7 +10,8 @@
 4. Fusion inside the box (:mod:`fusion`), threshold, 3D clean-up of the box only.
 """
 
-from typing import Any, Dict, List, Mapping, Optional
+from itertools import combinations
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -98,12 +98,31 @@ def assemble(found: Mapping[int, tuple], n: int, size: int) -> VolumeDecode:
     return VolumeDecode(logits, presence, iou)
 
 
-def target_box(volume: PreparedVolume, decodes: Mapping[str, VolumeDecode], gate: float, sided: bool) -> Optional[Box]:
-    """Union of the planes' boxes; for a sided prompt without the sagittal plane when another plane found it."""
+def _intersect(boxes: Sequence[Box]) -> Optional[Box]:
+    out = tuple((max(b[a][0] for b in boxes), min(b[a][1] for b in boxes)) for a in range(3))
+    return out if all(lo < hi for lo, hi in out) else None  # type: ignore[return-value]
+
+
+def target_box(
+    volume: PreparedVolume,
+    decodes: Mapping[str, VolumeDecode],
+    gate: float,
+    weights: Mapping[str, float],
+    threshold: float = 0.5,
+) -> Optional[Box]:
+    """Where the fused probability can reach ``threshold``: the union, over every set of planes whose fusion
+    weights reach it, of the intersection of their boxes. A region only one plane finds (with weights 0.4/0.4/0.2:
+    at most 0.4) cannot become part of the mask, so it costs no fine decoding and no resampling. This also takes a
+    sided prompt's side from the axial and coronal planes: the sagittal plane (0.2) answers on both hemispheres."""
     boxes = {p: view_box(volume.view(p), d, gate) for p, d in decodes.items()}
-    if sided and "sagittal" in boxes and any(b is not None for p, b in boxes.items() if p != "sagittal"):
-        boxes.pop("sagittal")
-    return union_box(list(boxes.values()))
+    total = sum(float(weights.get(p, 1.0)) for p in boxes) or 1.0
+    found = [p for p, b in boxes.items() if b is not None]
+    regions = []
+    for r in range(1, len(found) + 1):
+        for subset in combinations(found, r):
+            if sum(float(weights.get(p, 1.0)) for p in subset) / total + 1e-9 >= threshold:
+                regions.append(_intersect([boxes[p] for p in subset]))  # type: ignore[misc]
+    return union_box(regions)
 
 
 def decode_views(
@@ -114,7 +133,8 @@ def decode_views(
     batcher: Batcher,
     presence_threshold: float,
     slice_stride: Optional[int],
-    sided: bool,
+    weights: Mapping[str, float],
+    mask_threshold: float = 0.5,
     progress: ProgressFn = None,
     cancel: CancelFn = None,
     start: float = 0.0,
@@ -137,7 +157,8 @@ def decode_views(
         share = span * 0.5 * n / total
         found[p] = decode_slices(model, embeddings[p], text, batcher, gate, coarse, progress, cancel, pos, share)
         pos += share
-    box = target_box(volume, {p: assemble(found[p], views[p].num_slices, size) for p in planes}, gate, sided)
+    coarse = {p: assemble(found[p], views[p].num_slices, size) for p in planes}
+    box = target_box(volume, coarse, gate, weights, mask_threshold)
     if box is not None:
         for p in planes:
             (k0, k1), _, _ = _view_ranges(views[p], box)
@@ -159,13 +180,11 @@ def decode_views(
     return {p: assemble(found[p], views[p].num_slices, size) for p in planes}
 
 
-def fuse_views(
-    volume: PreparedVolume, decodes: Mapping[str, VolumeDecode], opts: Mapping[str, Any], sided: bool
-) -> np.ndarray:
+def fuse_views(volume: PreparedVolume, decodes: Mapping[str, VolumeDecode], opts: Mapping[str, Any]) -> np.ndarray:
     """The canonical mask: the planes' probabilities fused inside the target's box, thresholded, cleaned up."""
     gate = prob_to_logit(opts["presence_threshold"])
     mask = np.zeros(volume.canonical.shape, dtype=bool)
-    box = target_box(volume, decodes, gate, sided)
+    box = target_box(volume, decodes, gate, opts["view_weights"], opts["mask_threshold"])
     if box is None:
         return mask
     blocks = {p: view_probabilities(volume.view(p), d, box, gate) for p, d in decodes.items()}

@@ -259,12 +259,11 @@ class Segmenter:
                 if key not in groups:
                     groups[key] = self.store.embeddings(model, view, window, opts["use_cache"])
                 embeddings[plane] = groups[key]
-            sided = match.side in ("left", "right")
             decodes = decode_views(
                 model, volume, embeddings, text, self.batcher, opts["presence_threshold"], opts["slice_stride"],
-                sided, progress, cancel, n / len(prompts), 1.0 / len(prompts),
+                opts["view_weights"], opts["mask_threshold"], progress, cancel, n / len(prompts), 1.0 / len(prompts),
             )  # fmt: skip
-            mask = fuse_views(volume, decodes, opts, sided)
+            mask = fuse_views(volume, decodes, opts)
             presence = {p: d.presence for p, d in decodes.items()}
             states.append(PromptState(prompt, match, window, presence, mask, time.perf_counter() - t0, text=said))
         card = self.card
