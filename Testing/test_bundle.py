@@ -200,3 +200,17 @@ def test_invalid_architecture(bundle):
     (bundle / CARD_FILE).write_text(json.dumps(card))
     with pytest.raises(BundleError, match="architecture is invalid"):
         check_bundle(bundle)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_bundle_files_get_the_users_umask(model, tmp_path, umask):
+    import os
+
+    old = os.umask(umask)
+    try:
+        d = save_bundle(model, tmp_path / "perm", CARD)
+    finally:
+        os.umask(old)
+    for name in (WEIGHTS_FILE, "model.json"):
+        assert (d / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+    assert d.stat().st_mode & 0o777 == 0o777 & ~umask

@@ -8,13 +8,14 @@ one :class:`BundleError` naming the problem; a model is never half-loaded.
 import copy
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
 import torch
 
-from .atomic import make_temp_dir, replace_dir
+from .atomic import file_mode, make_temp_dir, replace_dir
 from .device import resolve_device
 from .model import ModelConfig, TextSegmentModel, build_model
 from .model.text_encoder import TextEncoderUnavailable, resolve_text_encoder_path
@@ -107,6 +108,7 @@ def save_bundle(
     tmp = make_temp_dir(directory.parent, f".{directory.name}.")  # the umask's mode, not mkdtemp's 0700
     try:
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format_version": str(FORMAT_VERSION)})
+        os.chmod(tmp / WEIGHTS_FILE, file_mode())  # safetensors creates it 0600, whatever the umask
         full["weights_sha256"] = sha256_file(tmp / WEIGHTS_FILE)
         with open(tmp / CARD_FILE, "w", encoding="utf-8") as fh:
             json.dump(full, fh, indent=2)
