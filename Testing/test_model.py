@@ -185,3 +185,27 @@ def test_gradients_flow_to_every_trainable_part(model, images):
     for name in ("image_encoder", "mask_decoder", "sentence_proj", "token_proj"):
         grads = [p.grad for p in getattr(m, name).parameters() if p.requires_grad]
         assert any(g is not None and g.abs().sum() > 0 for g in grads), name
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_layernorm2d_is_a_layernorm_over_channels(channels_last):
+    from TextSegmentLib.model.layers import LayerNorm2d
+
+    torch.manual_seed(0)
+    norm = LayerNorm2d(6)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = torch.randn(2, 6, 5, 7) * 3 + 1
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    mean = x.mean(1, keepdim=True)
+    ref = (x - mean) / torch.sqrt(x.var(1, unbiased=False, keepdim=True) + norm.eps)
+    ref = ref * norm.weight[:, None, None] + norm.bias[:, None, None]
+    out = norm(x)
+    assert out.shape == x.shape
+    assert torch.allclose(out, ref, atol=1e-5)
+    (g_out,) = torch.autograd.grad(out.square().sum(), x)
+    (g_ref,) = torch.autograd.grad(ref.square().sum(), x)
+    assert torch.allclose(g_out, g_ref, atol=1e-4)

@@ -49,7 +49,7 @@ class DetailPath(nn.Module):
             nn.init.zeros_(proj.bias)
 
     def forward(self, images: torch.Tensor):
-        x = (images / 255.0 - PIXEL_MEAN) / PIXEL_STD
+        x = ((images / 255.0 - PIXEL_MEAN) / PIXEL_STD).contiguous(memory_format=torch.channels_last)
         return self.half_proj(nn.functional.gelu(self.to_half(x))), self.full_proj(self.to_full(x))
 
 
@@ -101,9 +101,11 @@ class MaskDecoder(nn.Module):
             keep = torch.nonzero(presence[:, 0] >= presence_threshold).flatten()
         masks = torch.full((b, 1, size, size), ABSENT_LOGIT, dtype=hs.dtype, device=image.device)
         if keep.numel():
+            # (B, N, C) tokens -> (B, C, g, g) channels-last (a view); the upscaling stays channels-last
             up = self._upscale(src[keep].transpose(1, 2).reshape(-1, src.shape[-1], g, g), images, keep)
             hyper = self.hypernet(hs[keep, 1])
-            masks[keep] = (hyper.unsqueeze(1) @ up.flatten(2)).reshape(-1, 1, size, size).to(masks.dtype)
+            pixels = up.permute(0, 2, 3, 1).reshape(up.shape[0], size * size, up.shape[1])  # a view if channels-last
+            masks[keep] = (pixels @ hyper.unsqueeze(-1)).reshape(-1, 1, size, size).to(masks.dtype)
         return DecoderOutput(masks=masks, iou=iou, presence=presence)
 
     def _upscale(self, x: torch.Tensor, images: Optional[torch.Tensor], keep: torch.Tensor) -> torch.Tensor:

@@ -69,7 +69,7 @@ class TwoWayTransformer(nn.Module):
         token_mask: Optional[torch.Tensor],
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """image (B, D, H, W), image_pe (1 or B, D, H, W), sentence (B, D), tokens (B, T, D), mask (B, T)."""
-        keys = image.flatten(2).transpose(1, 2)
+        keys = image.flatten(2).transpose(1, 2).contiguous()  # (B, N, D) rows: the projections become one matmul
         key_pe = image_pe.flatten(2).transpose(1, 2) + sentence[:, None, :]
         queries = tokens
         for layer in self.layers:
