@@ -261,3 +261,35 @@ def test_a_region_only_one_plane_finds_is_left_out_of_the_box():
     # axial and sagittal alone: renormalised, axial weighs 0.67 and passes on its own, sagittal (0.33) does not
     two = target_box(volume, {"axial": decodes["axial"], "sagittal": decodes["sagittal"]}, 0.0, weights)
     assert two is not None and two[2][1] <= 8
+
+
+def test_fused_views_decode_every_second_model_pixel_along_each_normal(seg3):
+    """With three planes the fine pass decodes one slice per two model pixels of each plane (the other planes resolve
+    that axis) and interpolates in between; ``fine_pixels=1`` decodes every slice."""
+    from TextSegmentLib.engine import multiview
+
+    image = brain_crop((96, 96, 24))  # every plane shows 96 mm on 64 pixels: 1.5 mm pixels, 1 mm slices
+    volume = seg3.prepare(image)
+    assert [multiview.fine_stride(volume.view(p)) for p in PLANES] == [1, 1, 1]
+    assert [multiview.fine_stride(volume.view(p), 2) for p in PLANES] == [3, 3, 3]
+    decoded = []
+    original = multiview.decode_slices
+
+    def counting(model, emb, text, batcher, gate, indices, *args, **kwargs):
+        decoded.append(len(indices))
+        return original(model, emb, text, batcher, gate, indices, *args, **kwargs)
+
+    opts = dict(presence_threshold=0.0, slice_stride=8, min_component_ml=0.0, min_slices=1)
+    counts = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(multiview, "decode_slices", counting)
+        for name, extra in (("default", {}), ("every pixel", {"fine_pixels": 1})):
+            decoded.clear()
+            res = seg3.segment(image, ["brain"], **opts, **extra)
+            counts[name] = sum(decoded)
+            assert res.segments[0].found
+    assert counts["every pixel"] == 24 + 96 + 96  # everything present: every slice of every plane
+    coarse = len(range(0, 24, 8)) + 1 + 2 * (len(range(0, 96, 8)) + 1)
+    assert counts["default"] <= coarse + len(range(0, 24, 3)) + 2 * len(range(0, 96, 3)) + 3  # + every third slice
+    with pytest.raises(Exception, match="fine_pixels"):
+        seg3.segment(image, ["brain"], fine_pixels=0)

@@ -5,8 +5,9 @@
    plane's coarse slices found (:func:`target_box`): a region only one plane finds cannot pass the weighted mean.
 3. Fine pass: every plane decodes the slices across the box not decoded yet (a single plane also ``stride - 1``
    beyond it: alone it knows the target's extent along its normal only to a coarse step); slices outside stay absent.
-   Slices closer together than the model's pixel size in that plane (e.g. 0.7 mm coronal slices of a CT whose
-   coronal slices the model sees at 3.5 mm pixels) are decoded at that pixel size and interpolated in between.
+   One slice is decoded per model pixel along the normal (:func:`fine_stride`; per two pixels when several planes
+   are fused, as the other planes resolve that axis), e.g. 0.7 mm coronal slices of a CT whose coronal slices the
+   model sees at 3.5 mm pixels are decoded every 3.5 mm; the slices in between are interpolated.
 4. Fusion inside the box (:mod:`fusion`), threshold, 3D clean-up of the box only.
 """
 
@@ -33,15 +34,16 @@ def auto_stride(view: PlaneView, mm: float = COARSE_MM) -> int:
     return max(1, int(round(mm / max(spacing, 1e-6))))
 
 
-def fine_stride(view: PlaneView) -> int:
+def fine_stride(view: PlaneView, pixels: float = 1.0) -> int:
     """Slices between two fine samples: the model sees a slice with pixels of ``pixel_mm``; decoding slices closer
-    than that along the normal adds no detail (e.g. coronal slices 0.7 mm apart of a CT shown at 3.5 mm pixels).
-    The slices in between are interpolated."""
+    than ``pixels`` of them along the normal adds little detail (e.g. coronal slices 0.7 mm apart of a CT shown at
+    3.5 mm pixels). With several planes the other planes see this normal at full resolution, so every second pixel
+    is enough there (``fine_pixels``). The slices in between are interpolated."""
     spacing = view.volume.canonical_spacing[AXIS_NORMAL[view.plane]]
     rows, cols = view.height, view.width
     row_mm, col_mm = (view.volume.canonical_spacing[a] for a in _in_plane_axes(view.plane))
     pixel_mm = max(rows * row_mm / max(view.fit.h, 1), cols * col_mm / max(view.fit.w, 1))
-    return max(1, int(pixel_mm / max(spacing, 1e-6)))
+    return max(1, int(pixels * pixel_mm / max(spacing, 1e-6)))
 
 
 def _in_plane_axes(plane: str):
@@ -131,17 +133,16 @@ def decode_views(
     embeddings: Mapping[str, SliceEmbeddings],
     text: TextEmbedding,
     batcher: Batcher,
-    presence_threshold: float,
-    slice_stride: Optional[int],
-    weights: Mapping[str, float],
-    mask_threshold: float = 0.5,
+    opts: Mapping[str, Any],
     progress: ProgressFn = None,
     cancel: CancelFn = None,
     start: float = 0.0,
     span: float = 1.0,
 ) -> Dict[str, VolumeDecode]:
-    """Coarse-to-fine decoding of every plane of ``embeddings`` (see the module docstring)."""
-    gate = prob_to_logit(presence_threshold)
+    """Coarse-to-fine decoding of every plane of ``embeddings`` (see the module docstring); ``opts``: the segment
+    options (``presence_threshold``, ``mask_threshold``, ``slice_stride``, ``fine_pixels``, ``view_weights``)."""
+    gate = prob_to_logit(opts["presence_threshold"])
+    slice_stride = opts["slice_stride"]
     size = model.config.image_size  # type: ignore[attr-defined]
     planes = list(embeddings)
     views = {p: volume.view(p) for p in planes}
@@ -158,7 +159,8 @@ def decode_views(
         found[p] = decode_slices(model, embeddings[p], text, batcher, gate, coarse, progress, cancel, pos, share)
         pos += share
     coarse = {p: assemble(found[p], views[p].num_slices, size) for p in planes}
-    box = target_box(volume, coarse, gate, weights, mask_threshold)
+    box = target_box(volume, coarse, gate, opts["view_weights"], opts["mask_threshold"])
+    fine_pixels = opts.get("fine_pixels") or (1 if len(planes) == 1 else 2)
     if box is not None:
         for p in planes:
             (k0, k1), _, _ = _view_ranges(views[p], box)
@@ -166,7 +168,7 @@ def decode_views(
             # others' in-plane extents bound it to the voxel (the box already has a margin)
             ext = strides[p] - 1 if len(planes) == 1 else 0
             lo, hi = max(0, k0 - ext), min(views[p].num_slices, k1 + ext)
-            step = fine_stride(views[p])
+            step = fine_stride(views[p], fine_pixels)
             wanted = set(range(lo, hi, step)) | ({hi - 1} if hi > lo else set())
             fine = sorted(k for k in wanted if k not in found[p])
             share = span * 0.5 * views[p].num_slices / total

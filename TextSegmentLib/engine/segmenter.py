@@ -40,6 +40,9 @@ DEFAULT_OPTIONS: Dict[str, Any] = {
     "largest_only": False,
     # coarse-to-fine decoding: every n-th slice first (None: about every 6 mm), then only across the target's box
     "slice_stride": None,
+    # fine pass: one decoded slice per this many model pixels (a whole number) along each plane's normal, the rest
+    # interpolated (None: 1 for one view, 2 when views are fused)
+    "fine_pixels": None,
     "use_cache": True,  # False: re-encode the volume (the naive path, for comparisons)
     # a prompt naming nothing in the card's vocabulary (no name/synonym in it, and its sentence embedding less similar
     # than this to every vocabulary name) is reported not found without segmenting; 0 turns the check off
@@ -175,6 +178,10 @@ class Segmenter:
         opts["view_weights"] = {p: float(weights.get(p, 1.0)) for p in views}
         if opts["prompt_text"] not in ("matched", "raw"):
             raise ValueError("prompt_text must be 'matched' or 'raw'")
+        for key in ("slice_stride", "fine_pixels"):
+            value = opts[key]
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{key} must be a whole number >= 1 or None, got {value!r}")
         if opts["ct_window"] is not None:
             resolve_window(opts["ct_window"])
         if isinstance(opts["ct_window"], (list, tuple)):
@@ -260,8 +267,8 @@ class Segmenter:
                     groups[key] = self.store.embeddings(model, view, window, opts["use_cache"])
                 embeddings[plane] = groups[key]
             decodes = decode_views(
-                model, volume, embeddings, text, self.batcher, opts["presence_threshold"], opts["slice_stride"],
-                opts["view_weights"], opts["mask_threshold"], progress, cancel, n / len(prompts), 1.0 / len(prompts),
+                model, volume, embeddings, text, self.batcher, opts, progress, cancel, n / len(prompts),
+                1.0 / len(prompts),
             )  # fmt: skip
             mask = fuse_views(volume, decodes, opts)
             presence = {p: d.presence for p, d in decodes.items()}
