@@ -24,7 +24,7 @@ from TextSegmentLib.engine.volume import slice_pixel_spacing, slice_view
 from TextSegmentLib.imaging import CT_WINDOWS, fit_slices, normalize_ct, plan_fit
 
 from .augment import SliceAugmenter, degrade
-from .data import Sample, _logits, _normalise, jittered_box, sampled_points
+from .data import Sample, _logits, _normalise, prompted_sample
 from .prompting import PromptBank
 from .synth import draw_contrast, synthesize_slice
 from .vocabulary import Structure
@@ -234,7 +234,7 @@ class BankSampler:
         present = float(mask.sum() >= max(1, self.min_pixels // 2))
         mode = "text" if not present else self.modes[int(rng.choice(len(self.modes), p=self.mode_p))]
         text = prng.choice(self.pool[s.name]) if augment else s.name
-        out = _prompted(image3.astype(np.float32), mask, present, text, mode, rng, s.name)
+        out = prompted_sample(image3.astype(np.float32), mask, present, text, mode, rng, s.name)
         out.prior = _logits(prior, rng) if with_prior else None
         return out
 
@@ -285,17 +285,5 @@ class BankSampler:
                         fit_slices(self._target(v, targets, plane, k)[None].astype(np.float32), fit)[0].numpy() >= 0.5
                     ).astype(np.uint8)
                     label = f"{s.name}|{plane}|{'t2' if synth else 'real'}"
-                    out.append(_prompted(img.astype(np.float32), mask, 1.0, s.name, "text", None, label))
+                    out.append(prompted_sample(img.astype(np.float32), mask, 1.0, s.name, "text", None, label))
         return out
-
-
-def _prompted(image, mask, present, text, mode, rng, name) -> Sample:
-    box = -np.ones(4, dtype=np.float32)
-    points = np.zeros((4, 2), dtype=np.float32)
-    labels = -np.ones(4, dtype=np.float32)
-    if "box" in mode:
-        box = jittered_box(mask, rng)
-    if "points" in mode:
-        points, labels = sampled_points(mask, rng)
-    prompt = None if mode in ("box", "points") else text
-    return Sample(image, mask, present, prompt, box, points, labels, name)

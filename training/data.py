@@ -188,7 +188,7 @@ class SliceSampler:
         present = float(mask.sum() >= max(1, self.min_pixels // 2))
         mode = "text" if not present else self.modes[int(rng.choice(len(self.modes), p=self.mode_p))]
         text = prng.choice(self.pool[s.name]) if augment else s.name
-        out = self._prompted(image, mask, present, text, mode, rng, s.name)
+        out = prompted_sample(image, mask, present, text, mode, rng, s.name)
         out.prior = _logits(prior, rng) if with_prior else None
         return out
 
@@ -208,20 +208,9 @@ class SliceSampler:
         if augment and self.augment is not None:
             image, mask, _ = self.augment(image, mask, seed)
         text = prng.choice(self.spatial_prompts[kind])
-        out = self._prompted(image, mask, float(mask.sum() > 0), text, "text", rng, f"spatial:{kind}")
+        out = prompted_sample(image, mask, float(mask.sum() > 0), text, "text", rng, f"spatial:{kind}")
         out.prior = _logits(degrade(mask, rng), rng) if with_prior else None
         return out
-
-    def _prompted(self, image, mask, present, text, mode, rng, name) -> Sample:
-        box = -np.ones(4, dtype=np.float32)
-        points = np.zeros((MAX_POINTS, 2), dtype=np.float32)
-        labels = -np.ones(MAX_POINTS, dtype=np.float32)
-        if "box" in mode:
-            box = jittered_box(mask, rng)
-        if "points" in mode:
-            points, labels = sampled_points(mask, rng)
-        prompt = None if mode in ("box", "points") else text
-        return Sample(image, mask, present, prompt, box, points, labels, name)
 
     def validation_samples(self, per_structure: int = 2, names: Optional[List[str]] = None) -> List[Sample]:
         """Fixed, unaugmented samples: each structure's (or ``names``') largest slices, canonical name as prompt."""
@@ -235,7 +224,7 @@ class SliceSampler:
             for i in np.argsort(-counts)[:per_structure]:
                 case, k = self.cases[cases[i]], int(slices[i])
                 img, m = case.image(s.ct_window, k, self.context), case.mask(s, k).astype(np.uint8)
-                out.append(self._prompted(img, m, 1.0, s.name, "text", None, s.name))
+                out.append(prompted_sample(img, m, 1.0, s.name, "text", None, s.name))
         return out
 
 
@@ -266,6 +255,20 @@ def sampled_points(mask: np.ndarray, rng: np.random.Generator) -> Tuple[np.ndarr
         points[len(idx)] = (ocols[t], orows[t])
         labels[len(idx)] = 0
     return points, labels
+
+
+def prompted_sample(image, mask, present, text, mode: str, rng, name: str) -> Sample:
+    """A sample with the prompts of ``mode`` ("text", "box", "points" or combinations): a jittered box and sampled
+    +/- points from ``mask``; the text unless the mode is a box or points alone."""
+    box = -np.ones(4, dtype=np.float32)
+    points = np.zeros((MAX_POINTS, 2), dtype=np.float32)
+    labels = -np.ones(MAX_POINTS, dtype=np.float32)
+    if "box" in mode:
+        box = jittered_box(mask, rng)
+    if "points" in mode:
+        points, labels = sampled_points(mask, rng)
+    prompt = None if mode in ("box", "points") else text
+    return Sample(image, mask, present, prompt, box, points, labels, name)
 
 
 def _logits(prior: np.ndarray, rng: np.random.Generator) -> np.ndarray:
