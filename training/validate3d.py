@@ -3,6 +3,7 @@ the engine: one view against three, fusion weights, any run checkpoint. This is 
 MNI152 evaluation image is never used here.
 
     python -m training.validate3d --config training/configs/brain_v2_128.yaml --run training/runs/brain_v2
+    python -m training.validate3d --config ... --bundle Resources/models/<shipped> --run <candidate run> --quick
 """
 
 import argparse
@@ -74,21 +75,35 @@ def validate(
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Whole-volume validation on the bank's validation variants")
     parser.add_argument("--config", required=True)
-    parser.add_argument("--run", required=True)
+    parser.add_argument("--run", help="a training run folder: its best (or last) weights")
     parser.add_argument("--weights", default="best", choices=("best", "last"))
+    parser.add_argument("--bundle", action="append", default=[], help="an exported bundle (repeatable)")
     parser.add_argument("--limit", type=int, help="at most this many validation variants")
+    parser.add_argument("--quick", action="store_true", help="run: three views only (default and every fine pixel)")
     args = parser.parse_args(argv)
+    if not args.run and not args.bundle:
+        parser.error("give --run or --bundle")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = load_config(args.config)
-    model, step = load_trained_model(cfg, Path(args.run), args.weights)
-    model.card = {"input": {"planes": list(PLANES)}}
-    settings = {
-        "axial only": {"views": ("axial",)},
-        "three views 0.4/0.4/0.2": {"views": PLANES},
-        "three views equal": {"views": PLANES, "view_weights": {p: 1.0 for p in PLANES}},
-    }
-    result = validate(model, Path(cfg["bank"]["dir"]), settings, limit=args.limit)
-    print(json.dumps({"step": step, **result}, indent=2))
+    bank = Path(cfg["bank"]["dir"])
+    report: Dict[str, object] = {}
+    for path in args.bundle:
+        from TextSegmentLib.checkpoint import load_bundle
+
+        model = load_bundle(Path(path), torch.device("cpu")).requires_grad_(False)
+        report[Path(path).name] = validate(model, bank, {"card's views": {}}, limit=args.limit)
+    if args.run:
+        model, step = load_trained_model(cfg, Path(args.run), args.weights)
+        model.card = {"input": {"planes": list(PLANES)}}
+        settings = {
+            "three views 0.4/0.4/0.2": {"views": PLANES},
+            "three views, every fine pixel": {"views": PLANES, "fine_pixels": 1},
+        }
+        if not args.quick:
+            settings["axial only"] = {"views": ("axial",)}
+            settings["three views equal"] = {"views": PLANES, "view_weights": {p: 1.0 for p in PLANES}}
+        report[f"{args.run} step {step}"] = validate(model, bank, settings, limit=args.limit)
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
