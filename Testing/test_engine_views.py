@@ -11,6 +11,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from conftest import TINY_MODEL_CONFIG  # noqa: E402
 from engine_volumes import brain_crop, reoriented  # noqa: E402
 
 from TextSegmentLib.checkpoint import load_bundle  # noqa: E402
@@ -293,3 +294,31 @@ def test_fused_views_decode_every_second_model_pixel_along_each_normal(seg3):
     assert counts["default"] <= coarse + len(range(0, 24, 3)) + 2 * len(range(0, 96, 3)) + 3  # + every third slice
     with pytest.raises(Exception, match="fine_pixels"):
         seg3.segment(image, ["brain"], fine_pixels=0)
+
+
+def test_a_decoder_that_reads_the_image_gets_it_from_the_encoding_not_recomputed(monkeypatch):
+    """With ``detail_channels`` the decoder reads the slice images; they are kept when the slice is encoded, so a
+    further prompt does not window and resize them again, and the result equals the uncached path."""
+    from TextSegmentLib.engine.volume import PlaneView
+    from TextSegmentLib.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model({**TINY_MODEL_CONFIG, "detail_channels": 8}).eval()
+    with torch.no_grad():  # the skips start at zero; give them weight so the image matters
+        for proj in (model.mask_decoder.detail.half_proj, model.mask_decoder.detail.full_proj):
+            proj.weight.normal_(0, 0.5)
+    seg = Segmenter(model, device="cpu")
+    image = brain_crop()
+    opts = dict(presence_threshold=0.0, views=("axial", "coronal"))
+    seg.segment(image, ["brain"], **opts)
+    calls = []
+    original = PlaneView.model_inputs
+    monkeypatch.setattr(PlaneView, "model_inputs", lambda self, *a: calls.append(1) or original(self, *a))
+    cached = seg.segment(image, ["brain"], **opts)
+    assert not calls  # everything the further prompt decodes was encoded, with its images, by the first one
+    fresh = Segmenter(model, device="cpu").segment(image, ["brain"], use_cache=False, **opts)
+    np.testing.assert_array_equal(cached.mask(0), fresh.mask(0))
+    volume = seg.prepare(image)
+    emb = seg.store.embeddings(model, volume.view("coronal"), None)
+    idx = [0, 3, 5]
+    assert torch.equal(emb.images(idx), original(volume.view("coronal"), idx, None))

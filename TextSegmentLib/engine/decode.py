@@ -39,7 +39,7 @@ def slice_images(model: torch.nn.Module, embeddings: SliceEmbeddings, indices: S
     """The model inputs of ``indices`` when the model's decoder uses the image (``detail_channels``), else None."""
     if not getattr(model.config, "detail_channels", 0):  # type: ignore[attr-defined]
         return None
-    return embeddings.volume.model_inputs(list(indices), embeddings.window)
+    return embeddings.images(indices)
 
 
 def upscale_masks(
