@@ -23,7 +23,7 @@ from .batching import Batcher, CancelFn, ProgressFn
 from .decode import VolumeDecode, cleanup_3d, prob_to_logit, slice_images
 from .embeddings import SliceEmbeddings
 from .fusion import Box, _view_ranges, fuse, union_box, view_box, view_probabilities
-from .volume import AXIS_NORMAL, PlaneView, PreparedVolume
+from .volume import AXIS_NORMAL, PlaneView, PreparedVolume, slice_pixel_spacing
 
 COARSE_MM = 6.0
 
@@ -40,15 +40,9 @@ def fine_stride(view: PlaneView, pixels: float = 1.0) -> int:
     3.5 mm pixels). With several planes the other planes see this normal at full resolution, so every second pixel
     is enough there (``fine_pixels``). The slices in between are interpolated."""
     spacing = view.volume.canonical_spacing[AXIS_NORMAL[view.plane]]
-    rows, cols = view.height, view.width
-    row_mm, col_mm = (view.volume.canonical_spacing[a] for a in _in_plane_axes(view.plane))
-    pixel_mm = max(rows * row_mm / max(view.fit.h, 1), cols * col_mm / max(view.fit.w, 1))
+    row_mm, col_mm = slice_pixel_spacing(view.volume.canonical_spacing, view.plane)
+    pixel_mm = max(view.height * row_mm / max(view.fit.h, 1), view.width * col_mm / max(view.fit.w, 1))
     return max(1, int(pixels * pixel_mm / max(spacing, 1e-6)))
-
-
-def _in_plane_axes(plane: str):
-    """Canonical spacing indices (L=0, P=1, S=2) of a plane's (row, column) axes."""
-    return {"axial": (1, 0), "coronal": (2, 0), "sagittal": (2, 1)}[plane]
 
 
 def interpolate(found: Dict[int, tuple], lo: int, hi: int) -> None:
