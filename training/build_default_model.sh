@@ -10,19 +10,23 @@ cd "$(dirname "$0")/.."
 MINUTES=${1:-270}
 LATEST=$(ls -d Resources/models/textsegment-brain-lite-v* | sort -V | tail -1)
 INIT=${2:-$LATEST}
-CONFIG=training/configs/brain_v2_128.yaml
-ID=textsegment-brain-lite-v0.2.0
-RUN=training/runs/brain_v2
+CONFIG=${CONFIG:-training/configs/brain_v3_128.yaml}
 PY=.venv/bin/python
 export OMP_NUM_THREADS=1 PYTHONPATH="$PWD"
+# the bundle id and the run folder follow the config's name and version (0.3.0 -> textsegment-brain-lite-v0.3.0)
+ID=$($PY -c "from training.config import load_config as l; c = l('$CONFIG'); print(f\"{c['name']}-v{c['version']}\")")
+RUN=training/runs/$ID-run
 $PY -m training.prepare --config "$CONFIG" --bank
 $PY -m training.train --config "$CONFIG" --out "$RUN" --init "$INIT" --minutes "$MINUTES" --threads 1
 $PY -m training.export --config "$CONFIG" --run "$RUN" --out "training/runs/$ID"
 rm -rf "Resources/models/$ID.new"
 mkdir -p Resources/models
 cp -r "training/runs/$ID" "Resources/models/$ID.new"
-rm -rf "Resources/models/$ID"
+# the shipped bundle is moved aside, never deleted, until the new one is in place
+rm -rf "Resources/models/$ID.old"
+[ ! -e "Resources/models/$ID" ] || mv "Resources/models/$ID" "Resources/models/$ID.old"
 mv "Resources/models/$ID.new" "Resources/models/$ID"
+rm -rf "Resources/models/$ID.old"
 $PY -m TextSegmentLib models publish "Resources/models/$ID" --embedded --set-default --modality MR --modality CT
 $PY -m training.heldout --model "Resources/models/$ID" --out training/runs/heldout
 $PY -m training.robustness --model "Resources/models/$ID" --out training/runs/robustness
