@@ -205,7 +205,8 @@ def test_only_the_slices_decoded_are_encoded(seg3, brain):
     sizes = [seg3.prepare(brain).view(p).num_slices for p in PLANES]
     total = sum(sizes)
     seg3.segment(brain, ["brain"], presence_threshold=1.0, slice_stride=4)  # nothing present: coarse pass only
-    assert sum(encoded) == sum(len(range(0, n, 4)) + (1 if (n - 1) % 4 else 0) for n in sizes) < total
+    # ... of the axial and coronal planes: the sagittal one (0.2) is decoded only where they found something
+    assert sum(encoded) == sum(len(range(0, n, 4)) + (1 if (n - 1) % 4 else 0) for n in sizes[:2]) < total
     seg3.segment(brain, ["brain"], presence_threshold=0.0)
     assert sum(encoded) == total  # the rest, each slice once
 
@@ -322,3 +323,43 @@ def test_a_decoder_that_reads_the_image_gets_it_from_the_encoding_not_recomputed
     emb = seg.store.embeddings(model, volume.view("coronal"), None)
     idx = [0, 3, 5]
     assert torch.equal(emb.images(idx), original(volume.view("coronal"), idx, None))
+
+
+def test_the_lightest_plane_is_decoded_only_where_the_others_found_something():
+    """A voxel needs planes whose weights reach the mask threshold; with 0.4/0.4/0.2 every such set holds the axial
+    or the coronal plane, so the sagittal coarse pass only covers their boxes (along its normal, a coarse step
+    beyond). When the lightest plane alone can reach the threshold, or with fewer planes, every plane is decoded."""
+    from TextSegmentLib.engine.multiview import _coarse, _lightest_needed_elsewhere
+
+    weights = {"axial": 0.4, "coronal": 0.4, "sagittal": 0.2}
+    assert _lightest_needed_elsewhere(PLANES, weights, 0.5) == "sagittal"
+    assert _lightest_needed_elsewhere(PLANES, {p: 1.0 for p in PLANES}, 0.5) == "axial"  # any pair: any plane
+    assert _lightest_needed_elsewhere(PLANES, {p: 1.0 for p in PLANES}, 0.3) is None  # one plane is enough
+    assert _lightest_needed_elsewhere(PLANES, weights, 0.2) is None
+    assert _lightest_needed_elsewhere(["axial", "sagittal"], weights, 0.5) is None
+    assert _coarse(100, 6)[-2:] == [96, 99] and _coarse(100, 6)[0] == 0
+    assert _coarse(100, 6, (30, 40)) == [30, 36, 42]
+
+
+def test_fine_slices_upscale_only_the_box(seg3, brain):
+    """The fine pass upscales only the part of each slice that the fused box covers (``crop``), and the fusion is
+    done in the region decoded finely: identical to the full-slice decoding there."""
+    from TextSegmentLib.engine import multiview
+
+    crops = []
+    original = multiview.decode_slices
+
+    def recording(model, emb, text, batcher, gate, indices, *args, **kwargs):
+        crops.append(args[4] if len(args) > 4 else kwargs.get("crop"))
+        return original(model, emb, text, batcher, gate, indices, *args, **kwargs)
+
+    opts = dict(presence_threshold=0.0, min_component_ml=0.0, min_slices=1, fill_holes=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(multiview, "decode_slices", recording)
+        res = seg3.segment(brain, ["brain"], **opts)
+    assert res.segments[0].found
+    size = seg3.model.config.image_size
+    fine = [c for c in crops if c is not None]
+    assert fine and all(0 <= y0 < y1 <= size and 0 <= x0 < x1 <= size for y0, y1, x0, x1 in fine)
+    assert any((y1 - y0) * (x1 - x0) < size * size for y0, y1, x0, x1 in fine)  # the letterbox is left out
+    assert crops[0] is None  # the coarse pass decodes whole slices (it looks for the target)

@@ -209,3 +209,56 @@ def test_layernorm2d_is_a_layernorm_over_channels(channels_last):
     (g_out,) = torch.autograd.grad(out.square().sum(), x)
     (g_ref,) = torch.autograd.grad(ref.square().sum(), x)
     assert torch.allclose(g_out, g_ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("side", ["few queries", "few keys"])
+@pytest.mark.parametrize("padded", [False, True])
+def test_attention_between_few_and_many_tokens_equals_the_plain_one(side, padded):
+    """At inference the decoder's attention between a few prompt tokens and a thousand image tokens folds the image
+    tokens' projections into the prompt side: the same result as the plain attention (which training uses)."""
+    from TextSegmentLib.model.layers import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(128, 4, 2)
+    few, many = torch.randn(3, 7, 128), torch.randn(3, 1024, 128)
+    q, k, v = (few, many, many * 0.5 + 1) if side == "few queries" else (many, few, few * 0.5 + 1)
+    mask = torch.ones(3, k.shape[1], dtype=torch.bool)
+    if padded:
+        mask[:, -2:] = False
+    with torch.enable_grad():
+        plain = attn(q, k, v, mask if padded else None)
+    with torch.no_grad():
+        fast = attn(q, k, v, mask if padded else None)
+        direct = (attn._few_queries if side == "few queries" else attn._few_keys)(q, k, v, mask if padded else None)
+    assert torch.equal(fast, direct)  # the fast path is the one taken without autograd
+    assert torch.allclose(fast, plain, atol=1e-5, rtol=1e-4)
+    if padded:  # padded keys get no weight: changing them changes nothing
+        k2, v2 = k.clone(), v.clone()
+        k2[:, -2:] += 100.0
+        v2[:, -2:] -= 100.0
+        with torch.no_grad():
+            assert torch.allclose(attn(q, k2, v2, mask), fast, atol=1e-5)
+
+
+@pytest.mark.parametrize("crop", [(10, 50, 30, 61), (0, 64, 0, 64), (50, 64, 0, 9), (0, 3, 60, 64)])
+def test_a_decoded_crop_equals_the_whole_mask_there(images, crop):
+    """Upscaling only a crop (with the image's detail path) gives the whole mask's logits inside the widened crop
+    and the absent logit outside; presence and IoU do not depend on it."""
+    from TextSegmentLib.model.mask_decoder import ABSENT_LOGIT, align_crop
+
+    torch.manual_seed(0)
+    m = build_model({**SMALL, "detail_channels": 8}).eval()
+    with torch.no_grad():
+        for proj in (m.mask_decoder.detail.half_proj, m.mask_decoder.detail.full_proj):
+            proj.weight.normal_(0, 0.5)  # the detail path starts at zero: make it count
+        emb = m.encode_image(images)
+        full = m.decode(emb, text=["left putamen"] * 3, images=images)
+        part = m.decode(emb, text=["left putamen"] * 3, images=images, crop=crop)
+    y0, y1, x0, x1 = align_crop(crop, 64)
+    assert y0 <= crop[0] and y1 >= min(crop[1], 64) and x0 <= crop[2] and x1 >= min(crop[3], 64)
+    assert y0 % 8 == 0 and x0 % 8 == 0 and y1 - y0 >= 8
+    assert torch.allclose(part.masks[..., y0:y1, x0:x1], full.masks[..., y0:y1, x0:x1], atol=1e-5)
+    outside = part.masks.clone()
+    outside[..., y0:y1, x0:x1] = ABSENT_LOGIT
+    assert torch.all(outside == ABSENT_LOGIT)
+    assert torch.equal(part.presence, full.presence) and torch.equal(part.iou, full.iou)

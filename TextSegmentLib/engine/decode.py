@@ -7,7 +7,7 @@ slice by slice and removes 3D components that are smaller than ``min_component_m
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -28,11 +28,14 @@ def prob_to_logit(p: float) -> float:
 
 @dataclass
 class VolumeDecode:
-    """Model-resolution mask logits (N, S, S) fp16, presence logits (N,) and predicted IoU (N,) of every slice."""
+    """Model-resolution mask logits (N, S, S) fp16, presence logits (N,) and predicted IoU (N,) of every slice;
+    ``region``: the canonical box that was decoded finely (outside it the logits are coarse or missing), when known.
+    """
 
     logits: torch.Tensor
     presence: torch.Tensor
     iou: torch.Tensor
+    region: Optional[Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]] = None
 
 
 def slice_images(model: torch.nn.Module, embeddings: SliceEmbeddings, indices: Sequence[int]):

@@ -1,28 +1,32 @@
 """One prompt along several planes: decode coarse to fine where the target can be, then fuse into one mask.
 
-1. Coarse pass: every plane decodes every ``stride``-th slice (about every 6 mm by default).
+1. Coarse pass: every plane decodes every ``stride``-th slice (about every 6 mm by default). A voxel needs planes
+   whose weights reach the mask threshold; when every such set holds one of the other planes, the plane with the
+   smallest weight is decoded only across the other planes' boxes (with 0.4/0.4/0.2: sagittal slices only where
+   the axial or the coronal plane found something).
 2. The target's box: where the fused probability can reach the mask threshold, from the boxes around what each
    plane's coarse slices found (:func:`target_box`): a region only one plane finds cannot pass the weighted mean.
 3. Fine pass: every plane decodes the slices across the box not decoded yet (a single plane also ``stride - 1``
    beyond it: alone it knows the target's extent along its normal only to a coarse step); slices outside stay absent.
    One slice is decoded per model pixel along the normal (:func:`fine_stride`; per two pixels when several planes
    are fused, as the other planes resolve that axis), e.g. 0.7 mm coronal slices of a CT whose coronal slices the
-   model sees at 3.5 mm pixels are decoded every 3.5 mm; the slices in between are interpolated.
-4. Fusion inside the box (:mod:`fusion`), threshold, 3D clean-up of the box only.
+   model sees at 3.5 mm pixels are decoded every 3.5 mm; the slices in between are interpolated. Only the box's
+   part of each fine slice is upscaled to the model's resolution (``crop``: the same logits there).
+4. Fusion inside the box (:mod:`fusion`; the box is the decoded ``region``), threshold, 3D clean-up of the box only.
 """
 
 from itertools import combinations
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from ..model import TextEmbedding
-from ..model.mask_decoder import ABSENT_LOGIT
+from ..model.mask_decoder import ABSENT_LOGIT, Crop
 from .batching import Batcher, CancelFn, ProgressFn
 from .decode import VolumeDecode, cleanup_3d, prob_to_logit, slice_images
 from .embeddings import SliceEmbeddings
-from .fusion import Box, _view_ranges, fuse, union_box, view_box, view_probabilities
+from .fusion import Box, _canonical_box, _view_ranges, fuse, union_box, view_box, view_probabilities
 from .volume import AXIS_NORMAL, PlaneView, PreparedVolume, slice_pixel_spacing
 
 COARSE_MM = 6.0
@@ -68,8 +72,10 @@ def decode_slices(
     cancel: CancelFn = None,
     start: float = 0.0,
     span: float = 1.0,
+    crop: Optional[Crop] = None,
 ) -> Dict[int, tuple]:
-    """{slice: (logits (S, S) fp16, presence logit, IoU)} for ``indices``; absent slices skip the upscaling."""
+    """{slice: (logits (S, S) fp16, presence logit, IoU)} for ``indices``; absent slices skip the upscaling, and
+    with ``crop`` (y0, y1, x0, x1 model pixels) present ones upscale only that part (the rest is absent)."""
 
     def run(batch: List[int]) -> List[tuple]:
         out = model.decode(  # type: ignore[operator]
@@ -77,6 +83,7 @@ def decode_slices(
             text=text,
             presence_threshold=gate,
             images=slice_images(model, embeddings, batch),
+            crop=crop,
         )
         logits = out.masks[:, 0].to("cpu", torch.float16)
         return list(zip(logits, out.presence[:, 0].cpu(), out.iou[:, 0].cpu()))
@@ -121,6 +128,38 @@ def target_box(
     return union_box(regions)
 
 
+def model_crop(view: PlaneView, rows: Tuple[int, int], cols: Tuple[int, int], margin: int = 3) -> Crop:
+    """Model pixels (y0, y1, x0, x1) that the slice pixels ``rows`` x ``cols`` of ``view`` are resampled from,
+    plus ``margin`` (bilinear neighbours and a little room)."""
+    ys, xs = view.fit.to_model(np.array([rows[0] - 1.0, rows[1]]), np.array([cols[0] - 1.0, cols[1]]))
+    size = view.fit.size
+    y0, y1 = max(0, int(np.floor(ys[0])) - margin), min(size, int(np.ceil(ys[1])) + margin + 1)
+    x0, x1 = max(0, int(np.floor(xs[0])) - margin), min(size, int(np.ceil(xs[1])) + margin + 1)
+    return y0, y1, x0, x1
+
+
+def _lightest_needed_elsewhere(planes: Sequence[str], weights: Mapping[str, float], threshold: float) -> Optional[str]:
+    """The plane with the smallest weight when no set of planes that reaches ``threshold`` of the total weight
+    leaves out all the others (then its voxels always need another plane's box), else None."""
+    if len(planes) < 3:
+        return None
+    w = {p: float(weights.get(p, 1.0)) for p in planes}
+    total = sum(w.values()) or 1.0
+    light = min(planes, key=lambda p: (w[p], planes.index(p)))
+    return None if w[light] / total + 1e-9 >= threshold else light
+
+
+def _coarse(n: int, stride: int, within: Optional[Tuple[int, int]] = None) -> List[int]:
+    """Every ``stride``-th slice and the last one; only those inside ``within`` (lo, hi) when given."""
+    out = list(range(0, n, stride))
+    if out[-1] != n - 1:
+        out.append(n - 1)
+    if within is not None:
+        lo, hi = within
+        out = [k for k in out if lo - stride < k < hi + stride]
+    return out
+
+
 def decode_views(
     model: torch.nn.Module,
     volume: PreparedVolume,
@@ -144,43 +183,59 @@ def decode_views(
     found: Dict[str, Dict[int, tuple]] = {}
     total = sum(v.num_slices for v in views.values())
     pos = start
-    for p in planes:
+    weights, threshold = opts["view_weights"], opts["mask_threshold"]
+    last = _lightest_needed_elsewhere(planes, weights, threshold)
+    for p in sorted(planes, key=lambda q: q == last):  # the lightest plane last: it needs the others' boxes
         n = views[p].num_slices
-        coarse = list(range(0, n, strides[p]))
-        if coarse[-1] != n - 1:
-            coarse.append(n - 1)
+        within: Optional[Tuple[int, int]] = (0, 0)
+        if p == last:
+            others = {q: assemble(found[q], views[q].num_slices, size) for q in found}
+            union = union_box([view_box(views[q], d, gate) for q, d in others.items()])
+            within = _view_ranges(views[p], union)[0] if union is not None else None
+        coarse = _coarse(n, strides[p], within if p == last else None) if within is not None else []
         share = span * 0.5 * n / total
         found[p] = decode_slices(model, embeddings[p], text, batcher, gate, coarse, progress, cancel, pos, share)
         pos += share
-    coarse = {p: assemble(found[p], views[p].num_slices, size) for p in planes}
-    box = target_box(volume, coarse, gate, opts["view_weights"], opts["mask_threshold"])
+    coarse_decodes = {p: assemble(found[p], views[p].num_slices, size) for p in planes}
+    box = target_box(volume, coarse_decodes, gate, weights, threshold)
     fine_pixels = opts.get("fine_pixels") or (1 if len(planes) == 1 else 2)
+    regions: List[Box] = []
     if box is not None:
         for p in planes:
-            (k0, k1), _, _ = _view_ranges(views[p], box)
+            (k0, k1), rows, cols = _view_ranges(views[p], box)
             # one plane alone knows its extent along its normal only to a coarse step; with several planes the
             # others' in-plane extents bound it to the voxel (the box already has a margin)
             ext = strides[p] - 1 if len(planes) == 1 else 0
             lo, hi = max(0, k0 - ext), min(views[p].num_slices, k1 + ext)
+            regions.append(_canonical_box(views[p], (lo, hi), rows, cols))
             step = fine_stride(views[p], fine_pixels)
             wanted = set(range(lo, hi, step)) | ({hi - 1} if hi > lo else set())
             fine = sorted(k for k in wanted if k not in found[p])
             share = span * 0.5 * views[p].num_slices / total
             if fine:
+                crop = model_crop(views[p], rows, cols)
                 found[p].update(
-                    decode_slices(model, embeddings[p], text, batcher, gate, fine, progress, cancel, pos, share)
+                    decode_slices(model, embeddings[p], text, batcher, gate, fine, progress, cancel, pos, share, crop)
                 )
             if step > 1:
                 interpolate(found[p], lo, hi)
             pos += share
-    return {p: assemble(found[p], views[p].num_slices, size) for p in planes}
+    region = union_box(regions)
+    out = {p: assemble(found[p], views[p].num_slices, size) for p in planes}
+    for d in out.values():
+        d.region = region
+    return out
 
 
 def fuse_views(volume: PreparedVolume, decodes: Mapping[str, VolumeDecode], opts: Mapping[str, Any]) -> np.ndarray:
     """The canonical mask: the planes' probabilities fused inside the target's box, thresholded, cleaned up."""
     gate = prob_to_logit(opts["presence_threshold"])
     mask = np.zeros(volume.canonical.shape, dtype=bool)
-    box = target_box(volume, decodes, gate, opts["view_weights"], opts["mask_threshold"])
+    regions = {d.region for d in decodes.values()} - {None}
+    if regions:  # decoded by decode_views: fuse where its fine pass decoded
+        box = union_box(list(regions))
+    else:
+        box = target_box(volume, decodes, gate, opts["view_weights"], opts["mask_threshold"])
     if box is None:
         return mask
     blocks = {p: view_probabilities(volume.view(p), d, box, gate) for p, d in decodes.items()}

@@ -67,6 +67,11 @@ class Attention(nn.Module):
     def forward(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
+        if not torch.is_grad_enabled():
+            rank = self.num_heads * min(q.shape[1], k.shape[1])
+            if rank < self.internal_dim and max(q.shape[1], k.shape[1]) >= 4 * self.internal_dim:
+                few_queries = q.shape[1] <= k.shape[1]
+                return self._few_queries(q, k, v, key_mask) if few_queries else self._few_keys(q, k, v, key_mask)
         q = self._split(self.q_proj(q))
         k = self._split(self.k_proj(k))
         v = self._split(self.v_proj(v))
@@ -74,3 +79,43 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         b, h, n, c = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
+
+    # The mask decoder attends between a few prompt tokens and a thousand image tokens. With h heads and n prompt
+    # tokens, h * n < internal_dim: projecting the thousand image tokens is the expensive part, and it can be folded
+    # into the few tokens' side (the same sums in another order; used without autograd, i.e. at inference).
+
+    def _heads(self, weight: torch.Tensor) -> torch.Tensor:
+        """(internal_dim, dim) projection weight -> (heads, head_dim, dim)."""
+        return weight.reshape(self.num_heads, -1, weight.shape[-1])
+
+    def _few_queries(self, q, k, v, key_mask):
+        """Few queries over many keys: scores = (q W_q + b_q) W_k k^T (the key bias is constant along the
+        softmax and cancels), out = ((A v) W_v^T + b_v) W_o^T + b_o (attention rows sum to one)."""
+        b, nq, _ = q.shape
+        qh = self._split(self.q_proj(q))  # (B, h, nq, c)
+        folded = torch.einsum("bhqc,hcd->bhqd", qh, self._heads(self.k_proj.weight))  # (B, h, nq, dim)
+        scores = folded.reshape(b, -1, k.shape[-1]) @ k.transpose(1, 2)  # (B, h * nq, Nk)
+        scores = scores.reshape(b, self.num_heads, nq, -1) * qh.shape[-1] ** -0.5
+        if key_mask is not None:
+            scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+        attn = scores.softmax(-1)
+        mixed = (attn.reshape(b, -1, attn.shape[-1]) @ v).reshape(b, self.num_heads, nq, -1)  # (B, h, nq, dim)
+        out = torch.einsum("bhqd,hcd->bqhc", mixed, self._heads(self.v_proj.weight)).reshape(b, nq, -1)
+        return self.out_proj(out + self.v_proj.bias)
+
+    def _few_keys(self, q, k, v, key_mask):
+        """Many queries over few keys: scores = q (W_q^T K^T) + b_q K^T, out = A (V W_o^T) + b_o."""
+        b, nq, _ = q.shape
+        kh = self._split(self.k_proj(k))  # (B, h, nk, c)
+        vh = self._split(self.v_proj(v))
+        h, nk = kh.shape[1], kh.shape[2]
+        wq = self._heads(self.q_proj.weight)  # (h, c, dim)
+        keys = torch.einsum("hcd,bhkc->bdhk", wq, kh).reshape(b, -1, h * nk)  # (B, dim, h * nk)
+        bias = torch.einsum("hc,bhkc->bhk", self.q_proj.bias.reshape(h, -1), kh).reshape(b, 1, h * nk)
+        scores = torch.baddbmm(bias, q, keys).reshape(b, nq, h, nk) * kh.shape[-1] ** -0.5
+        if key_mask is not None:
+            scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+        attn = scores.softmax(-1).reshape(b, nq, h * nk)
+        wo = self.out_proj.weight.reshape(-1, h, kh.shape[-1])  # (dim, h, c)
+        values = torch.einsum("bhkc,dhc->bhkd", vh, wo).reshape(b, h * nk, -1)  # (B, h * nk, dim)
+        return torch.baddbmm(self.out_proj.bias.expand(b, 1, -1), attn, values)

@@ -7,7 +7,7 @@ The skips' output projections start at zero: a decoder trained without them keep
 """
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -19,6 +19,8 @@ from .transformer import TwoWayTransformer
 
 NUM_OUTPUT_TOKENS = 3  # IoU, mask, presence
 ABSENT_LOGIT = -20.0
+Crop = Tuple[int, int, int, int]  # rows y0:y1, columns x0:x1 of the (S, S) mask
+DETAIL_HALO = 8  # image pixels beyond a crop that the detail path's convolutions read (3 are needed)
 
 
 @dataclass
@@ -85,6 +87,7 @@ class MaskDecoder(nn.Module):
         dense: torch.Tensor,
         presence_threshold: Optional[float] = None,
         images: Optional[torch.Tensor] = None,
+        crop: Optional[Crop] = None,
     ) -> DecoderOutput:
         b = image.shape[0]
         out_tokens = self.output_tokens.weight.unsqueeze(0).expand(b, -1, -1)
@@ -101,19 +104,52 @@ class MaskDecoder(nn.Module):
             keep = torch.nonzero(presence[:, 0] >= presence_threshold).flatten()
         masks = torch.full((b, 1, size, size), ABSENT_LOGIT, dtype=hs.dtype, device=image.device)
         if keep.numel():
+            y0, y1, x0, x1 = align_crop(crop, size)
             # (B, N, C) tokens -> (B, C, g, g) channels-last (a view); the upscaling stays channels-last
-            up = self._upscale(src[keep].transpose(1, 2).reshape(-1, src.shape[-1], g, g), images, keep)
+            x = src[keep].transpose(1, 2).reshape(-1, src.shape[-1], g, g)[:, :, y0 // 4 : y1 // 4, x0 // 4 : x1 // 4]
+            up = self._upscale(x, images, keep, (y0, y1, x0, x1))
             hyper = self.hypernet(hs[keep, 1])
-            pixels = up.permute(0, 2, 3, 1).reshape(up.shape[0], size * size, up.shape[1])  # a view if channels-last
-            masks[keep] = (pixels @ hyper.unsqueeze(-1)).reshape(-1, 1, size, size).to(masks.dtype)
+            h, w = up.shape[-2:]
+            pixels = up.permute(0, 2, 3, 1).reshape(up.shape[0], h * w, up.shape[1])  # a view if channels-last
+            part = (pixels @ hyper.unsqueeze(-1)).reshape(-1, 1, h, w).to(masks.dtype)
+            if (h, w) == (size, size):
+                masks[keep] = part
+            else:
+                masks[keep, :, y0:y1, x0:x1] = part
         return DecoderOutput(masks=masks, iou=iou, presence=presence)
 
-    def _upscale(self, x: torch.Tensor, images: Optional[torch.Tensor], keep: torch.Tensor) -> torch.Tensor:
-        """S/4 -> S/2 -> S, adding the image's detail features when the decoder has them and images are given."""
+    def _upscale(self, x: torch.Tensor, images: Optional[torch.Tensor], keep: torch.Tensor, crop: Crop) -> torch.Tensor:
+        """S/4 -> S/2 -> S, adding the image's detail features when the decoder has them and images are given.
+        ``x`` holds the tokens of the aligned ``crop`` only: every step is per pixel except the detail path's 3 x 3
+        convolutions, which see the image ``DETAIL_HALO`` pixels beyond the crop (exact inside it)."""
         up = self.upscaling
         if self.detail is None or images is None:
             return up(x)
-        imgs = images[keep]
-        half, full = self.detail(imgs.to(x.dtype))
+        y0, y1, x0, x1 = crop
+        size = images.shape[-1]
+        iy0, ix0 = max(0, y0 - DETAIL_HALO), max(0, x0 - DETAIL_HALO)
+        iy1, ix1 = min(size, y1 + DETAIL_HALO), min(size, x1 + DETAIL_HALO)
+        half, full = self.detail(images[keep, :, iy0:iy1, ix0:ix1].to(x.dtype))
+        if (iy0, iy1, ix0, ix1) != (y0, y1, x0, x1):
+            ty, tx = y0 - iy0, x0 - ix0
+            full = full[:, :, ty : ty + y1 - y0, tx : tx + x1 - x0]
+            half = half[:, :, ty // 2 : (ty + y1 - y0) // 2, tx // 2 : (tx + x1 - x0) // 2]
         x = up[2](up[1](up[0](x))) + half
         return up[4](up[3](x) + full)
+
+
+def align_crop(crop: Optional[Crop], size: int) -> Crop:
+    """``crop`` widened to multiples of 8 pixels (whole tokens and even detail-path strides), inside the mask;
+    None is the whole mask. Decoding a crop gives the same logits there as decoding the whole mask.
+
+    Example:
+        >>> align_crop((10, 30, 0, 5), 128), align_crop(None, 128)
+        ((8, 32, 0, 8), (0, 128, 0, 128))
+    """
+    if crop is None:
+        return 0, size, 0, size
+    out = []
+    for a, b in ((crop[0], crop[1]), (crop[2], crop[3])):
+        lo = min(max(0, int(a) // 8 * 8), size - 8)
+        out += [lo, max(min(size, -(-int(b) // 8) * 8), lo + 8)]
+    return out[0], out[1], out[2], out[3]

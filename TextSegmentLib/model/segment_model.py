@@ -1,7 +1,7 @@
 """TextSegmentModel: image encoder + text/box/point/mask prompts + mask decoder (LangMedSAM design)."""
 
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -103,6 +103,7 @@ class TextSegmentModel(nn.Module):
         mask_inputs: Optional[torch.Tensor] = None,
         presence_threshold: Optional[float] = None,
         images: Optional[torch.Tensor] = None,
+        crop: Optional[Tuple[int, int, int, int]] = None,
     ) -> DecoderOutput:
         """Decode masks from cached image embeddings and any combination of prompts.
 
@@ -112,6 +113,8 @@ class TextSegmentModel(nn.Module):
         logit is below it skip the mask upscaling and get a constant negative mask (faster whole-volume decoding).
         ``images`` (B, 3, S, S) in [0, 255], the slices the embeddings came from: models with ``detail_channels``
         use them for edges finer than the embedding grid (without them such a model decodes as if it had none).
+        ``crop`` (y0, y1, x0, x1): only these mask pixels are wanted (widened to whole tokens); the rest of the mask
+        is the constant negative logit, and the upscaling costs the crop's share of it.
         """
         if isinstance(text, str):
             text = [text]
@@ -137,7 +140,7 @@ class TextSegmentModel(nn.Module):
             if images is not None:
                 images = _expand(images.to(self.device, torch.float32), batch)
             out = self.mask_decoder(
-                emb, self.prompt_encoder.dense_pe(), sentence, sparse, valid, dense, presence_threshold, images
+                emb, self.prompt_encoder.dense_pe(), sentence, sparse, valid, dense, presence_threshold, images, crop
             )
         return DecoderOutput(out.masks.float(), out.iou.float(), out.presence.float())
 
