@@ -278,7 +278,8 @@ def test_fused_views_decode_every_second_model_pixel_along_each_normal(seg3):
     original = multiview.decode_slices
 
     def counting(model, emb, text, batcher, gate, indices, *args, **kwargs):
-        decoded.append(len(indices))
+        if not kwargs.get("probe"):  # the coarse pass only probes; count the exact decodes
+            decoded.append(len(indices))
         return original(model, emb, text, batcher, gate, indices, *args, **kwargs)
 
     opts = dict(presence_threshold=0.0, slice_stride=8, min_component_ml=0.0, min_slices=1)
@@ -290,9 +291,10 @@ def test_fused_views_decode_every_second_model_pixel_along_each_normal(seg3):
             res = seg3.segment(image, ["brain"], **opts, **extra)
             counts[name] = sum(decoded)
             assert res.segments[0].found
-    assert counts["every pixel"] == 24 + 96 + 96  # everything present: every slice of every plane
+    assert counts["every pixel"] == 24 + 96 + 96  # everything present: every slice of every plane, once
     coarse = len(range(0, 24, 8)) + 1 + 2 * (len(range(0, 96, 8)) + 1)
     assert counts["default"] <= coarse + len(range(0, 24, 3)) + 2 * len(range(0, 96, 3)) + 3  # + every third slice
+    assert counts["default"] < 0.6 * counts["every pixel"]
     with pytest.raises(Exception, match="fine_pixels"):
         seg3.segment(image, ["brain"], fine_pixels=0)
 

@@ -262,3 +262,24 @@ def test_a_decoded_crop_equals_the_whole_mask_there(images, crop):
     outside[..., y0:y1, x0:x1] = ABSENT_LOGIT
     assert torch.all(outside == ABSENT_LOGIT)
     assert torch.equal(part.presence, full.presence) and torch.equal(part.iou, full.iou)
+
+
+def test_a_probe_is_the_whole_mask_at_one_pixel_of_each_block(images):
+    """``probe`` computes the mask at the pixels (4i + 2, 4j + 2) only and repeats each over its 4 x 4 block: the same
+    logits as the whole mask there (with the image's detail path)."""
+    torch.manual_seed(0)
+    m = build_model({**SMALL, "detail_channels": 8}).eval()
+    with torch.no_grad():
+        for proj in (m.mask_decoder.detail.half_proj, m.mask_decoder.detail.full_proj):
+            proj.weight.normal_(0, 0.5)
+        emb = m.encode_image(images)
+        full = m.decode(emb, text=["left putamen"] * 3, images=images)
+        probe = m.decode(emb, text=["left putamen"] * 3, images=images, probe=True)
+        plain = build_model(SMALL).eval()  # no detail path
+        plain_full = plain.decode(plain.encode_image(images), text=["x"] * 3)
+        plain_probe = plain.decode(plain.encode_image(images), text=["x"] * 3, probe=True)
+    assert torch.allclose(probe.masks[..., 2::4, 2::4], full.masks[..., 2::4, 2::4], atol=1e-5)
+    assert torch.equal(probe.masks[..., 0::4, 1::4], probe.masks[..., 2::4, 2::4])  # one value per block
+    assert not torch.allclose(probe.masks, full.masks, atol=1e-3)  # elsewhere it is not the mask
+    assert torch.allclose(plain_probe.masks[..., 2::4, 2::4], plain_full.masks[..., 2::4, 2::4], atol=1e-5)
+    assert torch.equal(probe.presence, full.presence)

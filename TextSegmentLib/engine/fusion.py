@@ -47,8 +47,11 @@ def _canonical_box(view: PlaneView, k: Tuple[int, int], r: Tuple[int, int], c: T
     return s, c, k
 
 
-def view_box(view: PlaneView, dec: VolumeDecode, gate: float, level: float = 0.1, margin: int = 2) -> Optional[Box]:
-    """Canonical box around everything ``view`` finds above probability ``level`` on its present slices."""
+def view_box(
+    view: PlaneView, dec: VolumeDecode, gate: float, level: float = 0.1, margin: int = 2, pad: float = 0.0
+) -> Optional[Box]:
+    """Canonical box around everything ``view`` finds above probability ``level`` on its present slices; ``pad``
+    model pixels more in-plane (probed masks know a target's edge to a block of pixels only)."""
     present = dec.presence.float().numpy() >= gate
     if not present.any():
         return None
@@ -61,7 +64,9 @@ def view_box(view: PlaneView, dec: VolumeDecode, gate: float, level: float = 0.1
     area = hot.any(0).numpy()
     ys, xs = np.flatnonzero(area.any(1)), np.flatnonzero(area.any(0))
     fit = view.fit
-    rows, cols = fit.from_model(np.array([ys[0] - 1.0, ys[-1] + 1.0]), np.array([xs[0] - 1.0, xs[-1] + 1.0]))
+    rows, cols = fit.from_model(
+        np.array([ys[0] - 1.0 - pad, ys[-1] + 1.0 + pad]), np.array([xs[0] - 1.0 - pad, xs[-1] + 1.0 + pad])
+    )
     r = (max(0, int(math.floor(rows[0])) - margin), min(view.height, int(math.ceil(rows[1])) + margin + 1))
     c = (max(0, int(math.floor(cols[0])) - margin), min(view.width, int(math.ceil(cols[1])) + margin + 1))
     k = (max(0, int(ks[0]) - margin), min(view.num_slices, int(ks[-1]) + margin + 1))

@@ -1,6 +1,8 @@
 """One prompt along several planes: decode coarse to fine where the target can be, then fuse into one mask.
 
-1. Coarse pass: every plane decodes every ``stride``-th slice (about every 6 mm by default). A voxel needs planes
+1. Coarse pass: every plane decodes every ``stride``-th slice (about every 6 mm by default), probing the mask at one
+   pixel of each 4 x 4 block (``probe``: a 16th of the upscaling; these slices are decoded again, exactly, when they
+   fall in the box). A voxel needs planes
    whose weights reach the mask threshold; when every such set holds one of the other planes, the plane with the
    smallest weight is decoded only across the other planes' boxes (with 0.4/0.4/0.2: sagittal slices only where
    the axial or the coronal plane found something).
@@ -30,6 +32,8 @@ from .fusion import Box, _canonical_box, _view_ranges, fuse, union_box, view_box
 from .volume import AXIS_NORMAL, PlaneView, PreparedVolume, slice_pixel_spacing
 
 COARSE_MM = 6.0
+#: model pixels added around what probed masks find: a target's edge lies within a block (4 pixels) of a probe
+PROBE_PAD = 2.0
 
 
 def auto_stride(view: PlaneView, mm: float = COARSE_MM) -> int:
@@ -73,9 +77,11 @@ def decode_slices(
     start: float = 0.0,
     span: float = 1.0,
     crop: Optional[Crop] = None,
+    probe: bool = False,
 ) -> Dict[int, tuple]:
     """{slice: (logits (S, S) fp16, presence logit, IoU)} for ``indices``; absent slices skip the upscaling, and
-    with ``crop`` (y0, y1, x0, x1 model pixels) present ones upscale only that part (the rest is absent)."""
+    with ``crop`` (y0, y1, x0, x1 model pixels) present ones upscale only that part (the rest is absent); with
+    ``probe`` only one pixel per 4 x 4 block (see ``TextSegmentModel.decode``)."""
 
     def run(batch: List[int]) -> List[tuple]:
         out = model.decode(  # type: ignore[operator]
@@ -84,6 +90,7 @@ def decode_slices(
             presence_threshold=gate,
             images=slice_images(model, embeddings, batch),
             crop=crop,
+            probe=probe,
         )
         logits = out.masks[:, 0].to("cpu", torch.float16)
         return list(zip(logits, out.presence[:, 0].cpu(), out.iou[:, 0].cpu()))
@@ -112,12 +119,13 @@ def target_box(
     gate: float,
     weights: Mapping[str, float],
     threshold: float = 0.5,
+    pad: float = 0.0,
 ) -> Optional[Box]:
     """Where the fused probability can reach ``threshold``: the union, over every set of planes whose fusion
     weights reach it, of the intersection of their boxes. A region only one plane finds (with weights 0.4/0.4/0.2:
     at most 0.4) cannot become part of the mask, so it costs no fine decoding and no resampling. This also takes a
     sided prompt's side from the axial and coronal planes: the sagittal plane (0.2) answers on both hemispheres."""
-    boxes = {p: view_box(volume.view(p), d, gate) for p, d in decodes.items()}
+    boxes = {p: view_box(volume.view(p), d, gate, pad=pad) for p, d in decodes.items()}
     total = sum(float(weights.get(p, 1.0)) for p in boxes) or 1.0
     found = [p for p, b in boxes.items() if b is not None]
     regions = []
@@ -160,6 +168,22 @@ def _coarse(n: int, stride: int, within: Optional[Tuple[int, int]] = None) -> Li
     return out
 
 
+def _fine(lo: int, hi: int, step: int, probed: Sequence[int]) -> List[int]:
+    """Slices lo..hi-1 to decode exactly: the probed ones in it, its ends, and every ``step``-th in between.
+
+    Example:
+        >>> _fine(3, 20, 4, [0, 6, 12, 18, 24])
+        [3, 6, 10, 12, 16, 18, 19]
+    """
+    if hi <= lo:
+        return []
+    anchors = sorted({k for k in probed if lo <= k < hi} | {lo, hi - 1})
+    out = set(anchors)
+    for a, b in zip(anchors[:-1], anchors[1:]):
+        out.update(range(a + step, b, step))
+    return sorted(out)
+
+
 def decode_views(
     model: torch.nn.Module,
     volume: PreparedVolume,
@@ -181,6 +205,7 @@ def decode_views(
     views = {p: volume.view(p) for p in planes}
     strides = {p: max(1, int(slice_stride)) if slice_stride else auto_stride(views[p]) for p in planes}
     found: Dict[str, Dict[int, tuple]] = {}
+    probed: Dict[str, List[int]] = {}
     total = sum(v.num_slices for v in views.values())
     pos = start
     weights, threshold = opts["view_weights"], opts["mask_threshold"]
@@ -190,14 +215,16 @@ def decode_views(
         within: Optional[Tuple[int, int]] = (0, 0)
         if p == last:
             others = {q: assemble(found[q], views[q].num_slices, size) for q in found}
-            union = union_box([view_box(views[q], d, gate) for q, d in others.items()])
+            union = union_box([view_box(views[q], d, gate, pad=PROBE_PAD) for q, d in others.items()])
             within = _view_ranges(views[p], union)[0] if union is not None else None
-        coarse = _coarse(n, strides[p], within if p == last else None) if within is not None else []
+        probed[p] = _coarse(n, strides[p], within if p == last else None) if within is not None else []
         share = span * 0.5 * n / total
-        found[p] = decode_slices(model, embeddings[p], text, batcher, gate, coarse, progress, cancel, pos, share)
+        found[p] = decode_slices(
+            model, embeddings[p], text, batcher, gate, probed[p], progress, cancel, pos, share, probe=True
+        )
         pos += share
     coarse_decodes = {p: assemble(found[p], views[p].num_slices, size) for p in planes}
-    box = target_box(volume, coarse_decodes, gate, weights, threshold)
+    box = target_box(volume, coarse_decodes, gate, weights, threshold, pad=PROBE_PAD)
     fine_pixels = opts.get("fine_pixels") or (1 if len(planes) == 1 else 2)
     regions: List[Box] = []
     if box is not None:
@@ -209,8 +236,7 @@ def decode_views(
             lo, hi = max(0, k0 - ext), min(views[p].num_slices, k1 + ext)
             regions.append(_canonical_box(views[p], (lo, hi), rows, cols))
             step = fine_stride(views[p], fine_pixels)
-            wanted = set(range(lo, hi, step)) | ({hi - 1} if hi > lo else set())
-            fine = sorted(k for k in wanted if k not in found[p])
+            fine = _fine(lo, hi, step, probed[p])
             share = span * 0.5 * views[p].num_slices / total
             if fine:
                 crop = model_crop(views[p], rows, cols)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
@@ -88,6 +89,7 @@ class MaskDecoder(nn.Module):
         presence_threshold: Optional[float] = None,
         images: Optional[torch.Tensor] = None,
         crop: Optional[Crop] = None,
+        probe: bool = False,
     ) -> DecoderOutput:
         b = image.shape[0]
         out_tokens = self.output_tokens.weight.unsqueeze(0).expand(b, -1, -1)
@@ -103,7 +105,11 @@ class MaskDecoder(nn.Module):
         if presence_threshold is not None:
             keep = torch.nonzero(presence[:, 0] >= presence_threshold).flatten()
         masks = torch.full((b, 1, size, size), ABSENT_LOGIT, dtype=hs.dtype, device=image.device)
-        if keep.numel():
+        if keep.numel() and probe:
+            samples = self._probe(src[keep].transpose(1, 2).reshape(-1, src.shape[-1], g, g), images, keep)
+            logits = (samples.flatten(2).transpose(1, 2) @ self.hypernet(hs[keep, 1]).unsqueeze(-1)).reshape(-1, g, g)
+            masks[keep] = logits.repeat_interleave(4, -2).repeat_interleave(4, -1)[:, None].to(masks.dtype)
+        elif keep.numel():
             y0, y1, x0, x1 = align_crop(crop, size)
             # (B, N, C) tokens -> (B, C, g, g) channels-last (a view); the upscaling stays channels-last
             x = src[keep].transpose(1, 2).reshape(-1, src.shape[-1], g, g)[:, :, y0 // 4 : y1 // 4, x0 // 4 : x1 // 4]
@@ -136,6 +142,30 @@ class MaskDecoder(nn.Module):
             half = half[:, :, ty // 2 : (ty + y1 - y0) // 2, tx // 2 : (tx + x1 - x0) // 2]
         x = up[2](up[1](up[0](x))) + half
         return up[4](up[3](x) + full)
+
+    def _probe(self, x: torch.Tensor, images: Optional[torch.Tensor], keep: torch.Tensor) -> torch.Tensor:
+        """The upscaled features at the pixels (4i + 2, 4j + 2) only, i.e. one pixel of each 4 x 4 block (a 16th of
+        the upscaling): the 2 x 2 transposed convolutions become 1 x 1 convolutions with one kernel tap, and the
+        detail path's 3 x 3 convolutions are evaluated at those pixels only. Exactly the whole mask's values there."""
+        up = self.upscaling
+        w1, w2 = up[0].weight[:, :, 1, 1], up[3].weight[:, :, 0, 0]  # half pixel 2i + 1, then full 2(2i + 1) + 0
+        h = F.conv2d(x, w1.t()[:, :, None, None], up[0].bias)
+        h = up[2](up[1](h))
+        full = None
+        if self.detail is not None and images is not None:
+            d = self.detail
+            img = ((images[keep].to(x.dtype) / 255.0 - PIXEL_MEAN) / PIXEL_STD).contiguous(
+                memory_format=torch.channels_last
+            )
+            h1 = d.to_half[2](d.to_half[1](d.to_half[0](img)))  # every half-resolution pixel (3 x 3 needs them)
+            conv = d.to_half[3]
+            h2 = F.conv2d(F.pad(h1, (1, 1, 1, 1))[:, :, 1:, 1:], conv.weight, conv.bias, stride=2)  # at 2i + 1
+            h = h + d.half_proj(F.gelu(h2))
+            conv = d.to_full[0]
+            f = F.conv2d(F.pad(img, (1, 1, 1, 1))[:, :, 2:, 2:], conv.weight, conv.bias, stride=4)  # at 4i + 2
+            full = d.full_proj(d.to_full[2](d.to_full[1](f)))
+        h = F.conv2d(h, w2.t()[:, :, None, None], up[3].bias)
+        return up[4](h if full is None else h + full)
 
 
 def align_crop(crop: Optional[Crop], size: int) -> Crop:

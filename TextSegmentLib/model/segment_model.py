@@ -104,6 +104,7 @@ class TextSegmentModel(nn.Module):
         presence_threshold: Optional[float] = None,
         images: Optional[torch.Tensor] = None,
         crop: Optional[Tuple[int, int, int, int]] = None,
+        probe: bool = False,
     ) -> DecoderOutput:
         """Decode masks from cached image embeddings and any combination of prompts.
 
@@ -114,7 +115,9 @@ class TextSegmentModel(nn.Module):
         ``images`` (B, 3, S, S) in [0, 255], the slices the embeddings came from: models with ``detail_channels``
         use them for edges finer than the embedding grid (without them such a model decodes as if it had none).
         ``crop`` (y0, y1, x0, x1): only these mask pixels are wanted (widened to whole tokens); the rest of the mask
-        is the constant negative logit, and the upscaling costs the crop's share of it.
+        is the constant negative logit, and the upscaling costs the crop's share of it. ``probe``: the mask only at
+        one pixel of each 4 x 4 block, (4i + 2, 4j + 2), repeated over the block (a 16th of the upscaling; enough to
+        see where a target is, not its edges).
         """
         if isinstance(text, str):
             text = [text]
@@ -140,7 +143,16 @@ class TextSegmentModel(nn.Module):
             if images is not None:
                 images = _expand(images.to(self.device, torch.float32), batch)
             out = self.mask_decoder(
-                emb, self.prompt_encoder.dense_pe(), sentence, sparse, valid, dense, presence_threshold, images, crop
+                emb,
+                self.prompt_encoder.dense_pe(),
+                sentence,
+                sparse,
+                valid,
+                dense,
+                presence_threshold,
+                images,
+                crop,
+                probe,
             )
         return DecoderOutput(out.masks.float(), out.iou.float(), out.presence.float())
 
