@@ -81,8 +81,16 @@ def fill_holes_2d(mask: np.ndarray, slices: Optional[Sequence[int]] = None) -> n
     idx = np.arange(mask.shape[0]) if slices is None else np.asarray(list(slices), dtype=int)
     idx = idx[mask[idx].reshape(len(idx), -1).any(axis=1)] if len(idx) else idx
     if len(idx):
-        block = np.pad(mask[idx], ((1, 1), (0, 0), (0, 0)))  # padded: the first and last slices are not "border"
-        mask[idx] = ndimage.binary_fill_holes(block, structure=_IN_PLANE)[1:-1]
+        # one labelling of the background, 4-connected within each slice (a quarter of the time of scipy's
+        # binary_fill_holes, which dilates from the border until nothing changes); a background region that does
+        # not reach a slice's edge is a hole
+        block = mask[idx]
+        labels, count = ndimage.label(~block, structure=_IN_PLANE)
+        outside = np.zeros(count + 1, dtype=bool)
+        for edge in (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1]):
+            outside[np.unique(edge)] = True
+        outside[0] = True  # the mask itself
+        mask[idx] = block | ~outside[labels]
     return mask
 
 
@@ -124,11 +132,11 @@ def cleanup_3d(
     if count == 0:
         return mask
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
-    stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.Execute(image)
+    from scipy import ndimage
+
     keep = np.zeros(count + 1, dtype=bool)
-    for lab in range(1, count + 1):
-        span = stats.GetBoundingBox(lab)[5]  # extent along the image z axis = the slice axis
+    for lab, where in enumerate(ndimage.find_objects(labels), start=1):
+        span = where[0].stop - where[0].start if where is not None else 0  # extent along the slice axis
         keep[lab] = sizes[lab] * voxel_ml >= min_component_ml and span >= min_slices
     if largest_only and keep[1:].any():
         best = int(np.argmax(np.where(keep, sizes, -1)))

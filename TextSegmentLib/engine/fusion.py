@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from .decode import VolumeDecode, prob_to_logit
-from .volume import PlaneView, from_slice_view
+from .volume import PlaneView
 
 Box = Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]  # canonical [lo, hi) along S, P, L
+PLANE_TO_CANONICAL = {"axial": (0, 1, 2), "coronal": (1, 0, 2), "sagittal": (1, 2, 0)}
 DEFAULT_WEIGHTS = {"axial": 0.4, "coronal": 0.4, "sagittal": 0.2}
 
 
@@ -81,22 +82,29 @@ def union_box(boxes: Sequence[Optional[Box]]) -> Optional[Box]:
     return tuple((min(b[a][0] for b in real), max(b[a][1] for b in real)) for a in range(3))  # type: ignore
 
 
-def view_probabilities(view: PlaneView, dec: VolumeDecode, box: Box, gate: float) -> np.ndarray:
-    """Probabilities of ``view`` inside canonical ``box`` (float32, canonical order); absent slices are 0."""
+def view_probabilities(
+    view: PlaneView, dec: VolumeDecode, box: Box, gate: float, contiguous: bool = True
+) -> np.ndarray:
+    """Probabilities of ``view`` inside canonical ``box`` (float32, canonical order; a transposed view of the
+    plane's stack unless ``contiguous``); absent slices are 0."""
     (k0, k1), (r0, r1), (c0, c1) = _view_ranges(view, box)
     out = np.zeros((k1 - k0, r1 - r0, c1 - c0), dtype=np.float32)
     present = np.flatnonzero(dec.presence[k0:k1].float().numpy() >= gate)
+    rows = torch.arange(r0, r1, dtype=torch.float32)
+    if view.plane != "axial":
+        rows = rows.flip(0)  # sampled bottom-up: the block's rows run along S as in the canonical array
     if present.size and out.size:
         fit = view.fit
         crop = dec.logits[torch.as_tensor(present + k0), fit.top : fit.top + fit.h, fit.left : fit.left + fit.w]
-        y = (torch.arange(r0, r1, dtype=torch.float32) + 0.5) * (2.0 / view.height) - 1.0
+        y = (rows + 0.5) * (2.0 / view.height) - 1.0
         x = (torch.arange(c0, c1, dtype=torch.float32) + 0.5) * (2.0 / view.width) - 1.0
         grid = torch.stack(torch.meshgrid(x, y, indexing="xy"), dim=-1)[None]  # (1, rows, cols, (x, y))
         for start in range(0, present.size, 32):
             part = crop[start : start + 32].float()[:, None]
             up = F.grid_sample(part, grid.expand(part.shape[0], -1, -1, -1), "bilinear", "border", False)
             out[present[start : start + 32]] = torch.sigmoid(up[:, 0]).numpy()
-    return np.ascontiguousarray(from_slice_view(out, view.plane))
+    canonical = out.transpose(PLANE_TO_CANONICAL[view.plane])  # from_slice_view without its flip (done above)
+    return np.ascontiguousarray(canonical) if contiguous else canonical
 
 
 def fuse(blocks: Mapping[str, np.ndarray], weights: Optional[Mapping[str, float]] = None) -> np.ndarray:
@@ -110,7 +118,10 @@ def fuse(blocks: Mapping[str, np.ndarray], weights: Optional[Mapping[str, float]
     w: Dict[str, float] = {p: float((weights or DEFAULT_WEIGHTS).get(p, 1.0)) for p in blocks}
     total = sum(w.values())
     out = None
-    for plane, block in blocks.items():
-        part = block * (w[plane] / total)
-        out = part if out is None else out + part
-    return out  # type: ignore[return-value]
+    for plane, block in blocks.items():  # in place, on torch's threads; blocks may be strided views
+        part = torch.from_numpy(block)
+        if out is None:
+            out = torch.mul(part, w[plane] / total).contiguous()
+        else:
+            out.add_(part, alpha=w[plane] / total)
+    return out.numpy()  # type: ignore[union-attr]

@@ -264,7 +264,7 @@ def fuse_views(volume: PreparedVolume, decodes: Mapping[str, VolumeDecode], opts
         box = target_box(volume, decodes, gate, opts["view_weights"], opts["mask_threshold"])
     if box is None:
         return mask
-    blocks = {p: view_probabilities(volume.view(p), d, box, gate) for p, d in decodes.items()}
+    blocks = {p: view_probabilities(volume.view(p), d, box, gate, contiguous=False) for p, d in decodes.items()}
     region = tuple(slice(lo, hi) for lo, hi in box)
     block = fuse(blocks, opts["view_weights"]) >= opts["mask_threshold"]
     mask[region] = cleanup_3d(
