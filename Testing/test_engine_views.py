@@ -365,3 +365,24 @@ def test_fine_slices_upscale_only_the_box(seg3, brain):
     assert fine and all(0 <= y0 < y1 <= size and 0 <= x0 < x1 <= size for y0, y1, x0, x1 in fine)
     assert any((y1 - y0) * (x1 - x0) < size * size for y0, y1, x0, x1 in fine)  # the letterbox is left out
     assert crops[0] is None  # the coarse pass decodes whole slices (it looks for the target)
+
+
+def test_a_shell_in_the_vocabulary_keeps_its_holes(seg3, brain):
+    """A structure the card marks ``"fill_holes": false`` (the skull encloses the brain) is not filled slice by slice;
+    others are, unless the caller turns filling off."""
+    from TextSegmentLib.engine import segmenter as engine
+
+    seen = []
+    original = engine.fuse_views
+
+    def recording(volume, decodes, opts):
+        seen.append(opts["fill_holes"])
+        return original(volume, decodes, opts)
+
+    vocab = [{"name": "skull", "fill_holes": False}, {"name": "brain"}]
+    seg3.model.card = dict(seg3.model.card, vocabulary=vocab)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(engine, "fuse_views", recording)
+        seg3.segment(brain, ["skull", "brain"], vocabulary_gate=0.0)
+        seg3.segment(brain, ["brain"], vocabulary_gate=0.0, fill_holes=False)
+    assert seen == [False, True, False]

@@ -158,6 +158,9 @@ def export(
     manifest = load_samples_manifest(cfg)
     ex = cfg.get("export", {})
     vocab = vocabulary(manifest)
+    for entry in vocab:  # shells (a skull): filling their holes slice by slice would add what they enclose
+        if entry["name"] in ex.get("shells", []):
+            entry["fill_holes"] = False
     modalities = sorted({c["modality"] for c in manifest["cases"] if c["split"] == "train"})
     card = {
         "name": cfg.get("name", "textsegment-custom"),

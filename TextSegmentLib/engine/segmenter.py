@@ -37,7 +37,7 @@ DEFAULT_OPTIONS: Dict[str, Any] = {
     "mask_threshold": 0.5,  # probability of a voxel being inside
     "min_component_ml": 0.05,  # 3D components smaller than this are removed
     "min_slices": 2,  # 3D components spanning fewer slices are removed
-    "fill_holes": True,
+    "fill_holes": True,  # slice by slice, of solid structures (not of those the card marks "fill_holes": false)
     "largest_only": False,
     # coarse-to-fine decoding: every n-th slice first (None: about every 6 mm), then only across the target's box
     "slice_stride": None,
@@ -75,6 +75,20 @@ def model_text(prompt: str, match: Any, vocabulary: Sequence[Any]) -> str:
             if split_side(words(name)) == (match.side, rest):
                 return name
     return prompt
+
+
+def solid(name: str, vocabulary: Sequence[Any]) -> bool:
+    """False for a vocabulary structure marked ``"fill_holes": false`` (a shell such as the skull: filling its holes
+    slice by slice would add what it encloses), else True.
+
+    Example:
+        >>> solid("skull", [{"name": "skull", "fill_holes": False}, "brain"]), solid("brain", ["brain"])
+        (False, True)
+    """
+    for entry in vocabulary:
+        if isinstance(entry, dict) and entry.get("name") == name:
+            return bool(entry.get("fill_holes", True))
+    return True
 
 
 def check_prompts(prompts: Union[str, Sequence[str]]) -> List[str]:
@@ -271,7 +285,7 @@ class Segmenter:
                 model, volume, embeddings, text, self.batcher, opts, progress, cancel, n / len(prompts),
                 1.0 / len(prompts),
             )  # fmt: skip
-            mask = fuse_views(volume, decodes, opts)
+            mask = fuse_views(volume, decodes, dict(opts, fill_holes=opts["fill_holes"] and solid(said, vocabulary)))
             presence = {p: d.presence for p, d in decodes.items()}
             states.append(PromptState(prompt, match, window, presence, mask, time.perf_counter() - t0, text=said))
         card = self.card
