@@ -70,6 +70,8 @@ class TwoWayTransformer(nn.Module):
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """image (B, D, H, W), image_pe (1 or B, D, H, W), sentence (B, D), tokens (B, T, D), mask (B, T)."""
         keys = image.flatten(2).transpose(1, 2).contiguous()  # (B, N, D) rows: the projections become one matmul
+        if sentence.shape[0] > 1 and sentence.stride(0) == 0:  # one text for the batch: one (1, N, D) encoding
+            sentence = sentence[:1]
         key_pe = image_pe.flatten(2).transpose(1, 2) + sentence[:, None, :]
         queries = tokens
         for layer in self.layers:
