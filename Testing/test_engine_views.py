@@ -386,3 +386,42 @@ def test_a_shell_in_the_vocabulary_keeps_its_holes(seg3, brain):
         seg3.segment(brain, ["skull", "brain"], vocabulary_gate=0.0)
         seg3.segment(brain, ["brain"], vocabulary_gate=0.0, fill_holes=False)
     assert seen == [False, True, False]
+
+
+def test_the_fine_box_is_where_the_planes_findings_agree_not_where_their_boxes_overlap():
+    """Two planes that each find the target and something else elsewhere have bounding boxes that overlap far beyond
+    the target; the estimate from their coarse slices keeps the fine box around where they agree (plus a step)."""
+    from TextSegmentLib.engine.estimate import estimate_box
+    from TextSegmentLib.engine.multiview import target_box
+
+    img = sitk.GetImageFromArray(np.random.rand(40, 48, 44).astype(np.float32))  # canonical (S, P, L), 1 mm
+    volume = PreparedVolume(img, {}, image_size=64)
+    cube = ((15, 25), (20, 30), (18, 28))
+    blobs = {"axial": ((30, 36), (36, 44), (2, 8)), "coronal": ((2, 8), (36, 44), (30, 40))}
+
+    def decode(plane):
+        view = volume.view(plane)
+        logits = torch.full((view.num_slices, 64, 64), -20.0)
+        presence = torch.full((view.num_slices,), -5.0)
+        for region in (cube, blobs.get(plane)):
+            if region is None:
+                continue
+            canonical = np.zeros(volume.canonical.shape, bool)
+            canonical[tuple(slice(lo, hi) for lo, hi in region)] = True
+            stack = slice_view(canonical, plane)
+            for k in np.flatnonzero(stack.any(axis=(1, 2))):
+                rows, cols = np.nonzero(stack[k])
+                ys, xs = view.fit.to_model(rows.astype(float), cols.astype(float))
+                logits[k, int(ys.min()) : int(ys.max()) + 1, int(xs.min()) : int(xs.max()) + 1] = 5.0
+                presence[k] = 5.0
+        return VolumeDecode(logits, presence, torch.zeros(view.num_slices))
+
+    weights = {"axial": 0.4, "coronal": 0.4, "sagittal": 0.2}
+    decodes = {p: decode(p) for p in PLANES}
+    probed = {p: list(range(0, volume.view(p).num_slices, 2)) for p in PLANES}
+    loose = target_box(volume, decodes, 0.0, weights)
+    assert loose[1][1] >= 40  # the bounding boxes overlap out to the blobs' P
+    tight = estimate_box(volume, decodes, probed, 0.0, weights, 0.5, {p: 2 for p in PLANES}, loose)
+    for (lo, hi), (clo, chi), (llo, lhi) in zip(tight, cube, loose):
+        assert llo <= lo <= clo and chi <= hi <= lhi  # inside the loose box, around the cube
+    assert tight[1][1] <= cube[1][1] + 2 + 2 + 2  # P: the cube, a step and 2 voxels (and a grid cell)

@@ -8,6 +8,8 @@
    the axial or the coronal plane found something).
 2. The target's box: where the fused probability can reach the mask threshold, from the boxes around what each
    plane's coarse slices found (:func:`target_box`): a region only one plane finds cannot pass the weighted mean.
+   With several planes, inside it, where the fused probability estimated from the coarse slices comes near the
+   threshold, plus a coarse step (:mod:`estimate`).
 3. Fine pass: every plane decodes the slices across the box not decoded yet (a single plane also ``stride - 1``
    beyond it: alone it knows the target's extent along its normal only to a coarse step); slices outside stay absent.
    One slice is decoded per model pixel along the normal (:func:`fine_stride`; per two pixels when several planes
@@ -28,6 +30,7 @@ from ..model.mask_decoder import ABSENT_LOGIT, Crop
 from .batching import Batcher, CancelFn, ProgressFn
 from .decode import VolumeDecode, cleanup_3d, prob_to_logit, slice_images
 from .embeddings import SliceEmbeddings
+from .estimate import estimate_box
 from .fusion import Box, _canonical_box, _view_ranges, fuse, union_box, view_box, view_probabilities
 from .volume import AXIS_NORMAL, PlaneView, PreparedVolume, slice_pixel_spacing
 
@@ -225,6 +228,8 @@ def decode_views(
         pos += share
     coarse_decodes = {p: assemble(found[p], views[p].num_slices, size) for p in planes}
     box = target_box(volume, coarse_decodes, gate, weights, threshold, pad=PROBE_PAD)
+    if box is not None and len(planes) > 1:  # where the planes' coarse findings agree, not only their boxes
+        box = estimate_box(volume, coarse_decodes, probed, gate, weights, threshold, strides, box) or box
     fine_pixels = opts.get("fine_pixels") or (1 if len(planes) == 1 else 2)
     regions: List[Box] = []
     if box is not None:
