@@ -168,6 +168,30 @@ def test_chain_train_evaluate_export_segment(prepared):
     assert result.labelmap.GetSize() == (181, 217, 12)
 
 
+def test_warm_start_continues_from_a_bundle_and_the_card_says_so(prepared):
+    """``train(init=bundle)`` starts from the bundle's weights (a step 0 run equals them, to fp16) and the export
+    records the bundle in the card's ``training_data.warm_start``."""
+    from training.export import export
+    from training.train import train
+
+    tmp, cfg, _ = prepared
+    cfg = copy.deepcopy(cfg)
+    cfg["train"]["steps"] = 2
+    first = train(cfg, tmp / "first", "cpu")
+    bundle = export(cfg, first, tmp / "export" / "first", timings=False)["bundle"]
+    again = train(cfg, tmp / "again", "cpu", init=Path(bundle), stop_after=0)
+    start = torch.load(again / "checkpoint.pt", weights_only=False)["model"]
+    trained = torch.load(first / "checkpoint.pt", weights_only=False)["model"]
+    for k in trained:  # the bundle holds the first run's last weights in fp16
+        assert torch.allclose(start[k].float(), trained[k].float(), atol=2e-3, rtol=2e-3), k
+    assert json.loads((again / "warm_start.json").read_text())["bundle"] == "tiny-test-v0.0.1"
+    train(cfg, tmp / "again", "cpu", init=Path(bundle))
+    card = json.loads(
+        (Path(export(cfg, again, tmp / "export" / "again", timings=False)["bundle"]) / "model.json").read_text()
+    )
+    assert card["training_data"]["warm_start"] == {"bundle": "tiny-test-v0.0.1", "steps": 2}
+
+
 def test_resume_equals_uninterrupted(prepared):
     from training.train import train
 

@@ -80,8 +80,8 @@ def vocabulary(manifest: Dict, trained_only: bool = True) -> List[Dict]:
     return out
 
 
-def training_data(cfg: Dict, manifest: Dict, step: int) -> Dict:
-    """What the model was trained on and how."""
+def training_data(cfg: Dict, manifest: Dict, step: int, run_dir: Optional[Path] = None) -> Dict:
+    """What the model was trained on and how (and, for a warm-started run, from which bundle)."""
     tc = cfg.get("train", {})
     cases = [
         {
@@ -93,7 +93,10 @@ def training_data(cfg: Dict, manifest: Dict, step: int) -> Dict:
         }
         for c in manifest["cases"]
     ]
-    extra = {}
+    extra: Dict = {}
+    lineage = Path(run_dir) / "warm_start.json" if run_dir is not None else None
+    if lineage is not None and lineage.is_file():
+        extra["warm_start"] = json.loads(lineage.read_text(encoding="utf-8"))
     if "bank" in cfg:
         extra["bank"] = {
             "variants": manifest.get("bank_variants"),
@@ -169,7 +172,7 @@ def export(
         "description": ex.get("description", ""),
         "modalities": modalities,
         "vocabulary": vocab,
-        "training_data": training_data(cfg, manifest, step),
+        "training_data": training_data(cfg, manifest, step, run_dir),
         "metrics": metrics or {},
         "license": ex.get("license", "Apache-2.0"),
         "input": {

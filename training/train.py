@@ -227,6 +227,13 @@ def _append_csv(path: Path, row: Dict) -> None:
         writer.writerow(row)
 
 
+def write_warm_start(out: Path, bundle: Path) -> None:
+    """Record which bundle a run started from (``warm_start.json``; the export copies it into the model card)."""
+    card = json.loads((Path(bundle) / "model.json").read_text(encoding="utf-8"))
+    info = {"bundle": f"{card.get('name')}-v{card.get('version')}", "steps": card.get("training_data", {}).get("steps")}
+    (out / "warm_start.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+
+
 def train(
     cfg: Dict,
     out: Path,
@@ -275,6 +282,8 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / CHECKPOINT
+    if init is not None and rank == 0 and not ckpt.exists():  # the lineage, for the exported model card
+        write_warm_start(out, init)
     step, elapsed = load_checkpoint(ckpt, model, optimizer, scaler, heads) if ckpt.exists() else (0, 0.0)
     if step:
         log.info("resumed from %s at step %d", ckpt, step)
