@@ -125,10 +125,12 @@ def evaluate(model: str, out: Path, device: str = "cpu") -> Dict:
     rows: List[Dict] = []
     timings: Dict[str, float] = {}
 
-    def score(group: str, names: Sequence[str], template: str = HELDOUT_TEMPLATE, tag: str = "") -> List[Dict]:
+    def score(
+        group: str, names: Sequence[str], template: str = HELDOUT_TEMPLATE, tag: str = "", extra: Sequence[str] = ()
+    ) -> List[Dict]:
         prompts = [template.format(name=n) for n in names]
         output = out / f"{group}{tag}.nii.gz"
-        segments, seconds = run_cli(model, source, prompts, output, device)
+        segments, seconds = run_cli(model, source, prompts, output, device, extra)
         timings[f"{group}{tag}"] = seconds
         found_rows = []
         for name, prompt, seg in zip(names, prompts, segments):
@@ -153,6 +155,10 @@ def evaluate(model: str, out: Path, device: str = "cpu") -> Dict:
         return found_rows
 
     rows += score("deep_grey", list(DEEP_GREY) + list(OTHER_GREY))
+    # the same call with the axial view only: is fusing three views at least as good, structure by structure?
+    for r in score("deep_grey", list(DEEP_GREY) + list(OTHER_GREY), tag="_axial", extra=["--views", "axial"]):
+        main_row = next(m for m in rows if m["structure"] == r["structure"])
+        main_row["dice_axial_only"], main_row["nsd_2mm_axial_only"] = r["dice"], r["nsd_2mm"]
     rows += score("brain", ["brain"])
     rows += score("cerebellum", ["cerebellum"])
     absent_segments, seconds = run_cli(model, source, ABSENT, out / "absent.nii.gz", device)
@@ -223,15 +229,19 @@ def markdown(s: Dict) -> str:
         f"**Mean Dice over the eight deep grey structures: {s['mean_dice_deep_grey_8']:.3f}** "
         f"(NSD at 2 mm {s['mean_nsd_deep_grey_8']:.3f}).",
         "",
-        "| structure | found | confidence | Dice | NSD 2 mm | Dice with the other side | predicted mL | reference mL |",
-        "|---|---|---|---|---|---|---|---|",
+        "| structure | found | confidence | Dice | NSD 2 mm | Dice with the other side | predicted mL | reference mL "
+        "| Dice, axial view only |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def num(value: Optional[float]) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
     for r in s["structures"]:
-        other = r.get("dice_other_side")
         lines.append(
             f"| {r['structure']} | {'yes' if r['found'] else 'no'} | {r['confidence']:.2f} | {r['dice']:.3f} "
-            f"| {r['nsd_2mm']:.3f} | {'-' if other is None else f'{other:.3f}'} | {r['pred_ml']:.1f} "
-            f"| {r['ref_ml']:.1f} |"
+            f"| {r['nsd_2mm']:.3f} | {num(r.get('dice_other_side'))} | {r['pred_ml']:.1f} "
+            f"| {r['ref_ml']:.1f} | {num(r.get('dice_axial_only'))} |"
         )
     lines += ["", f"Left/right swaps (prediction overlaps the other side more): {s['lr_swaps'] or 'none'}.", ""]
     lines += [
