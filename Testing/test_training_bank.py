@@ -148,3 +148,34 @@ def test_validation_samples_come_from_validation_variants_only(bank):
     samples = val.validation_samples(2, ["left putamen", "brain"])
     assert samples and {s.structure.split("|")[0] for s in samples} == {"left putamen", "brain"}
     assert {s.structure.split("|")[2] for s in samples} == {"real", "t2"}
+
+
+def test_choose_validates_best_last_and_shipped_and_exits_by_the_winner(bank, tiny_bundle, tmp_path):
+    """``validate3d --choose``: the run's best and last weights and the shipped bundle are each segmented whole on the
+    validation variants (T1 and T2-like); the highest mean wins (a tie keeps the shipped one), exit 0 to ship, 3 not."""
+    import torch
+    from conftest import TINY_MODEL_CONFIG
+
+    from TextSegmentLib.model import build_model
+    from training import validate3d
+
+    cfg = {"bank": {"dir": str(bank)}, "model": dict(TINY_MODEL_CONFIG)}
+    run = tmp_path / "run"
+    run.mkdir()
+    for name, seed, step in (("checkpoint.pt", 1, 9), ("best.pt", 2, 6)):
+        torch.manual_seed(seed)
+        state = {"model": build_model(TINY_MODEL_CONFIG).state_dict(), "step": step, "mean_dice": 0.1, "config": cfg}
+        torch.save(state, run / name)
+    verdict = validate3d.choose(cfg, run, tiny_bundle, limit=1)
+    scores = verdict["scores"]
+    assert set(scores) == {"shipped", "best", "last"}
+    assert scores["best"]["step"] == 6 and scores["last"]["step"] == 9
+    assert all(set(s) >= {"real", "t2", "mean"} and 0.0 <= s["mean"] <= 1.0 for s in scores.values())
+    top = max(s["mean"] for s in scores.values())
+    assert scores[verdict["choice"]]["mean"] == top
+    assert verdict["choice"] != "shipped" or scores["shipped"]["mean"] == top
+    config = tmp_path / "cfg.yaml"
+    config.write_text(json.dumps(cfg))  # JSON is YAML
+    with pytest.raises(SystemExit) as done:
+        validate3d.main(["--config", str(config), "--run", str(run), "--choose", str(tiny_bundle), "--limit", "1"])
+    assert done.value.code == (3 if verdict["choice"] == "shipped" else 0)

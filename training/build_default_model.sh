@@ -2,7 +2,8 @@
 # Rebuild the embedded default model on a CPU in one command, continuing from the shipped weights (warm start):
 #   bash training/build_default_model.sh [MINUTES] [INIT_BUNDLE]
 # bank of 3D variants (about 10 s each; resumable) -> train (MINUTES, default 270, one thread, warm start from
-# INIT_BUNDLE, default the newest shipped brain model; resumes a stopped run) -> export of the best validation weights (fp16 bundle
+# INIT_BUNDLE, default the newest shipped brain model; resumes a stopped run) -> whole-volume validation of the run's
+# best and last weights against INIT_BUNDLE (nothing is shipped unless one beats it) -> export (fp16 bundle
 # into Resources/models/) -> catalog entry (embedded, default) -> held-out and robustness reports on the MNI152 T1.
 # Validation uses held-out variants of the training subject; the MNI152 image is only ever used by the reports.
 set -euo pipefail
@@ -18,7 +19,19 @@ ID=$($PY -c "from training.config import load_config as l; c = l('$CONFIG'); pri
 RUN=training/runs/$ID-run
 $PY -m training.prepare --config "$CONFIG" --bank
 $PY -m training.train --config "$CONFIG" --out "$RUN" --init "$INIT" --minutes "$MINUTES" --threads 1
-$PY -m training.export --config "$CONFIG" --run "$RUN" --out "training/runs/$ID"
+# ship only what beats the model it started from on the bank's validation variants (whole volumes, T1 and T2-like)
+set +e
+$PY -m training.validate3d --config "$CONFIG" --run "$RUN" --choose "$INIT" --limit 4 > "$RUN/choice.json"
+VERDICT=$?
+set -e
+if [ "$VERDICT" = 3 ]; then
+  echo "the run does not beat $INIT on the validation variants ($RUN/choice.json); nothing shipped"
+  exit 0
+elif [ "$VERDICT" != 0 ]; then
+  echo "validation failed ($VERDICT)"; exit "$VERDICT"
+fi
+WEIGHTS=$($PY -c "import json; print(json.load(open('$RUN/choice.json'))['choice'])")
+$PY -m training.export --config "$CONFIG" --run "$RUN" --out "training/runs/$ID" --weights "$WEIGHTS"
 rm -rf "Resources/models/$ID.new"
 mkdir -p Resources/models
 cp -r "training/runs/$ID" "Resources/models/$ID.new"

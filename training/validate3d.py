@@ -4,6 +4,7 @@ MNI152 evaluation image is never used here.
 
     python -m training.validate3d --config training/configs/brain_v2_128.yaml --run training/runs/brain_v2
     python -m training.validate3d --config ... --bundle Resources/models/<shipped> --run <candidate run> --quick
+    python -m training.validate3d --config ... --run <candidate run> --choose Resources/models/<shipped>  # ship?
 """
 
 import argparse
@@ -60,16 +61,42 @@ def validate(
     scores: Dict[str, Dict[str, List[float]]] = {s: {c: [] for c in contrasts} for s in settings}
     for folder in folders:
         aal = np.load(folder / "layer_aal.npy")
+        voxel_ml = float(json.loads((folder / "variant.json").read_text())["spacing"]) ** 3 / 1000.0
         for contrast in contrasts:
             image = variant_image(folder, contrast)
             for name, opts in settings.items():
                 result = seg.segment(image, names, **opts)
                 for i, n in enumerate(names):
                     ref = np.isin(aal, DEEP_GREY[n])
-                    if ref.sum() > 50:  # structures the field of view keeps
+                    if ref.sum() * voxel_ml >= 0.05:  # structures the field of view keeps (50 voxels of 1 mm)
                         scores[name][contrast].append(dice(result.mask(i), ref))
         log.info("%s done", folder.name)
+    if not any(v for cs in scores.values() for v in cs.values()):
+        raise ValueError(f"no deep grey structure of the validation variants in {bank} is large enough to score")
     return {s: {c: round(float(np.mean(v)), 4) for c, v in cs.items()} for s, cs in scores.items()}
+
+
+def choose(cfg: Dict, run: Path, shipped: Path, limit: Optional[int] = None) -> Dict[str, object]:
+    """Which weights to ship: the run's best and last weights and the shipped bundle, each validated with three views
+    on T1 and T2-like variants; the winner has the highest mean of the two. ``{"choice": "best" | "last" |
+    "shipped", "scores": {...}}``."""
+    from TextSegmentLib.checkpoint import load_bundle
+
+    bank = Path(cfg["bank"]["dir"])
+    scores: Dict[str, Dict] = {}
+    candidates = {"shipped": None, "best": "best", "last": "last"}
+    for name, weights in candidates.items():
+        if weights is None:
+            model = load_bundle(Path(shipped), torch.device("cpu")).requires_grad_(False)
+            step: object = Path(shipped).name
+        else:
+            model, step = load_trained_model(cfg, Path(run), weights)
+            model.card = {"input": {"planes": list(PLANES)}}
+        res = validate(model, bank, {"three views": {}}, limit=limit)["three views"]
+        scores[name] = {"step": step, **res, "mean": round(float(np.mean(list(res.values()))), 4)}
+        log.info("%s (%s): %s", name, step, scores[name])
+    choice = max(scores, key=lambda k: (scores[k]["mean"], k == "shipped"))  # a tie keeps the shipped model
+    return {"choice": choice, "scores": scores}
 
 
 def main(argv=None) -> None:
@@ -80,11 +107,23 @@ def main(argv=None) -> None:
     parser.add_argument("--bundle", action="append", default=[], help="an exported bundle (repeatable)")
     parser.add_argument("--limit", type=int, help="at most this many validation variants")
     parser.add_argument("--quick", action="store_true", help="run: three views only (default and every fine pixel)")
+    parser.add_argument(
+        "--choose",
+        metavar="SHIPPED",
+        help="compare the run's best and last weights with this bundle; print the choice; exit 0 when one of the "
+        "run's wins (ship it), 3 when the shipped bundle stays",
+    )
     args = parser.parse_args(argv)
     if not args.run and not args.bundle:
         parser.error("give --run or --bundle")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = load_config(args.config)
+    if args.choose:
+        if not args.run:
+            parser.error("--choose needs --run")
+        verdict = choose(cfg, Path(args.run), Path(args.choose), args.limit)
+        print(json.dumps(verdict, indent=2))
+        raise SystemExit(3 if verdict["choice"] == "shipped" else 0)
     bank = Path(cfg["bank"]["dir"])
     report: Dict[str, object] = {}
     for path in args.bundle:
