@@ -12,6 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 import torch
+from scipy import ndimage
 
 from ..imaging import SliceFit
 from .embeddings import SliceEmbeddings
@@ -76,8 +77,6 @@ def fill_holes_2d(mask: np.ndarray, slices: Optional[Sequence[int]] = None) -> n
         >>> int(fill_holes_2d(m).sum())
         9
     """
-    from scipy import ndimage
-
     idx = np.arange(mask.shape[0]) if slices is None else np.asarray(list(slices), dtype=int)
     idx = idx[mask[idx].reshape(len(idx), -1).any(axis=1)] if len(idx) else idx
     if len(idx):
@@ -132,8 +131,6 @@ def cleanup_3d(
     if count == 0:
         return mask
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
-    from scipy import ndimage
-
     keep = np.zeros(count + 1, dtype=bool)
     for lab, where in enumerate(ndimage.find_objects(labels), start=1):
         span = where[0].stop - where[0].start if where is not None else 0  # extent along the slice axis
