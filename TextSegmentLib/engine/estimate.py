@@ -8,15 +8,15 @@ planes is thresholded somewhat below the mask threshold, and the box around that
 and two voxels on each side, is what the fine pass decodes.
 """
 
-from typing import Mapping, Optional, Sequence, Tuple
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
 from .decode import VolumeDecode
+from .fusion import PLANE_TO_CANONICAL, Box
 from .volume import PreparedVolume
 
-Box = Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]  # canonical [lo, hi) along S, P, L
 #: canonical array axes (S 0, P 1, L 2) of each plane: its normal, its slice rows, its slice columns
 PLANE_AXES = {"axial": (0, 1, 2), "coronal": (1, 0, 2), "sagittal": (2, 0, 1)}
 #: the estimate is thresholded at this fraction of the mask threshold (bank validation: 0.85 and 1.0 lose nothing)
@@ -52,7 +52,7 @@ def plane_estimate(
             xs = torch.as_tensor(np.clip(np.rint(xs), 0, size - 1).astype(np.int64))
             logits = dec.logits[torch.as_tensor(nearest[ok])][:, ys][:, :, xs].float()
             out[ok] = torch.sigmoid(logits).numpy()
-    return np.transpose(out, np.argsort((n_ax, r_ax, c_ax)))
+    return np.transpose(out, PLANE_TO_CANONICAL[plane])
 
 
 def estimate_box(
