@@ -179,3 +179,20 @@ def test_choose_validates_best_last_and_shipped_and_exits_by_the_winner(bank, ti
     with pytest.raises(SystemExit) as done:
         validate3d.main(["--config", str(config), "--run", str(run), "--choose", str(tiny_bundle), "--limit", "1"])
     assert done.value.code == (3 if verdict["choice"] == "shipped" else 0)
+
+
+def test_choice_scores_brain_and_cerebellum_with_the_deep_grey(bank):
+    """The weights to ship are chosen on the deep grey nuclei and on whole brain and cerebellum (a run that gains on
+    the nuclei and loses the brain is not better): their references are the variant's brain layer and AAL 91-116."""
+    from training import validate3d
+
+    assert {"brain", "cerebellum", "left putamen"} <= set(validate3d.CHOICE)
+    folder = bank / "val0002"
+    aal = np.load(folder / "layer_aal.npy")
+    brain = validate3d.reference(folder, "brain")
+    cerebellum = validate3d.reference(folder, "cerebellum")
+    putamen = validate3d.reference(folder, "left putamen")
+    assert np.array_equal(brain, np.load(folder / "layer_brain.npy") > 0)
+    assert cerebellum.any() and np.array_equal(cerebellum, (aal >= 91) & (aal <= 116))
+    assert putamen.any() and np.array_equal(putamen, aal == 73)
+    assert brain[putamen].mean() > 0.95  # the nuclei lie inside the brain mask

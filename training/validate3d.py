@@ -21,12 +21,23 @@ from TextSegmentLib.engine import Segmenter
 
 from .config import load_config
 from .export import load_trained_model
-from .heldout import DEEP_GREY
+from .heldout import CEREBELLUM, DEEP_GREY
 from .metrics import dice
 from .synth import draw_contrast, synthesize_slice
 
 log = logging.getLogger("training.validate3d")
 PLANES = ("axial", "coronal", "sagittal")
+# what the weights to ship are chosen by: the deep grey nuclei and the two large structures they sit in (a run that
+# gains on the nuclei but loses the whole brain is not better)
+CHOICE = (*DEEP_GREY, "brain", "cerebellum")
+
+
+def reference(folder: Path, name: str) -> np.ndarray:
+    """The reference mask of a deep grey structure, "brain" or "cerebellum" in a bank variant (canonical array)."""
+    if name == "brain":
+        return np.load(folder / "layer_brain.npy") > 0
+    aal = np.load(folder / "layer_aal.npy")
+    return np.isin(aal, CEREBELLUM if name == "cerebellum" else DEEP_GREY[name])
 
 
 def variant_image(folder: Path, contrast: str = "real") -> sitk.Image:
@@ -52,34 +63,35 @@ def validate(
     settings: Dict[str, Dict],
     contrasts: Sequence[str] = ("real", "t2"),
     limit: Optional[int] = None,
+    names: Sequence[str] = tuple(DEEP_GREY),
 ) -> Dict[str, Dict[str, float]]:
-    """Mean Dice of the eight deep grey structures per setting ({name: segment options}) and contrast."""
+    """Mean Dice of ``names`` (the eight deep grey structures unless told; see :func:`reference`) per setting
+    ({name: segment options}) and contrast."""
     folders = sorted(f for f in bank.iterdir() if f.name.startswith("val") and (f / "variant.json").is_file())
     folders = [f for f in folders if json.loads((f / "variant.json").read_text())["modality"] == "MR"][:limit]
     seg = Segmenter(model, device="cpu")
-    names = list(DEEP_GREY)
+    names = list(names)
     scores: Dict[str, Dict[str, List[float]]] = {s: {c: [] for c in contrasts} for s in settings}
     for folder in folders:
-        aal = np.load(folder / "layer_aal.npy")
+        refs = [reference(folder, n) for n in names]
         voxel_ml = float(json.loads((folder / "variant.json").read_text())["spacing"]) ** 3 / 1000.0
         for contrast in contrasts:
             image = variant_image(folder, contrast)
             for name, opts in settings.items():
                 result = seg.segment(image, names, **opts)
-                for i, n in enumerate(names):
-                    ref = np.isin(aal, DEEP_GREY[n])
+                for i, ref in enumerate(refs):
                     if ref.sum() * voxel_ml >= 0.05:  # structures the field of view keeps (50 voxels of 1 mm)
                         scores[name][contrast].append(dice(result.mask(i), ref))
         log.info("%s done", folder.name)
     if not any(v for cs in scores.values() for v in cs.values()):
-        raise ValueError(f"no deep grey structure of the validation variants in {bank} is large enough to score")
+        raise ValueError(f"none of {names} in the validation variants of {bank} is large enough to score")
     return {s: {c: round(float(np.mean(v)), 4) for c, v in cs.items()} for s, cs in scores.items()}
 
 
 def choose(cfg: Dict, run: Path, shipped: Path, limit: Optional[int] = None) -> Dict[str, object]:
     """Which weights to ship: the run's best and last weights and the shipped bundle, each validated with three views
-    on T1 and T2-like variants; the winner has the highest mean of the two. ``{"choice": "best" | "last" |
-    "shipped", "scores": {...}}``."""
+    on T1 and T2-like variants over :data:`CHOICE`; the winner has the highest mean of the two.
+    ``{"choice": "best" | "last" | "shipped", "scores": {...}}``."""
     from TextSegmentLib.checkpoint import load_bundle
 
     bank = Path(cfg["bank"]["dir"])
@@ -92,7 +104,7 @@ def choose(cfg: Dict, run: Path, shipped: Path, limit: Optional[int] = None) -> 
         else:
             model, step = load_trained_model(cfg, Path(run), weights)
             model.card = {"input": {"planes": list(PLANES)}}
-        res = validate(model, bank, {"three views": {}}, limit=limit)["three views"]
+        res = validate(model, bank, {"three views": {}}, limit=limit, names=CHOICE)["three views"]
         scores[name] = {"step": step, **res, "mean": round(float(np.mean(list(res.values()))), 4)}
         log.info("%s (%s): %s", name, step, scores[name])
     choice = max(scores, key=lambda k: (scores[k]["mean"], k == "shipped"))  # a tie keeps the shipped model
