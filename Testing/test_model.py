@@ -232,6 +232,14 @@ def test_attention_between_few_and_many_tokens_equals_the_plain_one(side, padded
         direct = (attn._few_queries if side == "few queries" else attn._few_keys)(q, k, v, mask if padded else None)
     assert torch.equal(fast, direct)  # the fast path is the one taken without autograd
     assert torch.allclose(fast, plain, atol=1e-5, rtol=1e-4)
+    # a residual is added inside the last matmul (many queries) or after it: the same as adding it to the output
+    residual = torch.randn(q.shape) * 3
+    with torch.enable_grad():
+        plain_r = attn(q, k, v, mask if padded else None, residual=residual)
+    with torch.no_grad():
+        fast_r = attn(q, k, v, mask if padded else None, residual=residual.clone())
+    assert torch.allclose(plain_r, plain + residual, atol=1e-6)
+    assert torch.allclose(fast_r, plain + residual, atol=1e-5, rtol=1e-4)
     if padded:  # padded keys get no weight: changing them changes nothing
         k2, v2 = k.clone(), v.clone()
         k2[:, -2:] += 100.0

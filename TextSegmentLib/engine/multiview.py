@@ -101,9 +101,20 @@ def decode_slices(
     return dict(zip(indices, batcher.run(run, indices, progress, cancel, "decoding", start, span)))
 
 
+def absent_logits(shape: Tuple[int, ...]) -> torch.Tensor:
+    """An fp16 tensor of ``ABSENT_LOGIT``, filled as its 16-bit pattern (filling fp16 itself is five times slower).
+
+    Example:
+        >>> absent_logits((2, 3)).unique().tolist() == [ABSENT_LOGIT]
+        True
+    """
+    bits = int(torch.tensor(ABSENT_LOGIT, dtype=torch.float16).view(torch.int16))
+    return torch.full(shape, bits, dtype=torch.int16).view(torch.float16)
+
+
 def assemble(found: Mapping[int, tuple], n: int, size: int) -> VolumeDecode:
     """A :class:`VolumeDecode` of all ``n`` slices; slices never decoded are absent."""
-    logits = torch.full((n, size, size), ABSENT_LOGIT, dtype=torch.float16)
+    logits = absent_logits((n, size, size))
     presence = torch.full((n,), ABSENT_LOGIT)
     iou = torch.zeros(n)
     for k, (lg, pr, io) in found.items():

@@ -65,20 +65,31 @@ class Attention(nn.Module):
         return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
 
     def forward(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: Optional[torch.Tensor] = None
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        key_mask: Optional[torch.Tensor] = None,
+        residual: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
+        """Attention of ``q`` over ``k``/``v``; plus ``residual`` (shaped like ``q``) when given. Many queries over
+        few keys at inference add the attention into ``residual`` in place (one matmul, no pass of its own over the
+        thousand image tokens) and return it: pass a residual that may be overwritten."""
         if not torch.is_grad_enabled():
             rank = self.num_heads * min(q.shape[1], k.shape[1])
             if rank < self.internal_dim and max(q.shape[1], k.shape[1]) >= 4 * self.internal_dim:
-                few_queries = q.shape[1] <= k.shape[1]
-                return self._few_queries(q, k, v, key_mask) if few_queries else self._few_keys(q, k, v, key_mask)
+                if q.shape[1] > k.shape[1]:
+                    return self._few_keys(q, k, v, key_mask, residual)
+                out = self._few_queries(q, k, v, key_mask)
+                return out if residual is None else residual + out
         q = self._split(self.q_proj(q))
         k = self._split(self.k_proj(k))
         v = self._split(self.v_proj(v))
         attn_mask = None if key_mask is None else key_mask[:, None, None, :]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         b, h, n, c = out.shape
-        return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
+        out = self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
+        return out if residual is None else residual + out
 
     # The mask decoder attends between a few prompt tokens and a thousand image tokens. With h heads and n prompt
     # tokens, h * n < internal_dim: projecting the thousand image tokens is the expensive part, and it can be folded
@@ -93,9 +104,9 @@ class Attention(nn.Module):
         softmax and cancels), out = ((A v) W_v^T + b_v) W_o^T + b_o (attention rows sum to one)."""
         b, nq, _ = q.shape
         qh = self._split(self.q_proj(q))  # (B, h, nq, c)
+        qh = qh * qh.shape[-1] ** -0.5  # the scale on the few tokens' side, not on the (B, h, nq, Nk) scores
         folded = torch.einsum("bhqc,hcd->bhqd", qh, self._heads(self.k_proj.weight))  # (B, h, nq, dim)
-        scores = folded.reshape(b, -1, k.shape[-1]) @ k.transpose(1, 2)  # (B, h * nq, Nk)
-        scores = scores.reshape(b, self.num_heads, nq, -1) * qh.shape[-1] ** -0.5
+        scores = (folded.reshape(b, -1, k.shape[-1]) @ k.transpose(1, 2)).reshape(b, self.num_heads, nq, -1)
         if key_mask is not None:
             scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
         attn = scores.softmax(-1)
@@ -103,19 +114,23 @@ class Attention(nn.Module):
         out = torch.einsum("bhqd,hcd->bqhc", mixed, self._heads(self.v_proj.weight)).reshape(b, nq, -1)
         return self.out_proj(out + self.v_proj.bias)
 
-    def _few_keys(self, q, k, v, key_mask):
-        """Many queries over few keys: scores = q (W_q^T K^T) + b_q K^T, out = A (V W_o^T) + b_o."""
+    def _few_keys(self, q, k, v, key_mask, residual=None):
+        """Many queries over few keys: scores = q (W_q^T K^T) + b_q K^T, out = A (V W_o^T) + b_o; with a residual
+        r: r += A (V W_o^T + b_o / h) in place (each head's attention sums to one: h over a row)."""
         b, nq, _ = q.shape
         kh = self._split(self.k_proj(k))  # (B, h, nk, c)
         vh = self._split(self.v_proj(v))
         h, nk = kh.shape[1], kh.shape[2]
         wq = self._heads(self.q_proj.weight)  # (h, c, dim)
+        kh = kh * kh.shape[-1] ** -0.5  # the scale and the padding on the few keys' side (no pass over the scores)
         keys = torch.einsum("hcd,bhkc->bdhk", wq, kh).reshape(b, -1, h * nk)  # (B, dim, h * nk)
-        bias = torch.einsum("hc,bhkc->bhk", self.q_proj.bias.reshape(h, -1), kh).reshape(b, 1, h * nk)
-        scores = torch.baddbmm(bias, q, keys).reshape(b, nq, h, nk) * kh.shape[-1] ** -0.5
+        bias = torch.einsum("hc,bhkc->bhk", self.q_proj.bias.reshape(h, -1), kh)
         if key_mask is not None:
-            scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+            bias = bias.masked_fill(~key_mask[:, None, :], float("-inf"))
+        scores = torch.baddbmm(bias.reshape(b, 1, h * nk), q, keys).reshape(b, nq, h, nk)
         attn = scores.softmax(-1).reshape(b, nq, h * nk)
         wo = self.out_proj.weight.reshape(-1, h, kh.shape[-1])  # (dim, h, c)
         values = torch.einsum("bhkc,dhc->bhkd", vh, wo).reshape(b, h * nk, -1)  # (B, h * nk, dim)
-        return torch.baddbmm(self.out_proj.bias.expand(b, 1, -1), attn, values)
+        if residual is None:
+            return torch.baddbmm(self.out_proj.bias.expand(b, 1, -1), attn, values)
+        return residual.baddbmm_(attn, values + self.out_proj.bias / h)

@@ -7,7 +7,7 @@ The skips' output projections start at zero: a decoder trained without them keep
 """
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,7 @@ from .transformer import TwoWayTransformer
 NUM_OUTPUT_TOKENS = 3  # IoU, mask, presence
 ABSENT_LOGIT = -20.0
 Crop = Tuple[int, int, int, int]  # rows y0:y1, columns x0:x1 of the (S, S) mask
+Keep = Union[torch.Tensor, slice]  # the batch rows whose target is present: indices, or every row
 DETAIL_HALO = 8  # image pixels beyond a crop that the detail path's convolutions read (3 are needed)
 
 
@@ -96,7 +97,7 @@ class MaskDecoder(nn.Module):
         tokens = torch.cat([out_tokens, sparse], dim=1)
         always = torch.ones(b, NUM_OUTPUT_TOKENS, dtype=torch.bool, device=image.device)
         mask = torch.cat([always, sparse_valid], dim=1)
-        hs, src = self.transformer(image + dense, image_pe, sentence, tokens, mask)
+        hs, src = self.transformer(image, image_pe, sentence, tokens, mask, dense=dense)
         iou = self.iou_head(hs[:, 0])
         presence = self.presence_head(hs[:, 2])
         g = image.shape[-1]
@@ -104,12 +105,15 @@ class MaskDecoder(nn.Module):
         keep = torch.arange(b, device=image.device)
         if presence_threshold is not None:
             keep = torch.nonzero(presence[:, 0] >= presence_threshold).flatten()
+        found = keep.numel()
+        if found == b:
+            keep = slice(None)  # type: ignore[assignment]  # every slice: views, not gathered copies
         masks = torch.full((b, 1, size, size), ABSENT_LOGIT, dtype=hs.dtype, device=image.device)
-        if keep.numel() and probe:
+        if found and probe:
             samples = self._probe(src[keep].transpose(1, 2).reshape(-1, src.shape[-1], g, g), images, keep)
             logits = (samples.flatten(2).transpose(1, 2) @ self.hypernet(hs[keep, 1]).unsqueeze(-1)).reshape(-1, g, g)
             masks[keep] = logits.repeat_interleave(4, -2).repeat_interleave(4, -1)[:, None].to(masks.dtype)
-        elif keep.numel():
+        elif found:
             y0, y1, x0, x1 = align_crop(crop, size)
             # (B, N, C) tokens -> (B, C, g, g) channels-last (a view); the upscaling stays channels-last
             x = src[keep].transpose(1, 2).reshape(-1, src.shape[-1], g, g)[:, :, y0 // 4 : y1 // 4, x0 // 4 : x1 // 4]
@@ -124,7 +128,7 @@ class MaskDecoder(nn.Module):
                 masks[keep, :, y0:y1, x0:x1] = part
         return DecoderOutput(masks=masks, iou=iou, presence=presence)
 
-    def _upscale(self, x: torch.Tensor, images: Optional[torch.Tensor], keep: torch.Tensor, crop: Crop) -> torch.Tensor:
+    def _upscale(self, x: torch.Tensor, images: Optional[torch.Tensor], keep: Keep, crop: Crop) -> torch.Tensor:
         """S/4 -> S/2 -> S, adding the image's detail features when the decoder has them and images are given.
         ``x`` holds the tokens of the aligned ``crop`` only: every step is per pixel except the detail path's 3 x 3
         convolutions, which see the image ``DETAIL_HALO`` pixels beyond the crop (exact inside it)."""
@@ -143,7 +147,7 @@ class MaskDecoder(nn.Module):
         x = up[2](up[1](up[0](x))) + half
         return up[4](up[3](x) + full)
 
-    def _probe(self, x: torch.Tensor, images: Optional[torch.Tensor], keep: torch.Tensor) -> torch.Tensor:
+    def _probe(self, x: torch.Tensor, images: Optional[torch.Tensor], keep: Keep) -> torch.Tensor:
         """The upscaled features at the pixels (4i + 2, 4j + 2) only, i.e. one pixel of each 4 x 4 block (a 16th of
         the upscaling): the 2 x 2 transposed convolutions become 1 x 1 convolutions with one kernel tap, and the
         detail path's 3 x 3 convolutions are evaluated at those pixels only. Exactly the whole mask's values there."""

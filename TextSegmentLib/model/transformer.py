@@ -43,7 +43,7 @@ class TwoWayBlock(nn.Module):
         queries = self.norm2(queries + self.token_to_image(q, k, keys))
         queries = self.norm3(queries + self.mlp(queries))
         q = queries + query_pe
-        keys = self.norm4(keys + self.image_to_token(k, q, queries, token_mask))
+        keys = self.norm4(self.image_to_token(k, q, queries, token_mask, residual=keys))  # keys: updated in place
         return queries, keys
 
 
@@ -67,9 +67,19 @@ class TwoWayTransformer(nn.Module):
         sentence: torch.Tensor,
         tokens: torch.Tensor,
         token_mask: Optional[torch.Tensor],
+        dense: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """image (B, D, H, W), image_pe (1 or B, D, H, W), sentence (B, D), tokens (B, T, D), mask (B, T)."""
-        keys = image.flatten(2).transpose(1, 2).contiguous()  # (B, N, D) rows: the projections become one matmul
+        """image (B, D, H, W), image_pe (1 or B, D, H, W), sentence (B, D), tokens (B, T, D), mask (B, T), dense
+        prompt embedding (B, D, H, W; broadcast allowed) added to the image."""
+        if torch.is_grad_enabled():
+            keys = (image if dense is None else image + dense).flatten(2).transpose(1, 2).contiguous()
+        else:
+            # (B, N, D) rows (the projections become one matmul) in a tensor of its own: the image-side residuals
+            # are added into it in place at inference; image + dense is written straight into that layout
+            b, d = image.shape[:2]
+            keys = torch.empty((b, image[0, 0].numel(), d), dtype=image.dtype, device=image.device)
+            dense = torch.zeros((), dtype=image.dtype, device=image.device) if dense is None else dense
+            torch.add(image.flatten(2).transpose(1, 2), dense.expand_as(image).flatten(2).transpose(1, 2), out=keys)
         if sentence.shape[0] > 1 and sentence.stride(0) == 0:  # one text for the batch: one (1, N, D) encoding
             sentence = sentence[:1]
         key_pe = image_pe.flatten(2).transpose(1, 2) + sentence[:, None, :]
