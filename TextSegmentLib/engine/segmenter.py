@@ -16,6 +16,7 @@ from ..device import resolve_device
 from ..model import TextSegmentModel
 from ..model.mask_decoder import ABSENT_LOGIT
 from ..prompts import card_windows, clean_prompt, find_term, match_prompt, split_side, vocabulary_names, words
+from .allocator import keep_freed_memory
 from .batching import Batcher, CancelFn, ProgressFn, check_cancel
 from .embeddings import EmbeddingCache, EmbeddingStore, SliceEmbeddings
 from .fusion import DEFAULT_WEIGHTS
@@ -162,6 +163,7 @@ class Segmenter:
         batch_size: int = 8,
         cache_limit_mb: float = 2048.0,
     ) -> None:
+        keep_freed_memory()  # the next prompt reuses this one's memory instead of faulting it in again
         self.model = load_model(model, device)
         self.model.to(memory_format=torch.channels_last)  # convolution weights to match channels-last inputs
         self.batcher = Batcher(batch_size, self.model)
