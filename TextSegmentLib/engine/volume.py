@@ -19,6 +19,7 @@ import SimpleITK as sitk
 import torch
 
 from ..imaging import CT_WINDOWS, detect_ct, fit_slices, normalize_ct, normalize_mr, plan_fit, reorientation_for
+from ..imaging.intensity import mr_range
 from ..imaging.orientation import from_canonical, to_canonical
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,8 @@ class PlaneView:
         idx = np.clip(np.asarray(indices, dtype=int), 0, self.num_slices - 1)
         if self.is_ct:
             return normalize_ct(self.stack[idx], resolve_window(window or "soft_tissue"))
-        return slice_view(self.volume.mr_normalized(), self.plane)[idx]
+        # only these slices, by the whole volume's percentiles (a further prompt encodes a few slices)
+        return normalize_mr(slice_view(self.volume.canonical, self.plane)[idx], intensity_range=self.volume.mr_range())
 
     def model_inputs(self, indices: Sequence[int], window: WindowLike) -> torch.Tensor:
         """(B, 3, S, S) model inputs for slices ``indices`` (2.5D neighbours when the model uses slice context)."""
@@ -169,7 +171,7 @@ class PreparedVolume:
         self.slice_context = slice_context
         self.mr_percentiles = tuple(mr_percentiles)
         self.voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
-        self._mr: Optional[np.ndarray] = None
+        self._mr: Optional[Tuple[float, float]] = None
         self._hash: Optional[str] = None
         self._views: Dict[str, PlaneView] = {}
         primary = self.view(self.axis)
@@ -204,10 +206,10 @@ class PreparedVolume:
             return f"mr{self.mr_percentiles}"
         return "ct{}".format(resolve_window(window or "soft_tissue"))
 
-    def mr_normalized(self) -> np.ndarray:
-        """The canonical volume as float32 in [0, 255] by the MR percentiles (computed once)."""
+    def mr_range(self) -> Tuple[float, float]:
+        """The intensities that MR slices map to 0 and 255: the volume's percentiles (computed once)."""
         if self._mr is None:
-            self._mr = normalize_mr(self.canonical, self.mr_percentiles)
+            self._mr = mr_range(self.canonical, self.mr_percentiles)
         return self._mr
 
     def normalized(self, indices: Sequence[int], window: WindowLike) -> np.ndarray:

@@ -44,12 +44,24 @@ def normalize_ct(array: np.ndarray, window: Tuple[float, float]) -> np.ndarray:
     return np.clip(out, 0.0, 255.0, out=out)
 
 
-def normalize_mr(array: np.ndarray, percentiles: Sequence[float] = (0.5, 99.5)) -> np.ndarray:
-    """Clip to the given percentiles (of a fixed voxel sample) and rescale to float32 [0, 255]."""
+def mr_range(array: np.ndarray, percentiles: Sequence[float] = (0.5, 99.5)) -> Tuple[float, float]:
+    """The (low, high) intensities that :func:`normalize_mr` maps to 0 and 255: percentiles of a fixed voxel sample.
+
+    Example:
+        >>> mr_range(np.arange(1000.0).reshape(10, 10, 10), (0, 100))
+        (0.0, 999.0)
+    """
     lo, hi = np.percentile(_sample(array).astype(np.float32), list(percentiles))
-    if hi <= lo:
-        hi = lo + 1.0
-    out = (array.astype(np.float32) - float(lo)) * (255.0 / float(hi - lo))
+    return float(lo), float(hi if hi > lo else lo + 1.0)
+
+
+def normalize_mr(
+    array: np.ndarray, percentiles: Sequence[float] = (0.5, 99.5), intensity_range: Optional[Tuple[float, float]] = None
+) -> np.ndarray:
+    """Clip to the given percentiles (of a fixed voxel sample) and rescale to float32 [0, 255]; with
+    ``intensity_range`` (from :func:`mr_range` of a whole volume) part of that volume, e.g. some of its slices."""
+    lo, hi = intensity_range or mr_range(array, percentiles)
+    out = (array.astype(np.float32) - lo) * (255.0 / (hi - lo))
     return np.clip(out, 0.0, 255.0, out=out)
 
 
