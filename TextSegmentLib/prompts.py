@@ -172,13 +172,20 @@ def window_for(found: Sequence[str], entry: Optional[Dict[str, Any]] = None, kno
     return "soft_tissue"
 
 
+@lru_cache(maxsize=8192)
+def _side_words(name: str) -> Tuple[Optional[str], List[str]]:
+    """``split_side(words(name))`` of a vocabulary name or synonym, computed once (every prompt scans them all);
+    the list is shared: read it, do not change it."""
+    return split_side(words(name))
+
+
 def _vocabulary_match(side_free: List[str], vocabulary: Iterable[Any]) -> Tuple[Optional[Dict[str, Any]], float]:
     key = " ".join(side_free)
     best: Optional[Dict[str, Any]] = None
     best_score = 0.0
     for entry in _entries(vocabulary):
         for name in [entry["name"]] + list(entry.get("synonyms", [])):
-            _, nwords = split_side(words(str(name)))
+            _, nwords = _side_words(str(name))
             if not nwords:
                 continue
             if " ".join(nwords) == key:
@@ -204,9 +211,9 @@ def find_term(prompt: str, vocabulary: Iterable[Any] = ()) -> Optional[str]:
     text = f" {' '.join(found)} "
     best: Optional[Tuple[int, int, str]] = None
     for entry in _entries(vocabulary):
-        entry_side, _ = split_side(words(str(entry["name"])))
+        entry_side, _ = _side_words(str(entry["name"]))
         for name in [entry["name"]] + list(entry.get("synonyms", [])):
-            _, nwords = split_side(words(str(name)))
+            _, nwords = _side_words(str(name))
             if nwords and f" {' '.join(nwords)} " in text:
                 rank = (len(nwords), int(entry_side == side))
                 if best is None or rank > best[:2]:
