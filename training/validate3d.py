@@ -32,11 +32,12 @@ PLANES = ("axial", "coronal", "sagittal")
 CHOICE = (*DEEP_GREY, "brain", "cerebellum")
 
 
-def reference(folder: Path, name: str) -> np.ndarray:
-    """The reference mask of a deep grey structure, "brain" or "cerebellum" in a bank variant (canonical array)."""
+def reference(folder: Path, name: str, aal: Optional[np.ndarray] = None) -> np.ndarray:
+    """The reference mask of a deep grey structure, "brain" or "cerebellum" in a bank variant (canonical array);
+    ``aal``: the variant's AAL layer when the caller has read it already."""
     if name == "brain":
         return np.load(folder / "layer_brain.npy") > 0
-    aal = np.load(folder / "layer_aal.npy")
+    aal = np.load(folder / "layer_aal.npy") if aal is None else aal
     return np.isin(aal, CEREBELLUM if name == "cerebellum" else DEEP_GREY[name])
 
 
@@ -73,7 +74,8 @@ def validate(
     names = list(names)
     scores: Dict[str, Dict[str, List[float]]] = {s: {c: [] for c in contrasts} for s in settings}
     for folder in folders:
-        refs = [reference(folder, n) for n in names]
+        aal = np.load(folder / "layer_aal.npy")  # read once for every structure
+        refs = [reference(folder, n, aal) for n in names]
         voxel_ml = float(json.loads((folder / "variant.json").read_text())["spacing"]) ** 3 / 1000.0
         for contrast in contrasts:
             image = variant_image(folder, contrast)

@@ -18,8 +18,16 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from ..imaging import CT_WINDOWS, detect_ct, fit_slices, normalize_ct, normalize_mr, plan_fit, reorientation_for
-from ..imaging.intensity import mr_range
+from ..imaging import (
+    CT_WINDOWS,
+    detect_ct,
+    fit_slices,
+    mr_range,
+    normalize_ct,
+    normalize_mr,
+    plan_fit,
+    reorientation_for,
+)
 from ..imaging.orientation import from_canonical, to_canonical
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 These are the single implementation of each step; ``training/`` imports them from here.
 """
 
-from .intensity import CT_WINDOWS, detect_ct, normalize_ct, normalize_mr, normalize_volume
+from .intensity import CT_WINDOWS, detect_ct, mr_range, normalize_ct, normalize_mr, normalize_volume
 from .orientation import Reorientation, from_canonical, reorientation_for, to_canonical
 from .resize import SliceFit, fit_slices, plan_fit
 
@@ -14,6 +14,7 @@ __all__ = [
     "detect_ct",
     "fit_slices",
     "from_canonical",
+    "mr_range",
     "normalize_ct",
     "normalize_mr",
     "normalize_volume",
