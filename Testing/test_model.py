@@ -291,3 +291,37 @@ def test_a_probe_is_the_whole_mask_at_one_pixel_of_each_block(images):
     assert not torch.allclose(probe.masks, full.masks, atol=1e-3)  # elsewhere it is not the mask
     assert torch.allclose(plain_probe.masks[..., 2::4, 2::4], plain_full.masks[..., 2::4, 2::4], atol=1e-5)
     assert torch.equal(probe.presence, full.presence)
+
+
+def test_batch_norm_is_folded_into_the_convolution_only_in_eval_mode():
+    from TextSegmentLib.model.image_encoder import ConvBN
+
+    torch.manual_seed(3)
+    block = ConvBN(6, 10, 3, stride=2)
+    with torch.no_grad():  # statistics and affine terms far from the identity, as after training
+        block[1].running_mean.uniform_(-2, 2)
+        block[1].running_var.uniform_(0.1, 4)
+        block[1].weight.uniform_(0.5, 2)
+        block[1].bias.uniform_(-1, 1)
+    x = torch.randn(2, 6, 17, 17)
+    block.eval()
+    unfused = block[1](block[0](x))
+    torch.testing.assert_close(block(x), unfused, atol=1e-5, rtol=1e-5)
+    block.train()  # training normalises with the batch's statistics and updates the running ones
+    before = block[1].running_mean.clone()
+    out = block(x)
+    assert not torch.equal(block[1].running_mean, before)
+    torch.testing.assert_close(out.mean(dim=(0, 2, 3)), block[1].bias.detach(), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gelu2d_equals_gelu_and_keeps_the_layout(channels_last):
+    from TextSegmentLib.model.layers import gelu2d
+
+    x = torch.randn(2, 5, 7, 3)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = gelu2d(x)
+    assert torch.equal(y, torch.nn.functional.gelu(x.contiguous()))
+    torch.testing.assert_close(y, torch.nn.functional.gelu(x), atol=1e-6, rtol=0)
+    assert y.is_contiguous(memory_format=torch.channels_last) == channels_last

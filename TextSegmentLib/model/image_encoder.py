@@ -12,17 +12,37 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
-from .layers import LayerNorm2d
+from .layers import GELU2d, LayerNorm2d
 
 PIXEL_MEAN = 0.5
 PIXEL_STD = 0.25
 
 
 class ConvBN(nn.Sequential):
+    """Convolution then batch norm; in eval mode the norm is folded into the convolution (one pass, same result).
+
+    Example:
+        >>> block = ConvBN(4, 8, 3).eval()
+        >>> x = torch.randn(2, 4, 16, 16)
+        >>> torch.allclose(block(x), block[1](block[0](x)), atol=1e-5)
+        True
+    """
+
     def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1) -> None:
         super().__init__(
             nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
             nn.BatchNorm2d(cout),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv, bn = self[0], self[1]
+        if self.training or bn.running_var is None:
+            return bn(conv(x))
+        # y = (conv(x) - mean) * g / sqrt(var + eps) + b  ==  conv with weights scaled per output channel, plus a bias
+        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+        weight = conv.weight * scale.reshape(-1, 1, 1, 1)
+        return F.conv2d(
+            x, weight, bn.bias - bn.running_mean * scale, conv.stride, conv.padding, conv.dilation, conv.groups
         )
 
 
@@ -35,7 +55,7 @@ class MBConv(nn.Module):
         self.conv1 = ConvBN(dim, hidden)
         self.conv2 = ConvBN(hidden, hidden, 3, groups=hidden)
         self.conv3 = ConvBN(hidden, dim)
-        self.act = nn.GELU()
+        self.act = GELU2d()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.act(self.conv1(x))
@@ -98,7 +118,7 @@ class ImageEncoder(nn.Module):
         n0, n1, n2, n3 = config.encoder_depths
         _, h1, h2, h3 = config.encoder_heads
         ws, r = config.window_size, config.mlp_ratio
-        self.stem = nn.Sequential(ConvBN(config.in_chans, d0 // 2, 3, 2), nn.GELU(), ConvBN(d0 // 2, d0, 3, 2))
+        self.stem = nn.Sequential(ConvBN(config.in_chans, d0 // 2, 3, 2), GELU2d(), ConvBN(d0 // 2, d0, 3, 2))
         self.stage0 = nn.Sequential(*[MBConv(d0) for _ in range(n0)])
         self.down1 = ConvBN(d0, d1, 3, 2)
         self.stage1 = nn.Sequential(*[WindowAttentionBlock(d1, h1, ws, r) for _ in range(n1)])

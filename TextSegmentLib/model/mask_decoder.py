@@ -15,7 +15,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .image_encoder import PIXEL_MEAN, PIXEL_STD
-from .layers import MLP, LayerNorm2d
+from .layers import MLP, GELU2d, LayerNorm2d, gelu2d
 from .transformer import TwoWayTransformer
 
 NUM_OUTPUT_TOKENS = 3  # IoU, mask, presence
@@ -42,10 +42,10 @@ class DetailPath(nn.Module):
         self.to_half = nn.Sequential(
             nn.Conv2d(in_chans, channels, 3, 2, 1),
             LayerNorm2d(channels),
-            nn.GELU(),
+            GELU2d(),
             nn.Conv2d(channels, channels, 3, 1, 1),
         )
-        self.to_full = nn.Sequential(nn.Conv2d(in_chans, channels, 3, 1, 1), LayerNorm2d(channels), nn.GELU())
+        self.to_full = nn.Sequential(nn.Conv2d(in_chans, channels, 3, 1, 1), LayerNorm2d(channels), GELU2d())
         self.half_proj = nn.Conv2d(channels, half_out, 1)
         self.full_proj = nn.Conv2d(channels, full_out, 1)
         for proj in (self.half_proj, self.full_proj):
@@ -54,7 +54,7 @@ class DetailPath(nn.Module):
 
     def forward(self, images: torch.Tensor):
         x = ((images / 255.0 - PIXEL_MEAN) / PIXEL_STD).contiguous(memory_format=torch.channels_last)
-        return self.half_proj(nn.functional.gelu(self.to_half(x))), self.full_proj(self.to_full(x))
+        return self.half_proj(gelu2d(self.to_half(x))), self.full_proj(self.to_full(x))
 
 
 class MaskDecoder(nn.Module):
@@ -68,9 +68,9 @@ class MaskDecoder(nn.Module):
         self.upscaling = nn.Sequential(
             nn.ConvTranspose2d(dim, dim // 4, 2, 2),
             LayerNorm2d(dim // 4),
-            nn.GELU(),
+            GELU2d(),
             nn.ConvTranspose2d(dim // 4, dim // 8, 2, 2),
-            nn.GELU(),
+            GELU2d(),
         )
         self.detail = (
             DetailPath(config.in_chans, config.detail_channels, dim // 4, dim // 8) if config.detail_channels else None
@@ -164,7 +164,7 @@ class MaskDecoder(nn.Module):
             h1 = d.to_half[2](d.to_half[1](d.to_half[0](img)))  # every half-resolution pixel (3 x 3 needs them)
             conv = d.to_half[3]
             h2 = F.conv2d(F.pad(h1, (1, 1, 1, 1))[:, :, 1:, 1:], conv.weight, conv.bias, stride=2)  # at 2i + 1
-            h = h + d.half_proj(F.gelu(h2))
+            h = h + d.half_proj(gelu2d(h2))
             conv = d.to_full[0]
             f = F.conv2d(F.pad(img, (1, 1, 1, 1))[:, :, 2:, 2:], conv.weight, conv.bias, stride=4)  # at 4i + 2
             full = d.full_proj(d.to_full[2](d.to_full[1](f)))
