@@ -225,3 +225,13 @@ def test_reported_slices_are_input_indices(segmenter, brain, flips):
     segmenter.refine(res, 0, 3, box=(5, 5, 30, 40))
     ks = np.flatnonzero(res.mask(0).any(axis=(1, 2)))
     assert ks.tolist() == [3] and res.segments[0].slices == (3, 3)
+
+
+def test_stray_islands_option_is_checked_and_applied(segmenter, brain):
+    for bad in (-0.1, 1.5, "0.1", True, float("nan")):
+        with pytest.raises(ValueError, match="min_component_fraction"):
+            segmenter.segment(brain, ["brain"], min_component_fraction=bad)
+    keep_all = segmenter.segment(brain, ["left hippocampus"], min_component_fraction=0.0, min_component_ml=0.0)
+    strict = segmenter.segment(brain, ["left hippocampus"], min_component_fraction=1.0, min_component_ml=0.0)
+    assert not (strict.mask(0) & ~keep_all.mask(0)).any()  # only removes
+    assert strict.mask(0).sum() <= keep_all.mask(0).sum()

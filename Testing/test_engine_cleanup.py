@@ -7,7 +7,7 @@ from scipy import ndimage
 from TextSegmentLib.engine.decode import cleanup_3d, fill_holes_2d
 
 
-def reference(mask, voxel_ml, min_component_ml, min_slices, fill_holes, largest_only):
+def reference(mask, voxel_ml, min_component_ml, min_slices, fill_holes, largest_only, min_fraction=0.0):
     if fill_holes:
         mask = fill_holes_2d(mask.copy())
     min_slices = max(1, min(int(min_slices), mask.shape[0]))
@@ -18,6 +18,9 @@ def reference(mask, voxel_ml, min_component_ml, min_slices, fill_holes, largest_
     keep = np.zeros(count + 1, bool)
     for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
         keep[lab] = sizes[lab] * voxel_ml >= min_component_ml and sl[0].stop - sl[0].start >= min_slices
+    if min_fraction > 0 and keep[1:].any():
+        largest = max(sizes[lab] for lab in range(1, count + 1) if keep[lab])
+        keep = np.array([k and sizes[lab] >= min_fraction * largest for lab, k in enumerate(keep)])
     if largest_only and keep[1:].any():
         best = int(np.argmax(np.where(keep, sizes, -1)))
         keep[:] = False
@@ -39,6 +42,7 @@ def test_cleanup_equals_whole_volume_reference(seed):
         min_slices=int(rng.integers(1, 14)),
         fill_holes=bool(rng.integers(2)),
         largest_only=bool(rng.integers(2)),
+        min_fraction=float(rng.choice([0, 0.05, 0.3, 1.0])),
     )
     assert np.array_equal(cleanup_3d(m, **kw), reference(m, **kw))
 
@@ -51,6 +55,19 @@ def test_cleanup_rules():
     out = cleanup_3d(m, voxel_ml=0.001, min_slices=2)
     assert out[2, 4, 4] and not out[0, 0, 0] and out.sum() == 4 * 36
     assert not cleanup_3d(m, voxel_ml=0.001, min_component_ml=1.0).any()  # 0.144 ml < 1 ml
+
+
+def test_islands_much_smaller_than_the_largest_component_are_removed():
+    m = np.zeros((10, 30, 30), bool)
+    m[1:9, 2:10, 2:10] = True  # 512 voxels
+    m[1:9, 20:28, 2:10] = True  # its mirror image (a bilateral group): 512
+    m[2:5, 20:23, 20:23] = True  # an island: 27 voxels, 5 % of the largest
+    kw = dict(voxel_ml=0.001, min_slices=2, fill_holes=False)
+    assert cleanup_3d(m, **kw).sum() == 1051  # off by default
+    out = cleanup_3d(m, min_fraction=0.1, **kw)
+    assert out.sum() == 1024 and not out[3, 21, 21]  # both halves kept, the island gone
+    assert cleanup_3d(m, min_fraction=0.05, **kw).sum() == 1051  # 27 >= 0.05 * 512 = 25.6
+    assert cleanup_3d(m, min_fraction=1.0, **kw).sum() == 1024  # components as large as the largest stay
 
 
 @pytest.mark.parametrize("seed", range(10))

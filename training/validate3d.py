@@ -122,6 +122,15 @@ def main(argv=None) -> None:
     parser.add_argument("--limit", type=int, help="at most this many validation variants")
     parser.add_argument("--quick", action="store_true", help="run: three views only (default and every fine pixel)")
     parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="bundles: segment options to compare, e.g. islands='{\"min_component_fraction\": 0.1}' (repeatable; "
+        "default: the card's views with the engine's defaults)",
+    )
+    parser.add_argument("--all", action="store_true", help="score whole brain and cerebellum with the deep grey")
+    parser.add_argument(
         "--choose",
         metavar="SHIPPED",
         help="compare the run's best and last weights with this bundle; print the choice; exit 0 when one of the "
@@ -140,11 +149,16 @@ def main(argv=None) -> None:
         raise SystemExit(3 if verdict["choice"] == "shipped" else 0)
     bank = Path(cfg["bank"]["dir"])
     report: Dict[str, object] = {}
+    names = CHOICE if args.all else tuple(DEEP_GREY)
+    settings = {"card's views": {}}
+    for item in args.setting:
+        name, _, options = item.partition("=")
+        settings[name] = json.loads(options)
     for path in args.bundle:
         from TextSegmentLib.checkpoint import load_bundle
 
         model = load_bundle(Path(path), torch.device("cpu")).requires_grad_(False)
-        report[Path(path).name] = validate(model, bank, {"card's views": {}}, limit=args.limit)
+        report[Path(path).name] = validate(model, bank, settings, limit=args.limit, names=names)
     if args.run:
         model, step = load_trained_model(cfg, Path(args.run), args.weights)
         model.card = {"input": {"planes": list(PLANES)}}
@@ -155,7 +169,7 @@ def main(argv=None) -> None:
         if not args.quick:
             settings["axial only"] = {"views": ("axial",)}
             settings["three views equal"] = {"views": PLANES, "view_weights": {p: 1.0 for p in PLANES}}
-        report[f"{args.run} step {step}"] = validate(model, bank, settings, limit=args.limit)
+        report[f"{args.run} step {step}"] = validate(model, bank, settings, limit=args.limit, names=names)
     print(json.dumps(report, indent=2))
 
 

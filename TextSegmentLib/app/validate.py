@@ -30,7 +30,7 @@ from .jobs import Job
 
 SLICE_AXES = ("axial", "coronal", "sagittal")
 #: the segment options a request may set, and what each must be
-_PROBABILITIES = ("presence_threshold", "mask_threshold", "vocabulary_gate")
+_PROBABILITIES = ("presence_threshold", "mask_threshold", "vocabulary_gate", "min_component_fraction")
 _COUNTS = ("min_slices", "slice_stride", "fine_pixels")
 _FLAGS = ("fill_holes", "largest_only", "use_cache")
 

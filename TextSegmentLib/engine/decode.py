@@ -101,8 +101,12 @@ def cleanup_3d(
     fill_holes: bool = True,
     largest_only: bool = False,
     _n: Optional[int] = None,
+    min_fraction: float = 0.0,
 ) -> np.ndarray:
-    """3D clean-up of a (N, H, W) bool stack (slice axis first).
+    """3D clean-up of a (N, H, W) bool stack (slice axis first): holes filled slice by slice, then 3D components
+    removed that are smaller than ``min_component_ml``, span fewer than ``min_slices`` slices, or hold less than
+    ``min_fraction`` of the largest remaining component's voxels (stray islands of a single structure; a bilateral
+    group's two halves are of a size); ``largest_only`` keeps one.
 
     Example:
         >>> m = np.zeros((5, 8, 8), bool); m[1:4, 2:6, 2:6] = True; m[0, 0, 0] = True
@@ -116,13 +120,13 @@ def cleanup_3d(
     if any(b.stop - b.start < n for b, n in zip(box, mask.shape)):
         out = np.zeros_like(mask)
         out[box] = cleanup_3d(
-            mask[box], voxel_ml, min_component_ml, min_slices, fill_holes, largest_only, _n=mask.shape[0]
+            mask[box], voxel_ml, min_component_ml, min_slices, fill_holes, largest_only, mask.shape[0], min_fraction
         )
         return out
     if fill_holes:
         mask = fill_holes_2d(mask.copy())
     min_slices = max(1, min(int(min_slices), _n or mask.shape[0]))
-    if min_component_ml <= 0 and min_slices <= 1 and not largest_only:
+    if min_component_ml <= 0 and min_slices <= 1 and not largest_only and min_fraction <= 0:
         return mask
     # 26-connected components, labelled in raster order
     image = sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)), True)
@@ -135,6 +139,8 @@ def cleanup_3d(
     for lab, where in enumerate(ndimage.find_objects(labels), start=1):
         span = where[0].stop - where[0].start if where is not None else 0  # extent along the slice axis
         keep[lab] = sizes[lab] * voxel_ml >= min_component_ml and span >= min_slices
+    if min_fraction > 0 and keep[1:].any():
+        keep &= sizes >= min_fraction * sizes[keep].max()
     if largest_only and keep[1:].any():
         best = int(np.argmax(np.where(keep, sizes, -1)))
         keep[:] = False

@@ -291,6 +291,7 @@ def fuse_views(volume: PreparedVolume, decodes: Mapping[str, VolumeDecode], opts
         opts["fill_holes"],
         opts["largest_only"],
         _n=volume.canonical.shape[0],
+        min_fraction=opts["min_component_fraction"],
     )
     return mask
 

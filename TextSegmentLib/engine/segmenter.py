@@ -38,6 +38,7 @@ DEFAULT_OPTIONS: Dict[str, Any] = {
     "mask_threshold": 0.5,  # probability of a voxel being inside
     "min_component_ml": 0.05,  # 3D components smaller than this are removed
     "min_slices": 2,  # 3D components spanning fewer slices are removed
+    "min_component_fraction": 0.1,  # and those with less than this fraction of the largest kept one's voxels
     "fill_holes": True,  # slice by slice, of solid structures (not of those the card marks "fill_holes": false)
     "largest_only": False,
     # coarse-to-fine decoding: every n-th slice first (None: about every 6 mm), then only across the target's box
@@ -199,6 +200,9 @@ class Segmenter:
             value = opts[key]
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{key} must be a whole number >= 1 or None, got {value!r}")
+        fraction = opts["min_component_fraction"]
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"min_component_fraction must be a number from 0 to 1, got {fraction!r}")
         if opts["ct_window"] is not None:
             resolve_window(opts["ct_window"])
         if isinstance(opts["ct_window"], (list, tuple)):
