@@ -128,8 +128,8 @@ def parameters(**values):
     """The parameter node's fields with the module's defaults."""
     fields = dict(
         inputVolume=None, outputSegmentation=None, prompts="", recentPrompts="", model="default", device="cpu",
-        sliceAxis="auto", ctWindow="auto", presenceThreshold=0.5, minComponentMl=0.05, fillHoles=True,
-        largestOnly=False,
+        sliceAxis="auto", ctWindow="auto", presenceThreshold=0.5, minComponentMl=0.05, minComponentPercent=10.0,
+        fillHoles=True, largestOnly=False,
     )  # fmt: skip
     fields.update(values)
     return types.SimpleNamespace(**fields)

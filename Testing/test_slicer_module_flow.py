@@ -46,7 +46,8 @@ def worker():
 def _widget(module, scene, volume, tiny_bundle, worker, prompts="brain\nleft hippocampus"):
     logic = module.TextSegmentLogic(scene, model=str(tiny_bundle), device="cpu", worker=worker)
     values = dict(inputVolume=volume, prompts=prompts, model=str(tiny_bundle), presenceThreshold=0.0)
-    return make_widget(module, logic, parameters(**values, minComponentMl=0.0, fillHoles=False), prompts)
+    values.update(minComponentMl=0.0, minComponentPercent=0.0, fillHoles=False)  # keep everything the model finds
+    return make_widget(module, logic, parameters(**values), prompts)
 
 
 def _run(widget, timeout=60.0):
@@ -93,6 +94,14 @@ def test_segment_refine_undo_through_the_widget(module, scene, tiny_bundle, work
     widget.onUndo()
     np.testing.assert_array_equal(bridge.segment_to_array(seg, sid, volume), before)
     assert shown == [], shown
+
+
+def test_island_percentage_reaches_the_engine_as_a_fraction(module, scene, tiny_bundle, worker):
+    widget = _widget(module, scene, _volume(scene), tiny_bundle, worker)
+    widget._parameterNode.minComponentPercent = 25.0
+    options = widget._options()
+    assert options["min_component_fraction"] == 0.25 and options["min_component_ml"] == 0.0
+    widget.logic.segmenter()._options(options)  # the engine accepts what the widget sends
 
 
 def test_error_shows_a_dialog_and_leaves_the_scene(module, scene, tiny_bundle, worker, monkeypatch):

@@ -47,6 +47,7 @@ EXPECTED_CLASSES = {
     "ctWindowComboBox": "QComboBox",
     "presenceThresholdSlider": "ctkSliderWidget",
     "minComponentSpinBox": "QDoubleSpinBox",
+    "minComponentPercentSpinBox": "QDoubleSpinBox",
     "fillHolesCheckBox": "QCheckBox",
     "largestOnlyCheckBox": "QCheckBox",
 }

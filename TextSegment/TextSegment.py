@@ -94,6 +94,7 @@ class TextSegmentParameterNode:
     ctWindow: Annotated[str, Choice(["auto", "soft_tissue", "lung", "bone", "brain"])] = "auto"
     presenceThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     minComponentMl: Annotated[float, WithinRange(0.0, 1000.0)] = 0.05
+    minComponentPercent: Annotated[float, WithinRange(0.0, 100.0)] = 10.0  # of the largest part: islands below go
     fillHoles: bool = True
     largestOnly: bool = False
 
@@ -296,6 +297,7 @@ class TextSegmentWidget(
         options = {
             "presence_threshold": p.presenceThreshold,
             "min_component_ml": p.minComponentMl,
+            "min_component_fraction": p.minComponentPercent / 100.0,
             "fill_holes": p.fillHoles,
             "largest_only": p.largestOnly,
         }
