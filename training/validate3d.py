@@ -150,15 +150,18 @@ def main(argv=None) -> None:
     bank = Path(cfg["bank"]["dir"])
     report: Dict[str, object] = {}
     names = CHOICE if args.all else tuple(DEEP_GREY)
-    settings = {"card's views": {}}
+    bundle_settings = {"card's views": {}}
     for item in args.setting:
         name, _, options = item.partition("=")
-        settings[name] = json.loads(options)
+        try:
+            bundle_settings[name] = dict(json.loads(options))
+        except (ValueError, TypeError):
+            parser.error(f"--setting {item!r}: expected NAME='{{\"option\": value, ...}}'")
     for path in args.bundle:
         from TextSegmentLib.checkpoint import load_bundle
 
         model = load_bundle(Path(path), torch.device("cpu")).requires_grad_(False)
-        report[Path(path).name] = validate(model, bank, settings, limit=args.limit, names=names)
+        report[Path(path).name] = validate(model, bank, bundle_settings, limit=args.limit, names=names)
     if args.run:
         model, step = load_trained_model(cfg, Path(args.run), args.weights)
         model.card = {"input": {"planes": list(PLANES)}}

@@ -100,8 +100,8 @@ def cleanup_3d(
     min_slices: int = 2,
     fill_holes: bool = True,
     largest_only: bool = False,
-    _n: Optional[int] = None,
     min_fraction: float = 0.0,
+    _n: Optional[int] = None,
 ) -> np.ndarray:
     """3D clean-up of a (N, H, W) bool stack (slice axis first): holes filled slice by slice, then 3D components
     removed that are smaller than ``min_component_ml``, span fewer than ``min_slices`` slices, or hold less than
@@ -120,7 +120,7 @@ def cleanup_3d(
     if any(b.stop - b.start < n for b, n in zip(box, mask.shape)):
         out = np.zeros_like(mask)
         out[box] = cleanup_3d(
-            mask[box], voxel_ml, min_component_ml, min_slices, fill_holes, largest_only, mask.shape[0], min_fraction
+            mask[box], voxel_ml, min_component_ml, min_slices, fill_holes, largest_only, min_fraction, mask.shape[0]
         )
         return out
     if fill_holes:

@@ -290,8 +290,8 @@ def fuse_views(volume: PreparedVolume, decodes: Mapping[str, VolumeDecode], opts
         opts["min_slices"],
         opts["fill_holes"],
         opts["largest_only"],
+        opts["min_component_fraction"],
         _n=volume.canonical.shape[0],
-        min_fraction=opts["min_component_fraction"],
     )
     return mask
 
