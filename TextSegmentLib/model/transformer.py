@@ -84,6 +84,8 @@ class TwoWayTransformer(nn.Module):
             sentence = sentence[:1]
         # (1 or B, N, D) in row order: added to the keys in every block, a transposed layout made each add 15x slower
         key_pe = (image_pe.flatten(2).transpose(1, 2) + sentence[:, None, :]).contiguous()
+        if key_pe.shape[0] != keys.shape[0]:  # and one per batch item: broadcasting it over the batch is 5x slower
+            key_pe = key_pe.expand(keys.shape[0], -1, -1).contiguous()
         queries = tokens
         for layer in self.layers:
             queries, keys = layer(queries, keys, tokens, key_pe, token_mask)
