@@ -425,3 +425,26 @@ def test_the_fine_box_is_where_the_planes_findings_agree_not_where_their_boxes_o
     for (lo, hi), (clo, chi), (llo, lhi) in zip(tight, cube, loose):
         assert llo <= lo <= clo and chi <= hi <= lhi  # inside the loose box, around the cube
     assert tight[1][1] <= cube[1][1] + 2 + 2 + 2  # P: the cube, a step and 2 voxels (and a grid cell)
+
+
+def test_a_structure_is_cut_at_the_threshold_its_card_entry_calibrated(present_bundle, brain):
+    """A vocabulary entry's ``mask_threshold`` (written by training.calibrate) cuts that structure's fused
+    probabilities unless the call sets a threshold itself; other structures keep 0.5; the report says which."""
+    seg = three_plane_segmenter(present_bundle)
+    seg.model.card = dict(seg.model.card, vocabulary=[{"name": "brain", "mask_threshold": 0.3}, {"name": "liver"}])
+    card_cut = seg.segment(brain, ["brain", "liver"], vocabulary_gate=0.0)
+    assert [s.mask_threshold for s in card_cut.segments] == [0.3, 0.5]
+    assert card_cut.to_dict()["segments"][0]["mask_threshold"] == 0.3
+    called_low = seg.segment(brain, ["brain"], vocabulary_gate=0.0, mask_threshold=0.3)
+    called_high = seg.segment(brain, ["brain"], vocabulary_gate=0.0, mask_threshold=0.5)
+    assert called_high.segments[0].mask_threshold == 0.5
+    assert np.array_equal(card_cut.mask(0), called_low.mask(0))
+    assert card_cut.mask(0).sum() > called_high.mask(0).sum()  # a lower cut of the same probabilities: more voxels
+    seg.model.card = dict(seg.model.card, vocabulary=[{"name": "brain"}, {"name": "liver"}])
+    assert np.array_equal(seg.segment(brain, ["brain"], vocabulary_gate=0.0).mask(0), called_high.mask(0))
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, "0.4", True])
+def test_a_mask_threshold_outside_0_to_1_is_refused(seg3, brain, bad):
+    with pytest.raises(ValueError, match="mask_threshold"):
+        seg3.segment(brain, ["brain"], mask_threshold=bad)

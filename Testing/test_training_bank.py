@@ -196,3 +196,59 @@ def test_choice_scores_brain_and_cerebellum_with_the_deep_grey(bank):
     assert cerebellum.any() and np.array_equal(cerebellum, (aal >= 91) & (aal <= 116))
     assert putamen.any() and np.array_equal(putamen, aal == 73)
     assert brain[putamen].mean() > 0.95  # the nuclei lie inside the brain mask
+
+
+def test_calibrate_writes_per_structure_thresholds_chosen_on_validation_into_the_card(bank, present_bundle, tmp_path):
+    """``training.calibrate``: every threshold of the grid is tried through the engine on the validation variants;
+    the card's vocabulary gets the winners (sides pooled) and a record of what was tried; the weights are untouched
+    and the bundle still loads."""
+    import shutil
+
+    from TextSegmentLib.checkpoint import load_bundle, read_card
+    from training import calibrate
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(present_bundle, bundle)
+    weights = (bundle / "model.safetensors").read_bytes()
+    config = tmp_path / "cfg.yaml"
+    config.write_text(json.dumps({"bank": {"dir": str(bank)}}))
+    calibrate.main(["--config", str(config), "--bundle", str(bundle), "--limit", "1", "--grid", "0.2,0.5"])
+    card = read_card(bundle)
+    record = card["calibration"]["mask_threshold"]
+    assert record["grid"] == [0.2, 0.5] and "brain" in record["structures"]
+    brain = record["structures"]["brain"]
+    assert brain["n"] == 2  # one variant, T1 and T2-like
+    assert brain["threshold"] in (0.2, 0.5) and brain["dice"] >= brain["dice_default"]
+    entry = next(e for e in card["vocabulary"] if e["name"] == "brain")
+    assert entry.get("mask_threshold", 0.5) == brain["threshold"]
+    assert (bundle / "model.safetensors").read_bytes() == weights
+    assert load_bundle(bundle).card["calibration"] == card["calibration"]
+
+
+def test_calibration_keeps_the_default_unless_a_threshold_gains_enough():
+    from training.calibrate import apply_thresholds, choose_thresholds
+
+    scores = {
+        "left thalamus": {0.4: [0.70], 0.5: [0.70]},  # a tie keeps 0.5
+        "right thalamus": {0.4: [0.704], 0.5: [0.70]},  # pooled with the left: +0.002 < min_gain
+        "left hippocampus": {0.4: [0.5], 0.5: [0.4]},
+        "cerebellum": {0.3: [0.7], 0.5: []},  # never scored at 0.5: left alone
+    }
+    chosen = choose_thresholds(scores, min_gain=0.005)
+    assert chosen["thalamus"]["threshold"] == 0.5 and chosen["hippocampus"]["threshold"] == 0.4
+    assert "cerebellum" not in chosen
+    card = {
+        "vocabulary": [
+            {"name": "left thalamus", "mask_threshold": 0.35},  # an older calibration is replaced
+            {"name": "right hippocampus"},
+            {"name": "hippocampi"},
+            "brain",
+        ]
+    }
+    assert apply_thresholds(card, chosen, {"grid": [0.4, 0.5]}) == 1
+    assert card["vocabulary"][:3] == [
+        {"name": "left thalamus"},
+        {"name": "right hippocampus", "mask_threshold": 0.4},
+        {"name": "hippocampi"},
+    ]
+    assert card["calibration"] == {"mask_threshold": {"grid": [0.4, 0.5]}}

@@ -3,15 +3,16 @@
 #   bash training/build_default_model.sh [MINUTES] [INIT_BUNDLE]
 # bank of 3D variants (about 10 s each; resumable) -> train (MINUTES, default 270, one thread, warm start from
 # INIT_BUNDLE, default the newest shipped brain model; resumes a stopped run) -> whole-volume validation of the run's
-# best and last weights against INIT_BUNDLE (nothing is shipped unless one beats it) -> export (fp16 bundle
-# into Resources/models/) -> catalog entry (embedded, default) -> held-out and robustness reports on the MNI152 T1.
+# best and last weights against INIT_BUNDLE (nothing is shipped unless one beats it) -> export (fp16 bundle) ->
+# per-structure mask thresholds calibrated on the validation variants -> Resources/models/ -> catalog entry
+# (embedded, default) -> held-out and robustness reports on the MNI152 T1.
 # Validation uses held-out variants of the training subject; the MNI152 image is only ever used by the reports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MINUTES=${1:-270}
 LATEST=$(ls -d Resources/models/textsegment-brain-lite-v* | sort -V | tail -1)
 INIT=${2:-$LATEST}
-CONFIG=${CONFIG:-training/configs/brain_v5_128.yaml}
+CONFIG=${CONFIG:-training/configs/brain_v6_128.yaml}
 PY=.venv/bin/python
 export OMP_NUM_THREADS=1 PYTHONPATH="$PWD"
 # the bundle id and the run folder follow the config's name and version (0.3.0 -> textsegment-brain-lite-v0.3.0)
@@ -32,6 +33,8 @@ elif [ "$VERDICT" != 0 ]; then
 fi
 WEIGHTS=$($PY -c "import json; print(json.load(open('$RUN/choice.json'))['choice'])")
 $PY -m training.export --config "$CONFIG" --run "$RUN" --out "training/runs/$ID" --weights "$WEIGHTS"
+# per-structure mask thresholds, chosen on the same validation variants, into the exported card (before publishing)
+$PY -m training.calibrate --config "$CONFIG" --bundle "training/runs/$ID" --limit 6
 rm -rf "Resources/models/$ID.new"
 mkdir -p Resources/models
 cp -r "training/runs/$ID" "Resources/models/$ID.new"

@@ -58,6 +58,12 @@ def variant_image(folder: Path, contrast: str = "real") -> sitk.Image:
     return image
 
 
+def validation_folders(bank: Path, limit: Optional[int] = None) -> List[Path]:
+    """The bank's MR validation variants (held-out variants of the training subject), at most ``limit``."""
+    folders = sorted(f for f in bank.iterdir() if f.name.startswith("val") and (f / "variant.json").is_file())
+    return [f for f in folders if json.loads((f / "variant.json").read_text())["modality"] == "MR"][:limit]
+
+
 def validate(
     model: torch.nn.Module,
     bank: Path,
@@ -68,8 +74,7 @@ def validate(
 ) -> Dict[str, Dict[str, float]]:
     """Mean Dice of ``names`` (the eight deep grey structures unless told; see :func:`reference`) per setting
     ({name: segment options}) and contrast."""
-    folders = sorted(f for f in bank.iterdir() if f.name.startswith("val") and (f / "variant.json").is_file())
-    folders = [f for f in folders if json.loads((f / "variant.json").read_text())["modality"] == "MR"][:limit]
+    folders = validation_folders(bank, limit)
     seg = Segmenter(model, device="cpu")
     names = list(names)
     scores: Dict[str, Dict[str, List[float]]] = {s: {c: [] for c in contrasts} for s in settings}

@@ -20,7 +20,8 @@ class SegmentReport:
     [0, 1]; ``matched`` the model-card vocabulary name (None if not in the vocabulary); ``slices`` the first and
     last slice holding the segment, as indices along the input's own index axis nearest the slice normal (the
     convention of ``Segmenter.refine``'s int ``slice_index``); ``laterality_check`` is 'ok', 'mismatch' or None
-    (no side in the prompt, or nothing found)."""
+    (no side in the prompt, or nothing found); ``mask_threshold`` the fused-probability threshold its mask was
+    cut at (the model card's calibrated one for its structure unless the call set one; None if not segmented)."""
 
     prompt: str
     label: int
@@ -34,6 +35,7 @@ class SegmentReport:
     slices: Optional[Tuple[int, int]] = None
     laterality_check: Optional[str] = None
     refinements: int = 0
+    mask_threshold: Optional[float] = None
     warnings: List[str] = field(default_factory=list)
 
 
@@ -51,6 +53,7 @@ class PromptState:
     refinements: int = 0
     known: bool = True  # False: the prompt names nothing in the model's vocabulary (nothing was segmented)
     text: Optional[str] = None  # what the model was given (the matched vocabulary name, or the prompt itself)
+    threshold: Optional[float] = None  # the fused-probability threshold of its mask (None: nothing was segmented)
 
 
 @dataclass
@@ -133,6 +136,7 @@ class Result:
             slices=self._input_slices(occupied) if found else None,
             laterality_check=side_check,
             refinements=state.refinements,
+            mask_threshold=state.threshold,
             warnings=warnings,
         )
 

@@ -35,7 +35,9 @@ DEFAULT_OPTIONS: Dict[str, Any] = {
     "ct_window": None,  # None: chosen per prompt from the vocabulary / anatomy
     "modality": None,  # None: detected (DICOM Modality, else Hounsfield range); "CT" or "MR" to override
     "presence_threshold": 0.5,  # probability; slices below are absent (0 keeps all, 1 drops all)
-    "mask_threshold": 0.5,  # probability of a voxel being inside
+    # probability of a voxel being inside; None: the threshold the model card calibrated for the prompt's structure
+    # (its vocabulary entry's "mask_threshold", chosen on validation scans by training.calibrate), else 0.5
+    "mask_threshold": None,
     "min_component_ml": 0.05,  # 3D components smaller than this are removed
     "min_slices": 2,  # 3D components spanning fewer slices are removed
     "min_component_fraction": 0.1,  # and those with less than this fraction of the largest kept one's voxels
@@ -55,6 +57,8 @@ DEFAULT_OPTIONS: Dict[str, Any] = {
     "prompt_text": "matched",
 }
 Coords = Sequence[float]
+#: the mask threshold of a structure the model card has not calibrated (and of single-slice refinements)
+DEFAULT_MASK_THRESHOLD = 0.5
 
 
 def model_text(prompt: str, match: Any, vocabulary: Sequence[Any]) -> str:
@@ -77,6 +81,22 @@ def model_text(prompt: str, match: Any, vocabulary: Sequence[Any]) -> str:
             if split_side(words(name)) == (match.side, rest):
                 return name
     return prompt
+
+
+def calibrated_threshold(names: Sequence[Optional[str]], vocabulary: Sequence[Any]) -> float:
+    """The fused-probability threshold of the first of ``names`` whose vocabulary entry carries a calibrated
+    ``"mask_threshold"`` (see ``training.calibrate``), else :data:`DEFAULT_MASK_THRESHOLD`.
+
+    Example:
+        >>> voc = [{"name": "left hippocampus", "mask_threshold": 0.4}, "brain"]
+        >>> calibrated_threshold(["left hippocampus"], voc), calibrated_threshold(["brain"], voc)
+        (0.4, 0.5)
+    """
+    for name in names:
+        for entry in vocabulary:
+            if isinstance(entry, dict) and entry.get("name") == name and entry.get("mask_threshold") is not None:
+                return float(entry["mask_threshold"])
+    return DEFAULT_MASK_THRESHOLD
 
 
 def solid(name: str, vocabulary: Sequence[Any]) -> bool:
@@ -200,6 +220,11 @@ class Segmenter:
             value = opts[key]
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{key} must be a whole number >= 1 or None, got {value!r}")
+        threshold = opts["mask_threshold"]
+        if threshold is not None and (
+            isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0
+        ):
+            raise ValueError(f"mask_threshold must be a number from 0 to 1 or None, got {threshold!r}")
         fraction = opts["min_component_fraction"]
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
             raise ValueError(f"min_component_fraction must be a number from 0 to 1, got {fraction!r}")
@@ -287,13 +312,21 @@ class Segmenter:
                 if key not in groups:
                     groups[key] = self.store.embeddings(model, view, window, opts["use_cache"])
                 embeddings[plane] = groups[key]
+            threshold = opts["mask_threshold"]
+            if threshold is None:
+                threshold = calibrated_threshold([said, match.name], vocabulary)
+            popts = dict(opts, mask_threshold=threshold)
             decodes = decode_views(
-                model, volume, embeddings, text, self.batcher, opts, progress, cancel, n / len(prompts),
+                model, volume, embeddings, text, self.batcher, popts, progress, cancel, n / len(prompts),
                 1.0 / len(prompts),
             )  # fmt: skip
-            mask = fuse_views(volume, decodes, dict(opts, fill_holes=opts["fill_holes"] and solid(said, vocabulary)))
+            mask = fuse_views(volume, decodes, dict(popts, fill_holes=opts["fill_holes"] and solid(said, vocabulary)))
             presence = {p: d.presence for p, d in decodes.items()}
-            states.append(PromptState(prompt, match, window, presence, mask, time.perf_counter() - t0, text=said))
+            states.append(
+                PromptState(
+                    prompt, match, window, presence, mask, time.perf_counter() - t0, text=said, threshold=threshold
+                )
+            )
         card = self.card
         info = {
             "input": getattr(volume, "name", "volume"),
@@ -464,7 +497,7 @@ class Segmenter:
                 pts,
                 lab,
                 opts.get("presence_threshold", 0.5),
-                opts.get("mask_threshold", 0.5),
+                DEFAULT_MASK_THRESHOLD if opts.get("mask_threshold") is None else opts["mask_threshold"],
                 max_propagation,
                 progress=progress,
                 cancel=cancel,

@@ -1,0 +1,184 @@
+"""Per-structure mask thresholds for an exported bundle, chosen on the bank's validation variants and written into
+its model card (the MNI152 evaluation image is never used here).
+
+Three-view fusion averages the planes' probabilities, and the planes agree less on some structures than on others:
+at the engine's default cut (0.5) the fused hippocampus and cerebellum of the validation variants came out a third
+too small, the thalamus right. For each structure that validation scores (the deep grey nuclei, brain, cerebellum;
+left and right pooled) every threshold of ``--grid`` is tried, through the engine, on T1 and T2-like variants; the
+one with the highest mean Dice goes into the vocabulary entries of that structure (``"mask_threshold"`` of
+``name``, ``left name``, ``right name``) when it beats 0.5 by at least ``--min-gain``. The engine uses an entry's
+threshold whenever a call does not set ``mask_threshold`` itself. The card's ``calibration`` records what was tried.
+
+    python -m training.calibrate --config training/configs/brain_v6_128.yaml --bundle training/runs/<id> --limit 6
+"""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+
+from TextSegmentLib.atomic import atomic_file
+from TextSegmentLib.checkpoint import CARD_FILE, check_bundle, load_bundle, read_card
+from TextSegmentLib.engine import Segmenter
+from TextSegmentLib.engine.segmenter import DEFAULT_MASK_THRESHOLD
+from TextSegmentLib.prompts import split_side, words
+
+from .config import load_config
+from .metrics import dice
+from .validate3d import CHOICE, reference, validation_folders, variant_image
+
+log = logging.getLogger("training.calibrate")
+GRID = (0.3, 0.35, 0.4, 0.45, 0.5)
+
+
+def base_name(name: str) -> str:
+    """A structure's name without its side words.
+
+    Example:
+        >>> base_name("left caudate nucleus"), base_name("brain")
+        ('caudate nucleus', 'brain')
+    """
+    return " ".join(split_side(words(name))[1])
+
+
+def score_grid(
+    model: torch.nn.Module,
+    bank: Path,
+    grid: Sequence[float] = GRID,
+    names: Sequence[str] = CHOICE,
+    contrasts: Sequence[str] = ("real", "t2"),
+    limit: Optional[int] = None,
+) -> Dict[str, Dict[float, List[float]]]:
+    """Dice of every structure of ``names`` at every threshold of ``grid`` on the validation variants of ``bank``:
+    ``{name: {threshold: [dice per variant and contrast]}}`` (structures the field of view cuts to under 50
+    voxels are not scored)."""
+    seg = Segmenter(model, device="cpu")
+    names = list(names)
+    scores: Dict[str, Dict[float, List[float]]] = {n: {float(t): [] for t in grid} for n in names}
+    for folder in validation_folders(bank, limit):
+        aal = np.load(folder / "layer_aal.npy")
+        refs = [reference(folder, n, aal) for n in names]
+        for contrast in contrasts:
+            image = variant_image(folder, contrast)
+            for t in grid:  # the embeddings are encoded once per image and reused for every threshold
+                result = seg.segment(image, names, mask_threshold=float(t))
+                for i, ref in enumerate(refs):
+                    if ref.sum() >= 50:
+                        scores[names[i]][float(t)].append(dice(result.mask(i), ref))
+        log.info("%s done", folder.name)
+    return scores
+
+
+def choose_thresholds(
+    scores: Mapping[str, Mapping[float, Sequence[float]]],
+    default: float = DEFAULT_MASK_THRESHOLD,
+    min_gain: float = 0.005,
+) -> Dict[str, Dict[str, Any]]:
+    """Per structure (sides pooled), the threshold with the highest mean Dice, kept only when it beats ``default``
+    by ``min_gain`` (else ``default``): ``{base name: {"threshold", "dice", "dice_default", "n"}}``.
+
+    Example:
+        >>> s = {"left hippocampus": {0.4: [0.5, 0.5], 0.5: [0.4, 0.4]}, "right hippocampus": {0.4: [0.4], 0.5: [0.3]},
+        ...      "brain": {0.4: [0.90], 0.5: [0.899]}}
+        >>> {k: v["threshold"] for k, v in choose_thresholds(s).items()}
+        {'hippocampus': 0.4, 'brain': 0.5}
+    """
+    pooled: Dict[str, Dict[float, List[float]]] = {}
+    for name, by_threshold in scores.items():
+        into = pooled.setdefault(base_name(name), {})
+        for t, values in by_threshold.items():
+            into.setdefault(float(t), []).extend(float(v) for v in values)
+    out: Dict[str, Dict[str, Any]] = {}
+    for base, by_threshold in pooled.items():
+        means = {t: float(np.mean(v)) for t, v in by_threshold.items() if v}
+        if default not in means:
+            continue  # nothing to compare against: not scored
+        best = max(means, key=lambda t: (means[t], t == default))
+        if means[best] < means[default] + min_gain:
+            best = default
+        out[base] = {
+            "threshold": best,
+            "dice": round(means[best], 4),
+            "dice_default": round(means[default], 4),
+            "n": len(by_threshold[default]),
+        }
+    return out
+
+
+def apply_thresholds(card: Dict[str, Any], chosen: Mapping[str, Mapping[str, Any]], record: Dict[str, Any]) -> int:
+    """Write the chosen thresholds into the vocabulary entries of ``card`` named ``base``, ``left base`` or
+    ``right base`` (a threshold equal to the engine's default removes the entry's own); ``record`` goes to
+    ``card["calibration"]["mask_threshold"]``. Returns the number of entries that carry a threshold.
+
+    Example:
+        >>> card = {"vocabulary": [{"name": "left hippocampus"}, {"name": "hippocampi"}, {"name": "brain"}]}
+        >>> apply_thresholds(card, {"hippocampus": {"threshold": 0.4}, "brain": {"threshold": 0.5}}, {})
+        1
+        >>> card["vocabulary"][0], card["vocabulary"][1]
+        ({'name': 'left hippocampus', 'mask_threshold': 0.4}, {'name': 'hippocampi'})
+    """
+    count = 0
+    for entry in card.get("vocabulary", []):
+        if not isinstance(entry, dict):
+            continue
+        name = entry.get("name", "")
+        side, _ = split_side(words(name))
+        pick = chosen.get(base_name(name)) if side in (None, "left", "right") else None
+        entry.pop("mask_threshold", None)
+        if pick is not None and float(pick["threshold"]) != DEFAULT_MASK_THRESHOLD:
+            entry["mask_threshold"] = float(pick["threshold"])
+            count += 1
+    card.setdefault("calibration", {})["mask_threshold"] = record
+    return count
+
+
+def write_card(bundle: Path, card: Dict[str, Any]) -> None:
+    """Replace the bundle's model card atomically, checked as a card before the rename."""
+    path = Path(bundle) / CARD_FILE
+
+    def verify(tmp: str) -> None:
+        loaded = json.loads(Path(tmp).read_text(encoding="utf-8"))
+        if loaded != card:
+            raise OSError(f"{path}: the card read back differs from the one written")
+
+    with atomic_file(path, verify=verify) as tmp:
+        Path(tmp).write_text(json.dumps(card, indent=2), encoding="utf-8")
+    check_bundle(bundle)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description="Per-structure mask thresholds for a bundle, from validation")
+    parser.add_argument("--config", required=True, help="the training config (its bank holds the validation variants)")
+    parser.add_argument("--bundle", required=True, help="an exported bundle folder; its model.json is updated")
+    parser.add_argument("--limit", type=int, help="at most this many validation variants")
+    parser.add_argument("--grid", default=",".join(str(t) for t in GRID), help="thresholds to try, comma-separated")
+    parser.add_argument("--min-gain", type=float, default=0.005, help="mean Dice a threshold must gain over 0.5")
+    parser.add_argument("--dry-run", action="store_true", help="print the choice, leave the card as it is")
+    args = parser.parse_args(argv)
+    try:
+        grid = sorted({float(t) for t in args.grid.split(",") if t.strip()} | {DEFAULT_MASK_THRESHOLD})
+    except ValueError:
+        parser.error(f"--grid {args.grid!r}: expected numbers from 0 to 1, comma-separated")
+    if not all(0.0 < t < 1.0 for t in grid):
+        parser.error(f"--grid {args.grid!r}: thresholds must lie between 0 and 1")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cfg = load_config(args.config)
+    bundle = Path(args.bundle)
+    card = read_card(bundle)
+    model = load_bundle(bundle, torch.device("cpu")).requires_grad_(False)  # every call sets its threshold
+    scores = score_grid(model, Path(cfg["bank"]["dir"]), grid, limit=args.limit)
+    chosen = choose_thresholds(scores, min_gain=args.min_gain)
+    record = {"grid": grid, "contrasts": ["T1", "T2-like"], "min_gain": args.min_gain, "structures": chosen}
+    print(json.dumps(record, indent=2))
+    if not args.dry_run:
+        count = apply_thresholds(card, chosen, record)
+        write_card(bundle, card)
+        log.info("%s: %d vocabulary entries carry a calibrated threshold", bundle / CARD_FILE, count)
+
+
+if __name__ == "__main__":
+    main()
