@@ -18,6 +18,7 @@ import SimpleITK as sitk
 import torch
 
 from TextSegmentLib.engine import Segmenter
+from TextSegmentLib.engine.segmenter import DEFAULT_MASK_THRESHOLD
 
 from .config import load_config
 from .export import load_trained_model
@@ -97,7 +98,9 @@ def validate(
 
 def choose(cfg: Dict, run: Path, shipped: Path, limit: Optional[int] = None) -> Dict[str, object]:
     """Which weights to ship: the run's best and last weights and the shipped bundle, each validated with three views
-    on T1 and T2-like variants over :data:`CHOICE`; the winner has the highest mean of the two.
+    on T1 and T2-like variants over :data:`CHOICE` at the engine's default threshold (the shipped card's calibrated
+    thresholds are not used; the chosen weights are calibrated after export); the winner has the highest mean of
+    the two.
     ``{"choice": "best" | "last" | "shipped", "scores": {...}}``."""
     from TextSegmentLib.checkpoint import load_bundle
 
@@ -111,7 +114,9 @@ def choose(cfg: Dict, run: Path, shipped: Path, limit: Optional[int] = None) -> 
         else:
             model, step = load_trained_model(cfg, Path(run), weights)
             model.card = {"input": {"planes": list(PLANES)}}
-        res = validate(model, bank, {"three views": {}}, limit=limit, names=CHOICE)["three views"]
+        # one threshold for all three: the shipped card's calibrated ones would favour it over uncalibrated weights
+        opts = {"mask_threshold": DEFAULT_MASK_THRESHOLD}
+        res = validate(model, bank, {"three views": opts}, limit=limit, names=CHOICE)["three views"]
         scores[name] = {"step": step, **res, "mean": round(float(np.mean(list(res.values()))), 4)}
         log.info("%s (%s): %s", name, step, scores[name])
     choice = max(scores, key=lambda k: (scores[k]["mean"], k == "shipped"))  # a tie keeps the shipped model
