@@ -3,11 +3,12 @@ its model card (the MNI152 evaluation image is never used here).
 
 Three-view fusion averages the planes' probabilities, and the planes agree less on some structures than on others:
 at the engine's default cut (0.5) the fused hippocampus and cerebellum of the validation variants came out a third
-too small, the thalamus right. For each structure that validation scores (the deep grey nuclei, brain, cerebellum;
-left and right pooled) every threshold of ``--grid`` is tried, through the engine, on T1 and T2-like variants; the
-one with the highest mean Dice goes into the vocabulary entries of that structure (``"mask_threshold"`` of
-``name``, ``left name``, ``right name``) when it beats 0.5 by at least ``--min-gain``. The engine uses an entry's
-threshold whenever a call does not set ``mask_threshold`` itself. The card's ``calibration`` records what was tried.
+too small, the thalamus right. For each structure that validation scores (the deep grey nuclei, amygdala, pallidum,
+brain, cerebellum; left and right pooled) every threshold of ``--grid`` (0.30-0.60) is tried, through the engine, on
+T1 and T2-like variants; the one with the highest mean Dice goes into the vocabulary entries of that structure
+(``"mask_threshold"`` of ``name``, ``left name``, ``right name``) when it beats 0.5 by at least ``--min-gain``. The
+engine uses an entry's threshold whenever a call does not set ``mask_threshold`` itself. The card's
+``calibration`` records what was tried.
 
     python -m training.calibrate --config training/configs/brain_v6_128.yaml --bundle training/runs/<id> --limit 6
 """
@@ -28,11 +29,14 @@ from TextSegmentLib.engine.segmenter import DEFAULT_MASK_THRESHOLD
 from TextSegmentLib.prompts import split_side, words
 
 from .config import load_config
+from .heldout import OTHER_GREY
 from .metrics import dice
 from .validate3d import CHOICE, reference, validation_folders, variant_image
 
 log = logging.getLogger("training.calibrate")
-GRID = (0.3, 0.35, 0.4, 0.45, 0.5)
+GRID = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
+#: the structures with a reference in the validation variants: deep grey nuclei, amygdala, pallidum, brain, cerebellum
+NAMES = (*CHOICE, *OTHER_GREY)
 
 
 def base_name(name: str) -> str:
@@ -49,7 +53,7 @@ def score_grid(
     model: torch.nn.Module,
     bank: Path,
     grid: Sequence[float] = GRID,
-    names: Sequence[str] = CHOICE,
+    names: Sequence[str] = NAMES,
     contrasts: Sequence[str] = ("real", "t2"),
     limit: Optional[int] = None,
 ) -> Dict[str, Dict[float, List[float]]]:

@@ -22,7 +22,7 @@ from TextSegmentLib.engine.segmenter import DEFAULT_MASK_THRESHOLD
 
 from .config import load_config
 from .export import load_trained_model
-from .heldout import CEREBELLUM, DEEP_GREY
+from .heldout import CEREBELLUM, DEEP_GREY, OTHER_GREY
 from .metrics import dice
 from .synth import draw_contrast, synthesize_slice
 
@@ -34,12 +34,12 @@ CHOICE = (*DEEP_GREY, "brain", "cerebellum")
 
 
 def reference(folder: Path, name: str, aal: Optional[np.ndarray] = None) -> np.ndarray:
-    """The reference mask of a deep grey structure, "brain" or "cerebellum" in a bank variant (canonical array);
-    ``aal``: the variant's AAL layer when the caller has read it already."""
+    """The reference mask of a deep grey structure (also amygdala and globus pallidus), "brain" or "cerebellum" in a
+    bank variant (canonical array); ``aal``: the variant's AAL layer when the caller has read it already."""
     if name == "brain":
         return np.load(folder / "layer_brain.npy") > 0
     aal = np.load(folder / "layer_aal.npy") if aal is None else aal
-    return np.isin(aal, CEREBELLUM if name == "cerebellum" else DEEP_GREY[name])
+    return np.isin(aal, CEREBELLUM if name == "cerebellum" else {**DEEP_GREY, **OTHER_GREY}[name])
 
 
 def variant_image(folder: Path, contrast: str = "real") -> sitk.Image:
