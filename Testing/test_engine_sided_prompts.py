@@ -35,7 +35,7 @@ def test_the_model_reads_the_prompt_side(prompt, said):
 def test_the_closest_name_is_taken_on_the_prompt_side():
     vocabulary = ["left superior frontal gyrus", "right superior frontal gyrus", "brain"]
     match = match_prompt("right superior frontal", vocabulary)  # no name occurs in it: a fuzzy match
-    assert match.name == "left superior frontal gyrus" and match.side == "right"  # what match_prompt gives
+    assert match.name == "right superior frontal gyrus" and match.side == "right"  # of equal scores, the prompt's side
     assert model_text("right superior frontal", match, vocabulary) == "right superior frontal gyrus"
     only_left = ["left superior frontal gyrus", "brain"]
     assert model_text("right superior frontal", match_prompt("right superior frontal", only_left), only_left) == (

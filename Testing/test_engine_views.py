@@ -434,6 +434,8 @@ def test_a_structure_is_cut_at_the_threshold_its_card_entry_calibrated(present_b
     seg.model.card = dict(seg.model.card, vocabulary=[{"name": "brain", "mask_threshold": 0.3}, {"name": "liver"}])
     card_cut = seg.segment(brain, ["brain", "liver"], vocabulary_gate=0.0)
     assert [s.mask_threshold for s in card_cut.segments] == [0.3, 0.5]
+    raw = seg.segment(brain, ["outline the whole brain for the atrophy study"], vocabulary_gate=0.0, prompt_text="raw")
+    assert raw.segments[0].mask_threshold == 0.3  # the structure the prompt names, also when the model reads it raw
     assert card_cut.to_dict()["segments"][0]["mask_threshold"] == 0.3
     called_low = seg.segment(brain, ["brain"], vocabulary_gate=0.0, mask_threshold=0.3)
     called_high = seg.segment(brain, ["brain"], vocabulary_gate=0.0, mask_threshold=0.5)

@@ -179,11 +179,16 @@ def _side_words(name: str) -> Tuple[Optional[str], List[str]]:
     return split_side(words(name))
 
 
-def _vocabulary_match(side_free: List[str], vocabulary: Iterable[Any]) -> Tuple[Optional[Dict[str, Any]], float]:
+def _vocabulary_match(
+    side_free: List[str], vocabulary: Iterable[Any], side: Optional[str] = None
+) -> Tuple[Optional[Dict[str, Any]], float]:
+    """The best-scoring entry for the side-free words; of equal scores, an entry of the prompt's ``side`` (so that
+    "right hippocampus" matches "right hippocampus", not the "left hippocampus" listed first)."""
     key = " ".join(side_free)
     best: Optional[Dict[str, Any]] = None
-    best_score = 0.0
+    best_rank = (0.0, 0)
     for entry in _entries(vocabulary):
+        entry_side, _ = _side_words(str(entry["name"]))
         for name in [entry["name"]] + list(entry.get("synonyms", [])):
             _, nwords = _side_words(str(name))
             if not nwords:
@@ -193,9 +198,10 @@ def _vocabulary_match(side_free: List[str], vocabulary: Iterable[Any]) -> Tuple[
             else:
                 common = len(set(nwords) & set(side_free))
                 score = 0.8 * common / max(len(set(nwords) | set(side_free)), 1)
-            if score > best_score:
-                best, best_score = entry, score
-    return (best, best_score) if best is not None and best_score >= 0.3 else (None, 0.0)
+            rank = (score, int(side is not None and entry_side == side))
+            if rank > best_rank:
+                best, best_rank = entry, rank
+    return (best, best_rank[0]) if best is not None and best_rank[0] >= 0.3 else (None, 0.0)
 
 
 def find_term(prompt: str, vocabulary: Iterable[Any] = ()) -> Optional[str]:
@@ -325,10 +331,12 @@ def match_prompt(
         ('hippocampus', 'left', 'brain', 1.0)
         >>> match_prompt("right lung").window, match_prompt("Left kidney").entry.split("~")[3]
         ('lung', 'SCT^7771000^Left')
+        >>> match_prompt("hippocampus, right", ["left hippocampus", "right hippocampus"]).name
+        'right hippocampus'
     """
     found = words(prompt)
     side, rest = split_side(found)
-    entry, score = _vocabulary_match(rest, vocabulary)
+    entry, score = _vocabulary_match(rest, vocabulary, side)
     name = str(entry["name"]) if entry is not None else None
     window = window_for(rest + (words(name) if name else []), entry, windows)
     data = terminology if terminology is not None else _terminology()

@@ -303,7 +303,8 @@ class Segmenter:
             if not self.knows(prompt, opts["vocabulary_gate"]):
                 states.append(self._unknown_state(volume, prompt, match, window, views, time.perf_counter() - t0))
                 continue
-            said = model_text(prompt, match, vocabulary) if opts["prompt_text"] == "matched" else prompt
+            term = model_text(prompt, match, vocabulary)  # the vocabulary structure the prompt names
+            said = term if opts["prompt_text"] == "matched" else prompt
             text = model.encode_text([said])
             embeddings = {}
             for plane in views:
@@ -314,13 +315,13 @@ class Segmenter:
                 embeddings[plane] = groups[key]
             threshold = opts["mask_threshold"]
             if threshold is None:
-                threshold = calibrated_threshold([said, match.name], vocabulary)
+                threshold = calibrated_threshold([term], vocabulary)
             popts = dict(opts, mask_threshold=threshold)
             decodes = decode_views(
                 model, volume, embeddings, text, self.batcher, popts, progress, cancel, n / len(prompts),
                 1.0 / len(prompts),
             )  # fmt: skip
-            mask = fuse_views(volume, decodes, dict(popts, fill_holes=opts["fill_holes"] and solid(said, vocabulary)))
+            mask = fuse_views(volume, decodes, dict(popts, fill_holes=opts["fill_holes"] and solid(term, vocabulary)))
             presence = {p: d.presence for p, d in decodes.items()}
             states.append(
                 PromptState(
