@@ -145,8 +145,8 @@ def score(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], voxel_ml:
 class Runner:
     """Runs the CLI on variant images and scores the deep grey structures."""
 
-    def __init__(self, model: str, out: Path, device: str) -> None:
-        self.model, self.out, self.device = model, out, device
+    def __init__(self, model: str, out: Path, device: str, resume: bool = False) -> None:
+        self.model, self.out, self.device, self.resume = model, out, device, resume
         self.rows: List[Dict] = []
         self.timings: Dict[str, float] = {}
 
@@ -165,7 +165,8 @@ class Runner:
         names = list(DEEP_GREY)
         texts = [(prompts or (lambda n: HELDOUT_TEMPLATE.format(name=n)))(n) for n in names]
         output = self.out / f"seg_{slug}.nii.gz"
-        segments, seconds = run_cli(self.model, src, texts, output, self.device, list(extra))
+        done = self._finished(output, texts) if self.resume else None
+        segments, seconds = done or run_cli(self.model, src, texts, output, self.device, list(extra))
         self.timings[group] = round(seconds, 1)
         pred_img = sitk.ReadImage(str(output))
         if on_reference_grid:
@@ -182,6 +183,18 @@ class Runner:
         self.rows += rows
         return rows
 
+    def _finished(self, output: Path, texts: List[str]) -> Optional[Tuple[List[Dict], float]]:
+        """An earlier run's result for the same prompts and model version, if it is complete (report written last)."""
+        report_path = Path(str(output) + ".json")
+        if not (output.exists() and report_path.exists()):
+            return None
+        report = json.loads(report_path.read_text())
+        bundle = Path(self.model) / "model.json"
+        version = json.loads(bundle.read_text()).get("version") if bundle.exists() else None
+        if [s["prompt"] for s in report["segments"]] != texts or report["model"].get("version") != version:
+            return None
+        return report["segments"], float(report["seconds"])
+
 
 def _side_parts(name: str) -> Dict[str, str]:
     side, base = name.split(" ", 1)
@@ -189,12 +202,15 @@ def _side_parts(name: str) -> Dict[str, str]:
             "SIDE": side.upper(), "NAME": base.upper()}  # fmt: skip
 
 
-def evaluate(model: str, out: Path, device: str = "cpu") -> Dict:
-    """Run every variant; returns (and writes) the summary with one mean Dice per variant."""
+def evaluate(model: str, out: Path, device: str = "cpu", resume: bool = False) -> Dict:
+    """Run every variant; returns (and writes) the summary with one mean Dice per variant.
+
+    ``resume`` reuses the segmentations an interrupted run already finished (same prompts, same model version).
+    """
     out.mkdir(parents=True, exist_ok=True)
     mni = sitk.ReadImage(str(demo_volume()))
     labels = _like(mni, reference_labels(mni).astype(np.uint8))
-    r = Runner(model, out, device)
+    r = Runner(model, out, device, resume)
     r.run("as shipped", mni, labels)
     for name, image in contrast_variants(mni).items():
         r.run(name, image, labels)
@@ -246,8 +262,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--model", required=True, help="bundle folder or catalog id")
     parser.add_argument("--out", default="training/runs/robustness")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--resume", action="store_true", help="reuse the segmentations an interrupted run finished")
     args = parser.parse_args(argv)
-    summary = evaluate(args.model, Path(args.out), args.device)
+    summary = evaluate(args.model, Path(args.out), args.device, args.resume)
     print(markdown(summary))
 
 
