@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from TextSegmentLib.engine.segmenter import model_text  # noqa: E402
+from TextSegmentLib.engine.vocabulary import model_text  # noqa: E402
 from TextSegmentLib.prompts import match_prompt  # noqa: E402
 
 CARD = next((Path(__file__).resolve().parents[1] / "Resources" / "models").glob("*/model.json"))

@@ -22,10 +22,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from TextSegmentLib.atomic import atomic_file
 from TextSegmentLib.checkpoint import CARD_FILE, check_bundle, load_bundle, read_card
 from TextSegmentLib.engine import Segmenter
-from TextSegmentLib.engine.segmenter import DEFAULT_MASK_THRESHOLD
+from TextSegmentLib.engine.vocabulary import DEFAULT_MASK_THRESHOLD
+from TextSegmentLib.engine.writers import write_text
 from TextSegmentLib.prompts import split_side, words
 
 from .config import load_config
@@ -141,16 +141,8 @@ def apply_thresholds(card: Dict[str, Any], chosen: Mapping[str, Mapping[str, Any
 
 
 def write_card(bundle: Path, card: Dict[str, Any]) -> None:
-    """Replace the bundle's model card atomically, checked as a card before the rename."""
-    path = Path(bundle) / CARD_FILE
-
-    def verify(tmp: str) -> None:
-        loaded = json.loads(Path(tmp).read_text(encoding="utf-8"))
-        if loaded != card:
-            raise OSError(f"{path}: the card read back differs from the one written")
-
-    with atomic_file(path, verify=verify) as tmp:
-        Path(tmp).write_text(json.dumps(card, indent=2), encoding="utf-8")
+    """Replace the bundle's model card atomically (read back before the rename), then check the bundle."""
+    write_text(json.dumps(card, indent=2), Path(bundle) / CARD_FILE)
     check_bundle(bundle)
 
 

@@ -147,6 +147,8 @@ class Runner:
 
     def __init__(self, model: str, out: Path, device: str, resume: bool = False) -> None:
         self.model, self.out, self.device, self.resume = model, out, device, resume
+        card = Path(model) / "model.json"
+        self.version = json.loads(card.read_text()).get("version") if card.exists() else None
         self.rows: List[Dict] = []
         self.timings: Dict[str, float] = {}
 
@@ -189,9 +191,7 @@ class Runner:
         if not (output.exists() and report_path.exists()):
             return None
         report = json.loads(report_path.read_text())
-        bundle = Path(self.model) / "model.json"
-        version = json.loads(bundle.read_text()).get("version") if bundle.exists() else None
-        if [s["prompt"] for s in report["segments"]] != texts or report["model"].get("version") != version:
+        if [s["prompt"] for s in report["segments"]] != texts or report["model"].get("version") != self.version:
             return None
         return report["segments"], float(report["seconds"])
 

@@ -18,7 +18,7 @@ import SimpleITK as sitk
 import torch
 
 from TextSegmentLib.engine import Segmenter
-from TextSegmentLib.engine.segmenter import DEFAULT_MASK_THRESHOLD
+from TextSegmentLib.engine.vocabulary import DEFAULT_MASK_THRESHOLD
 
 from .config import load_config
 from .export import load_trained_model

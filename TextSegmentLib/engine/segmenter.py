@@ -24,6 +24,7 @@ from .io import InputError, InputLike, check_refine_prompts, load_input
 from .multiview import decode_views, fuse_views
 from .refine import apply_changes, refine_slices
 from .result import PromptState, Result, _Change
+from .vocabulary import DEFAULT_MASK_THRESHOLD, calibrated_threshold, model_text, solid
 from .volume import AXIS_NORMAL, SLICE_AXES, PreparedVolume, check_axis, resolve_window
 
 log = logging.getLogger(__name__)
@@ -57,60 +58,6 @@ DEFAULT_OPTIONS: Dict[str, Any] = {
     "prompt_text": "matched",
 }
 Coords = Sequence[float]
-#: the mask threshold of a structure the model card has not calibrated (and of single-slice refinements)
-DEFAULT_MASK_THRESHOLD = 0.5
-
-
-def model_text(prompt: str, match: Any, vocabulary: Sequence[Any]) -> str:
-    """What the model reads for a prompt in "matched" mode: the vocabulary name the prompt contains (of the prompt's
-    side), else the closest vocabulary name on the prompt's side, else the prompt.
-
-    Example:
-        >>> voc = ["left hippocampus", "right hippocampus", "brain"]
-        >>> [model_text(p, match_prompt(p, voc), voc) for p in ("the right hippocampus", "brain please")]
-        ['right hippocampus', 'brain']
-    """
-    term = find_term(prompt, vocabulary)
-    if term:
-        return term
-    if match.name:
-        name_side, rest = split_side(words(match.name))
-        if match.side is None or name_side in (None, match.side):
-            return match.name
-        for name in vocabulary_names(vocabulary):  # the same structure on the prompt's side
-            if split_side(words(name)) == (match.side, rest):
-                return name
-    return prompt
-
-
-def calibrated_threshold(names: Sequence[Optional[str]], vocabulary: Sequence[Any]) -> float:
-    """The fused-probability threshold of the first of ``names`` whose vocabulary entry carries a calibrated
-    ``"mask_threshold"`` (see ``training.calibrate``), else :data:`DEFAULT_MASK_THRESHOLD`.
-
-    Example:
-        >>> voc = [{"name": "left hippocampus", "mask_threshold": 0.4}, "brain"]
-        >>> calibrated_threshold(["left hippocampus"], voc), calibrated_threshold(["brain"], voc)
-        (0.4, 0.5)
-    """
-    for name in names:
-        for entry in vocabulary:
-            if isinstance(entry, dict) and entry.get("name") == name and entry.get("mask_threshold") is not None:
-                return float(entry["mask_threshold"])
-    return DEFAULT_MASK_THRESHOLD
-
-
-def solid(name: str, vocabulary: Sequence[Any]) -> bool:
-    """False for a vocabulary structure marked ``"fill_holes": false`` (a shell such as the skull: filling its holes
-    slice by slice would add what it encloses), else True.
-
-    Example:
-        >>> solid("skull", [{"name": "skull", "fill_holes": False}, "brain"]), solid("brain", ["brain"])
-        (False, True)
-    """
-    for entry in vocabulary:
-        if isinstance(entry, dict) and entry.get("name") == name:
-            return bool(entry.get("fill_holes", True))
-    return True
 
 
 def check_prompts(prompts: Union[str, Sequence[str]]) -> List[str]:
@@ -315,7 +262,7 @@ class Segmenter:
                 embeddings[plane] = groups[key]
             threshold = opts["mask_threshold"]
             if threshold is None:
-                threshold = calibrated_threshold([term], vocabulary)
+                threshold = calibrated_threshold(term, vocabulary)
             popts = dict(opts, mask_threshold=threshold)
             decodes = decode_views(
                 model, volume, embeddings, text, self.batcher, popts, progress, cancel, n / len(prompts),

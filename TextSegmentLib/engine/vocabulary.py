@@ -1,0 +1,61 @@
+"""What a model card's vocabulary says about the structure a prompt names: the text the model reads for it, its
+calibrated mask threshold, and whether its holes are filled."""
+
+from typing import Any, Dict, Optional, Sequence
+
+from ..prompts import find_term, split_side, vocabulary_names, words
+
+#: the mask threshold of a structure the model card has not calibrated (and of single-slice refinements)
+DEFAULT_MASK_THRESHOLD = 0.5
+
+
+def model_text(prompt: str, match: Any, vocabulary: Sequence[Any]) -> str:
+    """What the model reads for a prompt in "matched" mode: the vocabulary name the prompt contains (of the prompt's
+    side), else the closest vocabulary name on the prompt's side, else the prompt.
+
+    Example:
+        >>> from TextSegmentLib.prompts import match_prompt
+        >>> voc = ["left hippocampus", "right hippocampus", "brain"]
+        >>> [model_text(p, match_prompt(p, voc), voc) for p in ("the right hippocampus", "brain please")]
+        ['right hippocampus', 'brain']
+    """
+    term = find_term(prompt, vocabulary)
+    if term:
+        return term
+    if match.name:
+        name_side, rest = split_side(words(match.name))
+        if match.side is None or name_side in (None, match.side):
+            return match.name
+        for name in vocabulary_names(vocabulary):  # the same structure on the prompt's side
+            if split_side(words(name)) == (match.side, rest):
+                return name
+    return prompt
+
+
+def _entry(name: str, vocabulary: Sequence[Any]) -> Dict[str, Any]:
+    """The vocabulary entry named ``name`` with its settings (empty for a plain string entry or an unknown name)."""
+    return next((e for e in vocabulary if isinstance(e, dict) and e.get("name") == name), {})
+
+
+def calibrated_threshold(name: Optional[str], vocabulary: Sequence[Any]) -> float:
+    """The fused-probability threshold calibrated for the vocabulary structure ``name`` (its entry's
+    ``"mask_threshold"``, see ``training.calibrate``), else :data:`DEFAULT_MASK_THRESHOLD`.
+
+    Example:
+        >>> voc = [{"name": "left hippocampus", "mask_threshold": 0.4}, "brain"]
+        >>> calibrated_threshold("left hippocampus", voc), calibrated_threshold("brain", voc)
+        (0.4, 0.5)
+    """
+    value = _entry(name, vocabulary).get("mask_threshold")
+    return DEFAULT_MASK_THRESHOLD if value is None else float(value)
+
+
+def solid(name: str, vocabulary: Sequence[Any]) -> bool:
+    """False for a vocabulary structure marked ``"fill_holes": false`` (a shell such as the skull: filling its holes
+    slice by slice would add what it encloses), else True.
+
+    Example:
+        >>> solid("skull", [{"name": "skull", "fill_holes": False}, "brain"]), solid("brain", ["brain"])
+        (False, True)
+    """
+    return bool(_entry(name, vocabulary).get("fill_holes", True))
