@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -444,6 +445,27 @@ def test_a_structure_is_cut_at_the_threshold_its_card_entry_calibrated(present_b
     assert card_cut.mask(0).sum() > called_high.mask(0).sum()  # a lower cut of the same probabilities: more voxels
     seg.model.card = dict(seg.model.card, vocabulary=[{"name": "brain"}, {"name": "liver"}])
     assert np.array_equal(seg.segment(brain, ["brain"], vocabulary_gate=0.0).mask(0), called_high.mask(0))
+
+
+def test_a_structure_the_card_marks_one_piece_keeps_its_largest_component(present_bundle, brain):
+    """A vocabulary entry's ``"largest_only": true`` (written by training.calibrate) keeps that structure's largest
+    3D piece unless the call says otherwise; other structures keep every piece; each report says which."""
+    seg = three_plane_segmenter(present_bundle)
+    seg.model.card = dict(seg.model.card, vocabulary=[{"name": "brain", "largest_only": True}, {"name": "liver"}])
+    loose = {"vocabulary_gate": 0.0, "mask_threshold": 0.3, "min_component_fraction": 0.0, "min_slices": 1}
+    by_card = seg.segment(brain, ["brain", "liver"], **loose)
+    assert [s.largest_only for s in by_card.segments] == [True, False]
+    assert by_card.to_dict()["segments"][0]["largest_only"] is True
+    forced = seg.segment(brain, ["brain", "liver"], largest_only=True, **loose)
+    kept = seg.segment(brain, ["brain", "liver"], largest_only=False, **loose)
+    assert [s.largest_only for s in forced.segments] == [True, True]
+    assert [s.largest_only for s in kept.segments] == [False, False]
+    assert np.array_equal(by_card.mask(0), forced.mask(0)) and np.array_equal(by_card.mask(1), kept.mask(1))
+    labels, count = ndimage.label(by_card.mask(0), structure=np.ones((3, 3, 3)))
+    assert count == 1 and by_card.mask(0).sum() > 0
+    assert not (by_card.mask(0) & ~kept.mask(0)).any()  # one of the pieces the call that keeps all of them has
+    with pytest.raises(ValueError, match="largest_only"):
+        seg.segment(brain, ["brain"], largest_only="yes")
 
 
 @pytest.mark.parametrize("bad", [1.5, -0.1, "0.4", True])

@@ -104,6 +104,15 @@ def test_island_percentage_reaches_the_engine_as_a_fraction(module, scene, tiny_
     widget.logic.segmenter()._options(options)  # the engine accepts what the widget sends
 
 
+def test_largest_part_only_unchecked_leaves_the_choice_to_the_model_card(module, scene, tiny_bundle, worker):
+    widget = _widget(module, scene, _volume(scene), tiny_bundle, worker)
+    assert widget._options()["largest_only"] is None  # the card's per-structure choice
+    widget._parameterNode.largestOnly = True
+    options = widget._options()
+    assert options["largest_only"] is True
+    assert widget.logic.segmenter()._options(options)["largest_only"] is True
+
+
 def test_error_shows_a_dialog_and_leaves_the_scene(module, scene, tiny_bundle, worker, monkeypatch):
     volume = _volume(scene)
     widget = _widget(module, scene, volume, tiny_bundle, worker, prompts="brain")

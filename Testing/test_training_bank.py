@@ -221,6 +221,7 @@ def test_calibrate_writes_per_structure_thresholds_chosen_on_validation_into_the
     assert brain["threshold"] in (0.2, 0.5) and brain["dice"] >= brain["dice_default"]
     entry = next(e for e in card["vocabulary"] if e["name"] == "brain")
     assert entry.get("mask_threshold", 0.5) == brain["threshold"]
+    assert brain["names"] == ["brain"] and entry.get("largest_only", False) is brain["largest_only"]
     assert (bundle / "model.safetensors").read_bytes() == weights
     assert load_bundle(bundle).card["calibration"] == card["calibration"]
 
@@ -252,3 +253,33 @@ def test_calibration_keeps_the_default_unless_a_threshold_gains_enough():
         {"name": "hippocampi"},
     ]
     assert card["calibration"] == {"mask_threshold": {"grid": [0.4, 0.5]}}
+
+
+def test_calibration_keeps_one_piece_only_where_the_largest_component_gains_enough():
+    """Largest-only scores beat the best threshold by min_gain: the scored names' entries get ``largest_only``
+    (the hippocampi, two pieces, never); a gain under min_gain leaves every piece."""
+    from training.calibrate import apply_thresholds, choose_thresholds
+
+    scores = {
+        "left hippocampus": {0.4: [0.50], 0.5: [0.40]},
+        "right hippocampus": {0.4: [0.50], 0.5: [0.40]},
+        "cerebellum": {0.4: [0.70], 0.5: [0.70]},
+    }
+    pieces = {
+        "left hippocampus": {0.4: [0.52], 0.5: [0.41]},  # +0.02 over the best threshold with every piece
+        "right hippocampus": {0.4: [0.51], 0.5: [0.40]},
+        "cerebellum": {0.4: [0.703], 0.5: [0.70]},  # +0.003: not enough
+    }
+    chosen = choose_thresholds(scores, min_gain=0.005, pieces=pieces)
+    assert (chosen["hippocampus"]["threshold"], chosen["hippocampus"]["largest_only"]) == (0.4, True)
+    assert chosen["hippocampus"]["dice"] == 0.515 and chosen["hippocampus"]["dice_default"] == 0.4
+    assert chosen["hippocampus"]["names"] == ["left hippocampus", "right hippocampus"]
+    assert chosen["cerebellum"]["largest_only"] is False
+    card = {"vocabulary": [{"name": "left hippocampus"}, {"name": "hippocampi"}, {"name": "cerebellum"}]}
+    card["vocabulary"][2]["largest_only"] = True  # an older calibration is replaced
+    assert apply_thresholds(card, chosen, {}) == 1
+    assert card["vocabulary"] == [
+        {"name": "left hippocampus", "mask_threshold": 0.4, "largest_only": True},
+        {"name": "hippocampi"},
+        {"name": "cerebellum"},
+    ]

@@ -299,7 +299,7 @@ class TextSegmentWidget(
             "min_component_ml": p.minComponentMl,
             "min_component_fraction": p.minComponentPercent / 100.0,
             "fill_holes": p.fillHoles,
-            "largest_only": p.largestOnly,
+            "largest_only": True if p.largestOnly else None,  # unchecked: as the model card says per structure
         }
         if p.sliceAxis != "auto":  # one plane; auto segments every plane the model was trained on and fuses them
             options["slice_axis"] = p.sliceAxis

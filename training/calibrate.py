@@ -7,7 +7,12 @@ too small, the thalamus right. For each structure that validation scores (the de
 brain, cerebellum; left and right pooled) every threshold of ``--grid`` (0.30-0.60) is tried, through the engine, on
 T1 and T2-like variants; the one with the highest mean Dice goes into the vocabulary entries of that structure
 (``"mask_threshold"`` of ``name``, ``left name``, ``right name``) when it beats 0.5 by at least ``--min-gain``. The
-engine uses an entry's threshold whenever a call does not set ``mask_threshold`` itself. The card's
+engine uses an entry's threshold whenever a call does not set ``mask_threshold`` itself.
+
+Every scored structure is one piece (one side's nucleus, the brain, the cerebellum), so each mask is also scored with
+only its largest 3D component kept (the engine's ``largest_only`` clean-up); when that beats the best threshold with
+every component by ``--min-gain`` too, the scored names' entries get ``"largest_only": true`` (and the engine keeps
+one piece for them unless a call says otherwise). Entries of bilateral groups ("hippocampi") never get it. The card's
 ``calibration`` records what was tried.
 
     python -m training.calibrate --config training/configs/brain_v6_128.yaml --bundle training/runs/<id> --limit 6
@@ -17,13 +22,14 @@ import argparse
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from TextSegmentLib.checkpoint import CARD_FILE, check_bundle, load_bundle, read_card
 from TextSegmentLib.engine import Segmenter
+from TextSegmentLib.engine.decode import cleanup_3d
 from TextSegmentLib.engine.vocabulary import DEFAULT_MASK_THRESHOLD
 from TextSegmentLib.engine.writers import write_text
 from TextSegmentLib.prompts import split_side, words
@@ -49,6 +55,20 @@ def base_name(name: str) -> str:
     return " ".join(split_side(words(name))[1])
 
 
+Scores = Dict[str, Dict[float, List[float]]]  # {name: {threshold: [Dice per variant and contrast]}}
+
+
+def largest_piece(mask: np.ndarray) -> np.ndarray:
+    """The largest 26-connected 3D component of ``mask``, as the engine's ``largest_only`` clean-up keeps it.
+
+    Example:
+        >>> m = np.zeros((4, 6, 6), bool); m[0:3, 0:3, 0:3] = True; m[3, 5, 5] = True
+        >>> int(largest_piece(m).sum())
+        27
+    """
+    return cleanup_3d(mask, voxel_ml=1.0, min_component_ml=0.0, min_slices=1, fill_holes=False, largest_only=True)
+
+
 def score_grid(
     model: torch.nn.Module,
     bank: Path,
@@ -56,46 +76,62 @@ def score_grid(
     names: Sequence[str] = NAMES,
     contrasts: Sequence[str] = ("real", "t2"),
     limit: Optional[int] = None,
-) -> Dict[str, Dict[float, List[float]]]:
-    """Dice of every structure of ``names`` at every threshold of ``grid`` on the validation variants of ``bank``:
-    ``{name: {threshold: [dice per variant and contrast]}}`` (structures the field of view cuts to under 50
-    voxels are not scored)."""
+) -> Tuple[Scores, Scores]:
+    """Dice of every structure of ``names`` at every threshold of ``grid`` on the validation variants of ``bank``,
+    with every component the engine keeps and with the largest one only: two ``{name: {threshold: [dice per variant
+    and contrast]}}`` (structures the field of view cuts to under 50 voxels are not scored)."""
     seg = Segmenter(model, device="cpu")
     names = list(names)
-    scores: Dict[str, Dict[float, List[float]]] = {n: {float(t): [] for t in grid} for n in names}
+    scores: Scores = {n: {float(t): [] for t in grid} for n in names}
+    pieces: Scores = {n: {float(t): [] for t in grid} for n in names}
     for folder in validation_folders(bank, limit):
         aal = np.load(folder / "layer_aal.npy")
         refs = [reference(folder, n, aal) for n in names]
         for contrast in contrasts:
             image = variant_image(folder, contrast)
             for t in grid:  # the embeddings are encoded once per image and reused for every threshold
-                result = seg.segment(image, names, mask_threshold=float(t))
+                result = seg.segment(image, names, mask_threshold=float(t), largest_only=False)
                 for i, ref in enumerate(refs):
                     if ref.sum() >= 50:
-                        scores[names[i]][float(t)].append(dice(result.mask(i), ref))
+                        mask = result.mask(i)
+                        scores[names[i]][float(t)].append(dice(mask, ref))
+                        pieces[names[i]][float(t)].append(dice(largest_piece(mask), ref))
         log.info("%s done", folder.name)
-    return scores
+    return scores, pieces
+
+
+def _pool(scores: Mapping[str, Mapping[float, Sequence[float]]]) -> Dict[str, Dict[float, List[float]]]:
+    """Scores of the left and right structure (and the unsided one) pooled under the base name."""
+    pooled: Dict[str, Dict[float, List[float]]] = {}
+    for name, by_threshold in scores.items():
+        into = pooled.setdefault(base_name(name), {})
+        for t, values in by_threshold.items():
+            into.setdefault(float(t), []).extend(float(v) for v in values)
+    return pooled
 
 
 def choose_thresholds(
     scores: Mapping[str, Mapping[float, Sequence[float]]],
     default: float = DEFAULT_MASK_THRESHOLD,
     min_gain: float = 0.005,
+    pieces: Optional[Mapping[str, Mapping[float, Sequence[float]]]] = None,
 ) -> Dict[str, Dict[str, Any]]:
     """Per structure (sides pooled), the threshold with the highest mean Dice, kept only when it beats ``default``
-    by ``min_gain`` (else ``default``): ``{base name: {"threshold", "dice", "dice_default", "n"}}``.
+    by ``min_gain`` (else ``default``); with ``pieces`` (the same scores with the largest component only), largest
+    only when its best threshold beats that by ``min_gain`` again: ``{base name: {"threshold", "largest_only",
+    "dice", "dice_default", "n", "names"}}`` (``names``: the scored names pooled).
 
     Example:
         >>> s = {"left hippocampus": {0.4: [0.5, 0.5], 0.5: [0.4, 0.4]}, "right hippocampus": {0.4: [0.4], 0.5: [0.3]},
         ...      "brain": {0.4: [0.90], 0.5: [0.899]}}
         >>> {k: v["threshold"] for k, v in choose_thresholds(s).items()}
         {'hippocampus': 0.4, 'brain': 0.5}
+        >>> one = {"left hippocampus": {0.4: [0.6, 0.6], 0.5: [0.5, 0.5]},
+        ...        "right hippocampus": {0.4: [0.5], 0.5: [0.3]}, "brain": {0.4: [0.901], 0.5: [0.899]}}
+        >>> {k: (v["threshold"], v["largest_only"]) for k, v in choose_thresholds(s, pieces=one).items()}
+        {'hippocampus': (0.4, True), 'brain': (0.5, False)}
     """
-    pooled: Dict[str, Dict[float, List[float]]] = {}
-    for name, by_threshold in scores.items():
-        into = pooled.setdefault(base_name(name), {})
-        for t, values in by_threshold.items():
-            into.setdefault(float(t), []).extend(float(v) for v in values)
+    pooled, pooled_pieces = _pool(scores), _pool(pieces or {})
     out: Dict[str, Dict[str, Any]] = {}
     for base, by_threshold in pooled.items():
         means = {t: float(np.mean(v)) for t, v in by_threshold.items() if v}
@@ -104,19 +140,24 @@ def choose_thresholds(
         best = max(means, key=lambda t: (means[t], t == default))
         if means[best] < means[default] + min_gain:
             best = default
-        out[base] = {
-            "threshold": best,
-            "dice": round(means[best], 4),
-            "dice_default": round(means[default], 4),
-            "n": len(by_threshold[default]),
-        }
+        chosen = {"threshold": best, "largest_only": False, "dice": round(means[best], 4)}
+        one = {t: float(np.mean(v)) for t, v in pooled_pieces.get(base, {}).items() if v}
+        if one:
+            t_one = max(one, key=lambda t: (one[t], t == default))
+            if one[t_one] >= means[best] + min_gain:
+                chosen = {"threshold": t_one, "largest_only": True, "dice": round(one[t_one], 4)}
+        names = sorted(n for n in scores if base_name(n) == base)
+        n = len(by_threshold[default])
+        out[base] = {**chosen, "dice_default": round(means[default], 4), "n": n, "names": names}
     return out
 
 
 def apply_thresholds(card: Dict[str, Any], chosen: Mapping[str, Mapping[str, Any]], record: Dict[str, Any]) -> int:
     """Write the chosen thresholds into the vocabulary entries of ``card`` named ``base``, ``left base`` or
-    ``right base`` (a threshold equal to the engine's default removes the entry's own); ``record`` goes to
-    ``card["calibration"]["mask_threshold"]``. Returns the number of entries that carry a threshold.
+    ``right base`` (a threshold equal to the engine's default removes the entry's own), and ``"largest_only": true``
+    into the entries of the scored ``names`` of a structure chosen with it (never into other entries: "hippocampi" is
+    two pieces); ``record`` goes to ``card["calibration"]["mask_threshold"]``. Returns the number of entries that
+    carry a threshold or largest only.
 
     Example:
         >>> card = {"vocabulary": [{"name": "left hippocampus"}, {"name": "hippocampi"}, {"name": "brain"}]}
@@ -124,6 +165,9 @@ def apply_thresholds(card: Dict[str, Any], chosen: Mapping[str, Mapping[str, Any
         1
         >>> card["vocabulary"][0], card["vocabulary"][1]
         ({'name': 'left hippocampus', 'mask_threshold': 0.4}, {'name': 'hippocampi'})
+        >>> one = {"brain": {"threshold": 0.5, "largest_only": True, "names": ["brain"]}}
+        >>> apply_thresholds(card, one, {}), card["vocabulary"][2]
+        (1, {'name': 'brain', 'largest_only': True})
     """
     count = 0
     for entry in card.get("vocabulary", []):
@@ -133,9 +177,14 @@ def apply_thresholds(card: Dict[str, Any], chosen: Mapping[str, Mapping[str, Any
         side, _ = split_side(words(name))
         pick = chosen.get(base_name(name)) if side in (None, "left", "right") else None
         entry.pop("mask_threshold", None)
-        if pick is not None and float(pick["threshold"]) != DEFAULT_MASK_THRESHOLD:
+        entry.pop("largest_only", None)
+        if pick is None:
+            continue
+        if float(pick["threshold"]) != DEFAULT_MASK_THRESHOLD:
             entry["mask_threshold"] = float(pick["threshold"])
-            count += 1
+        if pick.get("largest_only") and name in pick.get("names", ()):
+            entry["largest_only"] = True
+        count += "mask_threshold" in entry or "largest_only" in entry
     card.setdefault("calibration", {})["mask_threshold"] = record
     return count
 
@@ -166,14 +215,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     bundle = Path(args.bundle)
     card = read_card(bundle)
     model = load_bundle(bundle, torch.device("cpu")).requires_grad_(False)  # every call sets its threshold
-    scores = score_grid(model, Path(cfg["bank"]["dir"]), grid, limit=args.limit)
-    chosen = choose_thresholds(scores, min_gain=args.min_gain)
+    scores, pieces = score_grid(model, Path(cfg["bank"]["dir"]), grid, limit=args.limit)
+    chosen = choose_thresholds(scores, min_gain=args.min_gain, pieces=pieces)
     record = {"grid": grid, "contrasts": ["T1", "T2-like"], "min_gain": args.min_gain, "structures": chosen}
     print(json.dumps(record, indent=2))
     if not args.dry_run:
         count = apply_thresholds(card, chosen, record)
         write_card(bundle, card)
-        log.info("%s: %d vocabulary entries carry a calibrated threshold", bundle / CARD_FILE, count)
+        log.info("%s: %d vocabulary entries carry a calibrated threshold or largest only", bundle / CARD_FILE, count)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ SLICE_AXES = ("axial", "coronal", "sagittal")
 _PROBABILITIES = ("presence_threshold", "mask_threshold", "vocabulary_gate", "min_component_fraction")
 _COUNTS = ("min_slices", "slice_stride", "fine_pixels")
 _FLAGS = ("fill_holes", "largest_only", "use_cache")
+_AUTO_FLAGS = ("largest_only",)  # None: the model card decides per structure
 
 
 def check_prompt_list(prompts: Union[str, Sequence[Any]], where: str = "") -> List[str]:
@@ -100,7 +101,7 @@ def check_options(options: Dict[str, Any]) -> Dict[str, Any]:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise RequestError(f"{key} must be a whole number >= 1, got {value!r}")
     for key in _FLAGS:
-        if key in out and not isinstance(out[key], bool):
+        if key in out and not isinstance(out[key], bool) and not (key in _AUTO_FLAGS and out[key] is None):
             raise RequestError(f"{key} must be true or false, got {out[key]!r}")
     return out
 

@@ -21,7 +21,9 @@ class SegmentReport:
     last slice holding the segment, as indices along the input's own index axis nearest the slice normal (the
     convention of ``Segmenter.refine``'s int ``slice_index``); ``laterality_check`` is 'ok', 'mismatch' or None
     (no side in the prompt, or nothing found); ``mask_threshold`` the fused-probability threshold its mask was
-    cut at (the model card's calibrated one for its structure unless the call set one; None if not segmented)."""
+    cut at (the model card's calibrated one for its structure unless the call set one; None if not segmented);
+    ``largest_only`` whether only its largest 3D piece was kept (the card's choice for its structure unless the call
+    set one; None if not segmented)."""
 
     prompt: str
     label: int
@@ -36,6 +38,7 @@ class SegmentReport:
     laterality_check: Optional[str] = None
     refinements: int = 0
     mask_threshold: Optional[float] = None
+    largest_only: Optional[bool] = None
     warnings: List[str] = field(default_factory=list)
 
 
@@ -54,6 +57,7 @@ class PromptState:
     known: bool = True  # False: the prompt names nothing in the model's vocabulary (nothing was segmented)
     text: Optional[str] = None  # what the model was given (the matched vocabulary name, or the prompt itself)
     threshold: Optional[float] = None  # the fused-probability threshold of its mask (None: nothing was segmented)
+    largest_only: Optional[bool] = None  # whether only the largest 3D piece was kept (None: nothing was segmented)
 
 
 @dataclass
@@ -137,6 +141,7 @@ class Result:
             laterality_check=side_check,
             refinements=state.refinements,
             mask_threshold=state.threshold,
+            largest_only=state.largest_only,
             warnings=warnings,
         )
 

@@ -24,7 +24,7 @@ from .io import InputError, InputLike, check_refine_prompts, load_input
 from .multiview import decode_views, fuse_views
 from .refine import apply_changes, refine_slices
 from .result import PromptState, Result, _Change
-from .vocabulary import DEFAULT_MASK_THRESHOLD, calibrated_threshold, model_text, solid
+from .vocabulary import DEFAULT_MASK_THRESHOLD, calibrated_threshold, model_text, one_piece, solid
 from .volume import AXIS_NORMAL, SLICE_AXES, PreparedVolume, check_axis, resolve_window
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,9 @@ DEFAULT_OPTIONS: Dict[str, Any] = {
     "min_slices": 2,  # 3D components spanning fewer slices are removed
     "min_component_fraction": 0.1,  # and those with less than this fraction of the largest kept one's voxels
     "fill_holes": True,  # slice by slice, of solid structures (not of those the card marks "fill_holes": false)
-    "largest_only": False,
+    # keep the largest 3D component only; None: as the model card's vocabulary entry says (``training.calibrate``
+    # marks the one-piece structures whose validation scans gained from it), else False
+    "largest_only": None,
     # coarse-to-fine decoding: every n-th slice first (None: about every 6 mm), then only across the target's box
     "slice_stride": None,
     # fine pass: one decoded slice per this many model pixels (a whole number) along each plane's normal, the rest
@@ -175,6 +177,9 @@ class Segmenter:
         fraction = opts["min_component_fraction"]
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
             raise ValueError(f"min_component_fraction must be a number from 0 to 1, got {fraction!r}")
+        if opts["largest_only"] is not None and not isinstance(opts["largest_only"], bool):
+            got = opts["largest_only"]
+            raise ValueError(f"largest_only must be True, False or None (the card's choice), got {got!r}")
         if opts["ct_window"] is not None:
             resolve_window(opts["ct_window"])
         if isinstance(opts["ct_window"], (list, tuple)):
@@ -268,12 +273,24 @@ class Segmenter:
                 model, volume, embeddings, text, self.batcher, popts, progress, cancel, n / len(prompts),
                 1.0 / len(prompts),
             )  # fmt: skip
-            mask = fuse_views(volume, decodes, dict(popts, fill_holes=opts["fill_holes"] and solid(term, vocabulary)))
+            largest = opts["largest_only"]
+            if largest is None:
+                largest = one_piece(term, vocabulary)
+            cleanup = {"fill_holes": opts["fill_holes"] and solid(term, vocabulary), "largest_only": largest}
+            mask = fuse_views(volume, decodes, dict(popts, **cleanup))
             presence = {p: d.presence for p, d in decodes.items()}
             states.append(
                 PromptState(
-                    prompt, match, window, presence, mask, time.perf_counter() - t0, text=said, threshold=threshold
-                )
+                    prompt,
+                    match,
+                    window,
+                    presence,
+                    mask,
+                    time.perf_counter() - t0,
+                    text=said,
+                    threshold=threshold,
+                    largest_only=largest,
+                )  # fmt: skip
             )
         card = self.card
         info = {

@@ -59,3 +59,16 @@ def solid(name: str, vocabulary: Sequence[Any]) -> bool:
         (False, True)
     """
     return bool(_entry(name, vocabulary).get("fill_holes", True))
+
+
+def one_piece(name: str, vocabulary: Sequence[Any]) -> bool:
+    """True for a vocabulary structure the model card marks ``"largest_only": true`` (a structure that is one piece,
+    such as one hemisphere's hippocampus, whose validation scans came out better with only the largest 3D component
+    kept; chosen by ``training.calibrate``), else False.
+
+    Example:
+        >>> voc = [{"name": "cerebellum", "largest_only": True}, "hippocampi"]
+        >>> one_piece("cerebellum", voc), one_piece("hippocampi", voc)
+        (True, False)
+    """
+    return bool(_entry(name, vocabulary).get("largest_only", False))
