@@ -34,7 +34,7 @@ fi
 WEIGHTS=$($PY -c "import json; print(json.load(open('$RUN/choice.json'))['choice'])")
 $PY -m training.export --config "$CONFIG" --run "$RUN" --out "training/runs/$ID" --weights "$WEIGHTS"
 # per-structure mask thresholds, chosen on the same validation variants, into the exported card (before publishing)
-$PY -m training.calibrate --config "$CONFIG" --bundle "training/runs/$ID" --limit 6
+$PY -m training.calibrate --config "$CONFIG" --bundle "training/runs/$ID" --limit 4
 rm -rf "Resources/models/$ID.new"
 mkdir -p Resources/models
 cp -r "training/runs/$ID" "Resources/models/$ID.new"
