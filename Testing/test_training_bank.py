@@ -274,7 +274,7 @@ def test_calibration_keeps_one_piece_only_where_the_largest_component_gains_enou
     assert (chosen["hippocampus"]["threshold"], chosen["hippocampus"]["largest_only"]) == (0.4, True)
     assert chosen["hippocampus"]["dice"] == 0.515 and chosen["hippocampus"]["dice_default"] == 0.4
     assert chosen["hippocampus"]["names"] == ["left hippocampus", "right hippocampus"]
-    assert chosen["cerebellum"]["largest_only"] is False
+    assert chosen["cerebellum"]["largest_only"] is False and chosen["cerebellum"]["dice_largest_only"] == 0.703
     card = {"vocabulary": [{"name": "left hippocampus"}, {"name": "hippocampi"}, {"name": "cerebellum"}]}
     card["vocabulary"][2]["largest_only"] = True  # an older calibration is replaced
     assert apply_thresholds(card, chosen, {}) == 1

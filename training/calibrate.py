@@ -119,7 +119,8 @@ def choose_thresholds(
     """Per structure (sides pooled), the threshold with the highest mean Dice, kept only when it beats ``default``
     by ``min_gain`` (else ``default``); with ``pieces`` (the same scores with the largest component only), largest
     only when its best threshold beats that by ``min_gain`` again: ``{base name: {"threshold", "largest_only",
-    "dice", "dice_default", "n", "names"}}`` (``names``: the scored names pooled).
+    "dice", "dice_default", "n", "names"}}`` (``names``: the scored names pooled), with ``"dice_largest_only"`` (at its
+    best threshold) when ``pieces`` are given.
 
     Example:
         >>> s = {"left hippocampus": {0.4: [0.5, 0.5], 0.5: [0.4, 0.4]}, "right hippocampus": {0.4: [0.4], 0.5: [0.3]},
@@ -149,6 +150,8 @@ def choose_thresholds(
         names = sorted(n for n in scores if base_name(n) == base)
         n = len(by_threshold[default])
         out[base] = {**chosen, "dice_default": round(means[default], 4), "n": n, "names": names}
+        if one:
+            out[base]["dice_largest_only"] = round(max(one.values()), 4)  # its best threshold
     return out
 
 
