@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 MINUTES=${1:-270}
 LATEST=$(ls -d Resources/models/textsegment-brain-lite-v* | sort -V | tail -1)
 INIT=${2:-$LATEST}
-CONFIG=${CONFIG:-training/configs/brain_v8_128.yaml}
+CONFIG=${CONFIG:-training/configs/brain_v9_128.yaml}
 PY=.venv/bin/python
 export OMP_NUM_THREADS=1 PYTHONPATH="$PWD"
 # the bundle id and the run folder follow the config's name and version (0.3.0 -> textsegment-brain-lite-v0.3.0)
