@@ -207,3 +207,27 @@ def test_jobs_are_validated_before_anything_runs(tmp_path):
         assert "job 1" in str(info.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.nii.gz"]
     assert Path(validate_jobs([ok])[0].output) == tmp_path / "a.nii.gz"
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"fill_holes": None}, "fill_holes must be true or false"),
+        ({"largest_only": "yes"}, "largest_only must be true or false"),
+        ({"use_cache": 1}, "use_cache must be true or false"),
+        ({"mask_threshold": 1.5}, "mask_threshold must be a number from 0 to 1"),
+        ({"min_slices": 0}, "min_slices must be a whole number"),
+    ],
+)
+def test_bad_segment_options_are_refused_naming_the_option(options, message):
+    from TextSegmentLib.app import check_options
+
+    with pytest.raises(RequestError, match=message):
+        check_options(options)
+
+
+def test_largest_only_may_be_left_to_the_model_card():
+    from TextSegmentLib.app import check_options
+
+    assert check_options({"largest_only": None}) == {"largest_only": None}
+    assert check_options({"largest_only": True, "fill_holes": False}) == {"largest_only": True, "fill_holes": False}
