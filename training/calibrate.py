@@ -15,7 +15,7 @@ every component by ``--min-gain`` too, the scored names' entries get ``"largest_
 one piece for them unless a call says otherwise). Entries of bilateral groups ("hippocampi") never get it. The card's
 ``calibration`` records what was tried.
 
-    python -m training.calibrate --config training/configs/brain_v6_128.yaml --bundle training/runs/<id> --limit 6
+    python -m training.calibrate --config training/configs/brain_v8_128.yaml --bundle training/runs/<id> --limit 4
 """
 
 import argparse
@@ -141,17 +141,16 @@ def choose_thresholds(
         best = max(means, key=lambda t: (means[t], t == default))
         if means[best] < means[default] + min_gain:
             best = default
-        chosen = {"threshold": best, "largest_only": False, "dice": round(means[best], 4)}
+        chosen: Dict[str, Any] = {"threshold": best, "largest_only": False, "dice": round(means[best], 4)}
         one = {t: float(np.mean(v)) for t, v in pooled_pieces.get(base, {}).items() if v}
         if one:
             t_one = max(one, key=lambda t: (one[t], t == default))
             if one[t_one] >= means[best] + min_gain:
                 chosen = {"threshold": t_one, "largest_only": True, "dice": round(one[t_one], 4)}
+            chosen["dice_largest_only"] = round(one[t_one], 4)  # at its best threshold
         names = sorted(n for n in scores if base_name(n) == base)
         n = len(by_threshold[default])
         out[base] = {**chosen, "dice_default": round(means[default], 4), "n": n, "names": names}
-        if one:
-            out[base]["dice_largest_only"] = round(max(one.values()), 4)  # its best threshold
     return out
 
 
