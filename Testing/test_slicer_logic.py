@@ -330,3 +330,38 @@ def test_box_on_a_permuted_volume_uses_the_model_slice_axis(scene, logic, brain_
     roi.SetSize(*np.abs(ras_b - ras_a))
     with pytest.raises(bridge.BridgeError, match="cannot refine on the coronal plane.*axial \\(red\\) view"):
         logic.refinePrompts(seg, sid, roi)
+
+
+def test_precompute_while_the_user_types_then_segment(scene, logic):
+    """The module encodes the selected volume on the worker before the first prompt: the prompt then encodes nothing
+    more, and a second precompute has nothing left to do."""
+    array = (np.random.default_rng(7).random((30, 36, 28)) * 100).astype(np.float32)
+    volume = bridge.array_to_volume(scene, array, np.diag([3.0, 3.0, 3.0, 1.0]), name="typing")
+    job = logic.precomputeAsync(volume)
+    assert job.description == "preparing typing for prompts"
+    assert job.get(60) == {"axial": 30}
+    assert logic.precomputeAsync(volume).get(60) == {"axial": 0}
+    assert logic.precomputeAsync(volume, slice_axis="coronal").get(60) == {"coronal": 36}
+    hits = logic.worker.run(lambda job: logic.segmenter().cache.hits)
+    seg = logic.segment(volume, ["brain"], **OPTIONS)
+    assert logic.worker.run(lambda job: logic.segmenter().cache.hits) > hits
+    assert seg.GetSegmentation().GetSegmentIdBySegmentName("brain")
+
+
+def test_a_prompt_cancels_the_precompute_and_loses_nothing(scene, logic):
+    """Segmenting cancels a running precompute (as the module does): the prompt runs next, and the slices encoded
+    before the cancel stay encoded."""
+    import time
+
+    array = (np.random.default_rng(8).random((400, 40, 40)) * 100).astype(np.float32)
+    volume = bridge.array_to_volume(scene, array, np.diag([2.0, 2.0, 1.0, 1.0]), name="long")
+    job = logic.precomputeAsync(volume)
+    deadline = time.monotonic() + 60
+    while job.status().fraction < 0.2 and not job.done and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert not job.done, "the precompute ended before it could be cancelled"
+    job.cancel()
+    seg = logic.segment(volume, ["brain"], slice_axis="coronal", **OPTIONS)  # leaves the axial slices alone
+    assert job.state == "cancelled" and seg.GetSegmentation().GetNumberOfSegments() == 1
+    left = logic.precomputeAsync(volume).get(60)["axial"]
+    assert 0 < left <= 400 - 80

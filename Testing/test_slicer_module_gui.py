@@ -217,3 +217,48 @@ def test_requirement_versions():
     assert problems([absent]) == [Problem(absent, None)]
     assert problems([Requirement("pytest", "pytest", "1.0")]) == []
     assert problems([Requirement("pytest", "pytest", "999.0")])[0].message().startswith("pytest ")
+
+
+def test_a_selected_volume_is_prepared_in_the_background(module, scene, monkeypatch):
+    """Selecting a volume loads the model and encodes the slices on the worker (the timer ticks it, the status line
+    says so); the first prompt then only decodes. Nothing starts without the packages, and Segment cancels it."""
+    import time
+
+    torch = pytest.importorskip("torch")
+    from TextSegmentWidgets import background
+    from TextSegmentWidgets.self_test import headVolume
+
+    worker = Worker(name="test-prepare-worker")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        logic = module.TextSegmentLogic(scene, model="default", device="cpu", worker=worker)
+        volume = headVolume(scene, shape=(26, 34, 28))  # not the self-test's head: the segmenter is process-wide
+        widget = make_widget(module, logic, parameters(inputVolume=volume))
+        with monkeypatch.context() as patch:
+            patch.setattr(background, "dependencyProblems", lambda: ["torch is not installed"])
+            widget._prepareVolume()
+        assert widget._background is None and not widget._timer.start.called  # nothing to ask here: no start
+
+        widget._prepareVolume()
+        job = widget._background.job
+        assert widget._timer.start.called and job.description == "preparing TextSegment test head for prompts"
+        deadline = time.monotonic() + 300
+        while widget._background is not None and time.monotonic() < deadline:
+            widget._tick()
+        assert job.state == "done" and sum(job.result.values()) == 26 + 34 + 28  # every slice of the three planes
+        assert widget.ui.statusLabel.text.startswith("preparing TextSegment test head for prompts: ready in")
+        assert widget._timer.stop.called
+
+        widget._prepareVolume()  # again: nothing left to encode, and a prompt cancels it at once
+        again = widget._background.job
+        widget.ui.promptEdit.setPlainText("brain")
+        widget.onSegment()
+        assert widget._background is None and again.cancelled()
+        deadline = time.monotonic() + 300
+        while widget._job is not None and time.monotonic() < deadline:
+            widget._tick()
+        assert widget._parameterNode.outputSegmentation.GetSegmentation().GetNumberOfSegments() == 1
+    finally:
+        worker.shutdown()
+        torch.set_num_threads(threads)

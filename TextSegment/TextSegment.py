@@ -47,6 +47,7 @@ def _addSourceTreeLibrary() -> None:
 
 
 _addSourceTreeLibrary()
+from TextSegmentWidgets.background import BackgroundPrepareMixin  # noqa: E402
 from TextSegmentWidgets.dependencies import dependencyProblems, ensureDependencies  # noqa: E402
 from TextSegmentWidgets.model_panel import ModelPanelMixin  # noqa: E402
 from TextSegmentWidgets.prompts import PromptsMixin  # noqa: E402
@@ -117,7 +118,12 @@ class TextSegmentLogic(ScriptedLoadableModuleLogic, _LibraryLogic):
 
 
 class TextSegmentWidget(
-    PromptsMixin, RefineToolsMixin, ModelPanelMixin, ScriptedLoadableModuleWidget, VTKObservationMixin
+    PromptsMixin,
+    RefineToolsMixin,
+    ModelPanelMixin,
+    BackgroundPrepareMixin,
+    ScriptedLoadableModuleWidget,
+    VTKObservationMixin,
 ):
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -150,6 +156,7 @@ class TextSegmentWidget(
         self.ui.promptLineEdit.connect("returnPressed()", self._addPromptLine)
         self.ui.recentPromptsComboBox.connect("activated(int)", self._useRecent)
         self.ui.outputSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._updateResults)
+        self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._prepareVolume)
         self.ui.resultsTable.connect("cellClicked(int,int)", self._selectResultRow)
         self.ui.boxButton.connect("toggled(bool)", lambda on: self._place("box", on))
         self.ui.positivePointButton.connect("toggled(bool)", lambda on: self._place("positive", on))
@@ -182,6 +189,7 @@ class TextSegmentWidget(
     def cleanup(self) -> None:
         """Module reload or application exit: nothing of this widget may stay alive (shortcuts, timer, observers)."""
         self.removeObservers()
+        self._cancelBackground()
         if self._job is not None:
             self._job.cancel()
         if self._timer is not None:
@@ -201,6 +209,7 @@ class TextSegmentWidget(
         self.initializeParameterNode()
         for shortcut in self._shortcuts:
             shortcut.setEnabled(True)
+        self._prepareVolume()
 
     def exit(self) -> None:
         for shortcut in self._shortcuts:
@@ -211,6 +220,7 @@ class TextSegmentWidget(
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
 
     def onSceneStartClose(self, caller, event) -> None:
+        self._cancelBackground()
         if self._job is not None:
             self._job.cancel()
         self.logic.forget()
@@ -243,6 +253,7 @@ class TextSegmentWidget(
 
     # ------------------------------------------------------------------------------------------ jobs
     def _start(self, job, onDone, dialogTitle: Optional[str] = None) -> None:
+        self._cancelBackground()  # queued before this job on the worker: it stops at its next batch
         self._job, self._onJobDone = job, onDone
         self._watcher = JobWatcher(job, self._showStatus, self._jobEnded)
         self.ui.progressBar.value = 0
@@ -254,7 +265,10 @@ class TextSegmentWidget(
 
     def _tick(self) -> None:
         """Zero-interval timer: wait up to 30 ms on the job (worker at full speed), then back to Qt's events."""
-        if (self._watcher is None or self._watcher.tick()) and self._timer is not None:
+        watcher = self._watcher or self._background  # a job the user started, else the volume's preparation
+        if watcher is not None:
+            watcher.tick()
+        if self._watcher is None and self._background is None and self._timer is not None:
             self._timer.stop()
 
     def _showStatus(self, status) -> None:

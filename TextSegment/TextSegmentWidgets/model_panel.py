@@ -52,12 +52,20 @@ class ModelPanelMixin:
         self.logic.model = self._parameterNode.model or "default"
         self.logic.device = self._parameterNode.device
 
-    def _ensureModel(self, thenCall) -> bool:
-        """True when the chosen model is usable now; else offer to download it (then call ``thenCall``)."""
+    def _modelStatus(self):
+        """The catalog's entry for the chosen model (None: not a catalog id, e.g. a bundle folder)."""
         from TextSegmentLib.catalog import list_models
 
+        return {m.id: m for m in list_models()}.get(self._parameterNode.model or "default")
+
+    def _modelInstalled(self) -> bool:
+        status = self._modelStatus()
+        return status is None or status.installed
+
+    def _ensureModel(self, thenCall) -> bool:
+        """True when the chosen model is usable now; else offer to download it (then call ``thenCall``)."""
         model = self.logic.model
-        status = {m.id: m for m in list_models()}.get(model)
+        status = self._modelStatus()
         if status is None or status.installed:
             return True
         if slicer.util.confirmOkCancelDisplay(f"Download the model {model} ({(status.size or 0) / 1e6:.0f} MB)?"):

@@ -70,8 +70,9 @@ def runSelfTest(test, widget, timeout=600.0):
     p = widget._parameterNode
     p.inputVolume, p.outputSegmentation, p.model = volume, None, "default"
     p.presenceThreshold, p.minComponentMl = 0.0, 0.0
+    widget._prepareVolume()  # what selecting the volume starts: the model loads and the slices encode meanwhile
     widget.ui.promptEdit.setPlainText("brain\nleft hippocampus")
-    widget.onSegment()
+    widget.onSegment()  # cancels the preparation (what it encoded stays) and runs next
     waitForJob(widget, timeout)
     seg = p.outputSegmentation
     test.assertIsNotNone(seg, "Segment made no segmentation")

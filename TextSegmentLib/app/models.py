@@ -46,7 +46,7 @@ def resolve_bundle(
 def open_segmenter(
     model: ModelLike = "default",
     device: str = "auto",
-    batch_size: int = 8,
+    batch_size: int = 16,
     progress: ProgressFn = None,
     cancel: CancelFn = None,
     **options: Any,

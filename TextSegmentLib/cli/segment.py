@@ -51,7 +51,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "long the sentence; raw: the model reads the prompt as typed",
     )
     p.add_argument("--ct-window", help="CT window name (soft_tissue, lung, bone, brain) or LEVEL,WIDTH")
-    p.add_argument("--batch-size", type=int, default=8, help="slices per model batch")
+    p.add_argument("--batch-size", type=int, default=16, help="slices per model batch (default 16)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 

@@ -130,7 +130,7 @@ class Segmenter:
         self,
         model: Union[str, Path, torch.nn.Module],
         device: str = "auto",
-        batch_size: int = 8,
+        batch_size: int = 16,
         cache_limit_mb: float = 2048.0,
     ) -> None:
         keep_freed_memory()  # the next prompt reuses this one's memory instead of faulting it in again
@@ -236,6 +236,67 @@ class Segmenter:
         """
         with self._lock, _eval_mode(self.model):
             return self._segment(input, check_prompts(prompts), progress, cancel, self._options(options))
+
+    def precompute(
+        self,
+        input: InputLike,
+        views: Optional[Sequence[str]] = None,
+        ct_window: Any = None,
+        modality: Optional[str] = None,
+        progress: ProgressFn = None,
+        cancel: CancelFn = None,
+    ) -> Dict[str, int]:
+        """Encode every slice of ``input`` along ``views`` (default: the card's planes) ahead of the first prompt;
+        returns the slices newly encoded per plane. A later :meth:`segment` of the same volume then only decodes
+        (the text encoder is loaded too). On 2 CPU cores a 197 x 233 x 189 brain takes 1.3 s in three views, after
+        which the first prompt takes 0.4 s instead of 0.65 s.
+
+        Meant to run while the user types the prompt (the Slicer module starts it when a volume is selected).
+        Cancel is checked between batches and what was encoded stays cached, so cancelling it to segment loses
+        nothing. The embeddings are those of a prompt's intensity preset: an MR volume has one; a CT volume is
+        encoded in ``ct_window`` (a name or (level, width); None: the preset of a prompt without a window). A plane
+        whose embeddings exceed the cache limit is not encoded (a warning says so).
+
+        Example:
+            >>> import numpy as np
+            >>> from TextSegmentLib.model import build_model
+            >>> from TextSegmentLib.engine import Segmenter, VolumeInput
+            >>> m = build_model({"image_size": 64, "embed_dim": 32, "decoder_heads": 4, "decoder_mlp_dim": 64})
+            >>> seg = Segmenter(model=m, device="cpu")
+            >>> vol = VolumeInput(np.random.rand(4, 20, 20).astype(np.float32), (1, 1, 2), (0, 0, 0), np.eye(3).ravel())
+            >>> seg.precompute(vol), seg.precompute(vol)
+            ({'axial': 4}, {'axial': 0})
+        """
+        opts = self._options({"views": views, "ct_window": ct_window, "modality": modality})
+        planes = opts["views"]
+        with self._lock, _eval_mode(self.model):
+            check_cancel(cancel)
+            volume = self.prepare(input, planes[0], opts["modality"])
+            window = opts["ct_window"] if volume.is_ct else None
+            self.model.encode_text([None])  # loads the text encoder (about a second), encodes nothing
+            self.store.begin(self.model)
+            todo = {}
+            for plane in planes:
+                emb = self.store.embeddings(self.model, volume.view(plane), window)
+                if self.cache.get(emb.key) is emb.stored:  # else too large to keep: no help to a later prompt
+                    todo[plane] = (emb, [int(k) for k in np.flatnonzero(~emb.stored.have)])
+            total = sum(len(missing) for _, missing in todo.values())
+            encoded = {p: 0 for p in planes}
+            start = 0.0
+            for plane, (emb, missing) in todo.items():
+                span = len(missing) / max(total, 1)
+
+                def run(batch: List[int], emb: SliceEmbeddings = emb) -> List[int]:
+                    emb.ensure(batch)
+                    return batch
+
+                encoded[plane] = len(
+                    self.batcher.run(run, missing, progress, cancel, f"encoding {plane} slices", start, span)
+                )
+                start += span
+            if progress is not None:
+                progress(1.0, "done")
+            return encoded
 
     def _segment(self, source, prompts, progress, cancel, opts) -> Result:
         start = time.perf_counter()
