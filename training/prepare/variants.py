@@ -41,7 +41,8 @@ SPATIAL = {
     "axis_scale": 0.05,  # extra per-axis scale +-
     "rotate_deg": 20.0,  # about every axis
     "shear": 0.02,
-    "warp_mm": 3.0,  # smooth non-linear displacement (max std, mm)
+    "warp_mm": 3.0,  # smooth non-linear displacement (max std, mm) on a 5^3 control grid (head-scale bending)
+    "warp_fine_mm": 0.0,  # and on a 9^3 grid (structure-scale shape changes); 0: none (the banks before v0.9)
     "p_crop": 0.45,  # per axis: field of view cut into the head
     "crop": [0.55, 0.95],  # kept fraction of the head along a cropped axis
     "margin": [1.0, 1.35],  # field of view / head extent along an uncropped axis
@@ -167,7 +168,7 @@ def random_geometry(source: Source, rng: np.random.Generator, opt: Dict) -> Dict
     thick = None
     if rng.random() < opt["p_thick"]:
         thick = (int(rng.integers(3)), float(rng.uniform(*opt["thick_mm"])))
-    return {
+    geom = {
         "matrix": matrix.tolist(),  # maps source offsets from the head centre to output offsets
         "centre": centre.tolist(),
         "shift": shift.tolist(),
@@ -179,6 +180,10 @@ def random_geometry(source: Source, rng: np.random.Generator, opt: Dict) -> Dict
         "thick": thick,
         "image_index": int(rng.integers(len(source.images))),
     }
+    if opt.get("warp_fine_mm", 0.0) > 0:  # drawn last: banks without it keep their variants
+        geom["warp_fine_mm"] = float(rng.uniform(0, opt["warp_fine_mm"]))
+        geom["warp_fine_seed"] = int(rng.integers(2**31))
+    return geom
 
 
 def _source_points(geom: Dict) -> Tuple[np.ndarray, Tuple[int, int, int]]:
@@ -192,15 +197,17 @@ def _source_points(geom: Dict) -> Tuple[np.ndarray, Tuple[int, int, int]]:
     offsets = np.stack([xx, yy, zz], axis=-1) + (out_centre - np.asarray(geom["centre"]))
     if geom["warp_mm"] > 0:
         offsets = offsets + _warp((nz, ny, nx), geom["warp_mm"], geom["warp_seed"])
+    if geom.get("warp_fine_mm", 0.0) > 0:
+        offsets = offsets + _warp((nz, ny, nx), geom["warp_fine_mm"], geom["warp_fine_seed"], grid=9)
     pts = offsets @ inv.T + np.asarray(geom["centre"])
     return pts.astype(np.float32), (nz, ny, nx)
 
 
-def _warp(shape: Tuple[int, int, int], std_mm: float, seed: int) -> np.ndarray:
-    """A smooth random displacement field (mm): a 5^3 grid of Gaussian vectors, linearly upsampled."""
+def _warp(shape: Tuple[int, int, int], std_mm: float, seed: int, grid: int = 5) -> np.ndarray:
+    """A smooth random displacement field (mm): a ``grid``^3 grid of Gaussian vectors, linearly upsampled."""
     rng = np.random.default_rng(seed)
-    coarse = rng.normal(0, std_mm, (3, 5, 5, 5))
-    zoom = [s / 5 for s in shape]
+    coarse = rng.normal(0, std_mm, (3, grid, grid, grid))
+    zoom = [s / grid for s in shape]
     return np.stack([ndimage.zoom(c, zoom, order=1)[: shape[0], : shape[1], : shape[2]] for c in coarse], axis=-1)
 
 
