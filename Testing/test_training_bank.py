@@ -88,6 +88,22 @@ def test_variant_is_canonical_and_labels_move_with_the_image(source, structures)
     assert arrays["image"][brain].mean() > 3 * max(arrays["image"][arrays["gen"] == 0].mean(), 1)
 
 
+def test_structure_scale_warp_changes_shapes_only_when_asked(source):
+    """``warp_fine_mm`` adds a 9^3-grid deformation drawn after everything else: without it a seed gives the variant
+    it always gave (older banks stay reproducible); with it the same grid and head move, labels still on the image."""
+    plain, info = make_variant(source, 11, SMALL)
+    assert "warp_fine_mm" not in info
+    again, _ = make_variant(source, 11, {**SMALL, "warp_fine_mm": 0.0})
+    assert np.array_equal(plain["layer_aal"], again["layer_aal"])
+    warped, warped_info = make_variant(source, 11, {**SMALL, "warp_fine_mm": 4.0})
+    assert 0 < warped_info["warp_fine_mm"] <= 4.0 and warped_info["size"] == info["size"]
+    assert warped["layer_aal"].shape == plain["layer_aal"].shape
+    moved = (warped["layer_aal"] > 0) != (plain["layer_aal"] > 0)
+    assert 0.01 < moved.mean() / max((plain["layer_aal"] > 0).mean(), 1e-9) < 0.5
+    brain = warped["layer_brain"] > 0
+    assert warped["image"][brain].mean() > 3 * max(warped["image"][warped["gen"] == 0].mean(), 1)
+
+
 def test_counts_match_the_masks(bank, structures):
     sampler = BankSampler(bank, {"augment": None}, "train")
     j = sampler.index["left putamen"]
