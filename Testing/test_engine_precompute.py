@@ -70,3 +70,18 @@ def test_precompute_refuses_bad_options_by_name(tiny_bundle, brain):
         seg.precompute(brain, views=("diagonal",))
     with pytest.raises(ValueError, match="window"):
         seg.precompute(brain, ct_window="no-such-window")
+
+
+def test_a_ct_is_encoded_in_the_window_most_of_the_vocabulary_uses(tiny_bundle):
+    import SimpleITK as sitk
+
+    seg = three_plane_segmenter(tiny_bundle)
+    vocabulary = [{"name": n, "ct_window": w} for n, w in (("skull", "bone"), ("bone", "bone"), ("brain", "brain"))]
+    seg.model.card = dict(seg.model.card, vocabulary=vocabulary)
+    array = np.random.default_rng(3).normal(40, 300, (12, 20, 18)).astype(np.int16)
+    ct = sitk.GetImageFromArray(array)
+    ct.SetSpacing((2.0, 2.0, 3.0))
+    sizes = {"axial": 12, "coronal": 20, "sagittal": 18}
+    assert seg.precompute(ct, modality="CT") == sizes  # in the bone window: two of the three entries use it
+    assert seg.precompute(ct, modality="CT", ct_window="bone") == {p: 0 for p in PLANES}
+    assert seg.precompute(ct, modality="CT", ct_window="brain") == sizes

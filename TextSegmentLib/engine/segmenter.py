@@ -196,6 +196,13 @@ class Segmenter:
         value = table[name]
         return name if tuple(float(v) for v in CT_WINDOWS.get(name, ())) == value else value
 
+    def _common_window(self) -> Any:
+        """The CT window most of the card's vocabulary entries use (None without any: a prompt's default)."""
+        names = [e.get("ct_window") for e in self.card.get("vocabulary", []) if e.get("ct_window")]
+        if not names:
+            return None
+        return self._window(max(sorted(set(names)), key=names.count), card_windows(self.card))
+
     def card_planes(self) -> Tuple[str, ...]:
         """The planes the model was trained on (its card's ``input.planes``; axial only for older cards)."""
         spec = self.card.get("input", {})
@@ -254,7 +261,8 @@ class Segmenter:
         Meant to run while the user types the prompt (the Slicer module starts it when a volume is selected).
         Cancel is checked between batches and what was encoded stays cached, so cancelling it to segment loses
         nothing. The embeddings are those of a prompt's intensity preset: an MR volume has one; a CT volume is
-        encoded in ``ct_window`` (a name or (level, width); None: the preset of a prompt without a window). A plane
+        encoded in ``ct_window`` (a name or (level, width); None: the window most of the card's vocabulary uses,
+        e.g. "brain" for the brain model; prompts in another window encode their slices when they run). A plane
         whose embeddings exceed the cache limit is not encoded (a warning says so).
 
         Example:
@@ -272,7 +280,7 @@ class Segmenter:
         with self._lock, _eval_mode(self.model):
             check_cancel(cancel)
             volume = self.prepare(input, planes[0], opts["modality"])
-            window = opts["ct_window"] if volume.is_ct else None
+            window = (opts["ct_window"] or self._common_window()) if volume.is_ct else None
             self.model.encode_text([None])  # loads the text encoder (about a second), encodes nothing
             self.store.begin(self.model)
             todo = {}
