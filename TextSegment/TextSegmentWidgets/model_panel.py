@@ -36,6 +36,8 @@ class ModelPanelMixin:
         if self._parameterNode:
             self._parameterNode.model = model
         self._setCompletions(known_names() + self._vocabulary(model))
+        if self._parameterNode and self._timer is not None:  # set up: the new model's embeddings, in the background
+            self._prepareVolume()
 
     def _vocabulary(self, model: str) -> list:
         """Structure names of a catalog model (no model loading): used for prompt completion."""
