@@ -13,16 +13,20 @@ MINUTES=${1:-270}
 LATEST=$(ls -d Resources/models/textsegment-brain-lite-v* | sort -V | tail -1)
 INIT=${2:-$LATEST}
 CONFIG=${CONFIG:-training/configs/brain_v9_128.yaml}
+# the validation variants every version since 0.2 was chosen and calibrated on (the v0.2-v0.8 bank's); a config whose
+# own bank differs (v0.9: stronger warps) is still judged on them, so that versions stay comparable
+VAL_CONFIG=${VAL_CONFIG:-training/configs/brain_v8_128.yaml}
 PY=.venv/bin/python
 export OMP_NUM_THREADS=1 PYTHONPATH="$PWD"
 # the bundle id and the run folder follow the config's name and version (0.3.0 -> textsegment-brain-lite-v0.3.0)
 ID=$($PY -c "from training.config import load_config as l; c = l('$CONFIG'); print(f\"{c['name']}-v{c['version']}\")")
 RUN=training/runs/$ID-run
 $PY -m training.prepare --config "$CONFIG" --bank
+[ "$VAL_CONFIG" = "$CONFIG" ] || $PY -m training.prepare --config "$VAL_CONFIG" --bank
 $PY -m training.train --config "$CONFIG" --out "$RUN" --init "$INIT" --minutes "$MINUTES" --threads 1
 # ship only what beats the model it started from on the bank's validation variants (whole volumes, T1 and T2-like)
 set +e
-$PY -m training.validate3d --config "$CONFIG" --run "$RUN" --choose "$INIT" --limit 4 > "$RUN/choice.json"
+$PY -m training.validate3d --config "$VAL_CONFIG" --run "$RUN" --choose "$INIT" --limit 4 > "$RUN/choice.json"
 VERDICT=$?
 set -e
 if [ "$VERDICT" = 3 ]; then
@@ -34,7 +38,7 @@ fi
 WEIGHTS=$($PY -c "import json; print(json.load(open('$RUN/choice.json'))['choice'])")
 $PY -m training.export --config "$CONFIG" --run "$RUN" --out "training/runs/$ID" --weights "$WEIGHTS"
 # per-structure mask thresholds, chosen on the same validation variants, into the exported card (before publishing)
-$PY -m training.calibrate --config "$CONFIG" --bundle "training/runs/$ID" --limit 4
+$PY -m training.calibrate --config "$VAL_CONFIG" --bundle "training/runs/$ID" --limit 4
 rm -rf "Resources/models/$ID.new"
 mkdir -p Resources/models
 cp -r "training/runs/$ID" "Resources/models/$ID.new"
