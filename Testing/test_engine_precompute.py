@@ -85,3 +85,16 @@ def test_a_ct_is_encoded_in_the_window_most_of_the_vocabulary_uses(tiny_bundle):
     assert seg.precompute(ct, modality="CT") == sizes  # in the bone window: two of the three entries use it
     assert seg.precompute(ct, modality="CT", ct_window="bone") == {p: 0 for p in PLANES}
     assert seg.precompute(ct, modality="CT", ct_window="brain") == sizes
+
+
+def test_one_changed_voxel_is_another_volume(tiny_bundle, brain):
+    """The cache key covers every voxel: the same volume hits it, one voxel changed (anywhere) misses it."""
+    import SimpleITK as sitk
+
+    seg = three_plane_segmenter(tiny_bundle)
+    sizes = seg.precompute(brain, views=("axial",))
+    assert seg.precompute(sitk.Image(brain), views=("axial",)) == {"axial": 0}  # a copy: the same content
+    for index in [(0, 0, 0), (21, 25, 15), (7, 13, 9)]:
+        changed = sitk.Image(brain)
+        changed[index] = changed[index] + 1
+        assert seg.precompute(changed, views=("axial",)) == sizes

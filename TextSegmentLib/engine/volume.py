@@ -12,6 +12,7 @@ Slice views of the canonical ``(S, P, L)`` array (rows, columns of each 2D slice
 
 import hashlib
 import logging
+import zlib
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -196,10 +197,14 @@ class PreparedVolume:
     def canonical_hash(self) -> str:
         """Hash of the canonical voxels and geometry: equal for the same volume stored in any orientation."""
         if self._hash is None:
-            digest = hashlib.sha256()  # with the CPU's SHA instructions, 2.5x blake2b on a 150 MB CT
+            # SHA-256 of the shape, type, spacing and every slice's CRC-32: a volume that differs from another in
+            # any slice gets another key unless that slice's CRC collides (1 in 4e9 per differing slice, and CRC-32
+            # catches every difference within 32 bits); 3.6x faster than SHA-256 of the voxels (a 157 MB CT in
+            # 23 ms instead of 83 ms, paid on every prompt)
+            digest = hashlib.sha256()
             digest.update(repr((self.canonical.shape, str(self.canonical.dtype), self.canonical_spacing)).encode())
-            for k in range(self.canonical.shape[0]):
-                digest.update(np.ascontiguousarray(self.canonical[k]).tobytes())
+            crcs = [zlib.crc32(memoryview(np.ascontiguousarray(s)).cast("B")) for s in self.canonical]
+            digest.update(np.asarray(crcs, dtype=np.uint32).tobytes())
             self._hash = digest.hexdigest()[:32]
         return self._hash
 
