@@ -81,3 +81,17 @@ def test_fill_holes_is_per_slice_2d(seed):
     fill_holes_2d(partial, subset)
     assert np.array_equal(fill_holes_2d(mask.copy()), expected)
     assert np.array_equal(partial[subset], expected[subset]) and np.array_equal(partial[[1, 3, 4]], mask[[1, 3, 4]])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cleanup_of_fuzzed_masks_equals_the_reference_and_leaves_its_input(seed):
+    """Random masks (many small components, some dropped): the clean-up, which clears dropped components inside
+    their own boxes, equals the plain reference, and never writes into its input."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random((12, 20, 18)) < rng.uniform(0.05, 0.5)
+    min_ml, min_slices = float(rng.choice([0, 0.005, 0.02])), int(rng.integers(1, 4))
+    for largest in (False, True):
+        before = mask.copy()
+        out = cleanup_3d(mask, 0.001, min_ml, min_slices, False, largest, 0.2)
+        assert np.array_equal(mask, before) and out is not mask
+        assert np.array_equal(out, reference(mask, 0.001, min_ml, min_slices, False, largest, 0.2)), (seed, largest)
