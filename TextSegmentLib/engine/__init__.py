@@ -8,8 +8,9 @@ Example:
 
 from .batching import Cancelled
 from .io import InputError, VolumeInput, load_input
+from .options import DEFAULT_OPTIONS
 from .result import Result, SegmentReport
-from .segmenter import DEFAULT_OPTIONS, Segmenter, check_prompts, load_model
+from .segmenter import Segmenter, check_prompts, load_model
 from .volume import SLICE_AXES, PreparedVolume
 
 __all__ = [

@@ -95,6 +95,11 @@ class EmbeddingCache:
             self.hits += 1
             return item
 
+    def holds(self, key: str, item: object) -> bool:
+        """Whether ``item`` is the entry kept under ``key`` (no hit or miss counted, no LRU move)."""
+        with self._lock:
+            return self._items.get(key) is item
+
     def put(self, key: str, embeddings: object) -> bool:
         """Store a tensor or :class:`StoredEmbeddings` (evicting least recently used entries); False when it alone
         exceeds the cap."""

@@ -18,48 +18,17 @@ from ..model.mask_decoder import ABSENT_LOGIT
 from ..prompts import card_windows, clean_prompt, find_term, match_prompt, split_side, vocabulary_names, words
 from .allocator import keep_freed_memory
 from .batching import Batcher, CancelFn, ProgressFn, check_cancel
+from .coords import Coords, in_plane, slice_of
 from .embeddings import EmbeddingCache, EmbeddingStore, SliceEmbeddings
-from .fusion import DEFAULT_WEIGHTS
 from .io import InputError, InputLike, check_refine_prompts, load_input
 from .multiview import decode_views, fuse_views
+from .options import DEFAULT_OPTIONS, resolve_options
 from .refine import apply_changes, refine_slices
 from .result import PromptState, Result, _Change
 from .vocabulary import DEFAULT_MASK_THRESHOLD, calibrated_threshold, model_text, one_piece, solid
-from .volume import AXIS_NORMAL, SLICE_AXES, PreparedVolume, check_axis, resolve_window
+from .volume import SLICE_AXES, PreparedVolume, check_axis
 
 log = logging.getLogger(__name__)
-
-DEFAULT_OPTIONS: Dict[str, Any] = {
-    "views": None,  # planes to segment and fuse; None: the model card's planes (axial only for older cards)
-    "view_weights": None,  # {plane: weight} for the fusion; None: the card's, else axial/coronal 0.4, sagittal 0.2
-    "slice_axis": None,  # a single plane (same as views=(plane,)); None: use views
-    "ct_window": None,  # None: chosen per prompt from the vocabulary / anatomy
-    "modality": None,  # None: detected (DICOM Modality, else Hounsfield range); "CT" or "MR" to override
-    "presence_threshold": 0.5,  # probability; slices below are absent (0 keeps all, 1 drops all)
-    # probability of a voxel being inside; None: the threshold the model card calibrated for the prompt's structure
-    # (its vocabulary entry's "mask_threshold", chosen on validation scans by training.calibrate), else 0.5
-    "mask_threshold": None,
-    "min_component_ml": 0.05,  # 3D components smaller than this are removed
-    "min_slices": 2,  # 3D components spanning fewer slices are removed
-    "min_component_fraction": 0.1,  # and those with less than this fraction of the largest kept one's voxels
-    "fill_holes": True,  # slice by slice, of solid structures (not of those the card marks "fill_holes": false)
-    # keep the largest 3D component only; None: as the model card's vocabulary entry says (``training.calibrate``
-    # marks the one-piece structures whose validation scans gained from it), else False
-    "largest_only": None,
-    # coarse-to-fine decoding: every n-th slice first (None: about every 6 mm), then only across the target's box
-    "slice_stride": None,
-    # fine pass: one decoded slice per this many model pixels (a whole number) along each plane's normal, the rest
-    # interpolated (None: 1 for one view, 2 when views are fused)
-    "fine_pixels": None,
-    "use_cache": True,  # False: re-encode the volume (the naive path, for comparisons)
-    # a prompt naming nothing in the card's vocabulary (no name/synonym in it, and its sentence embedding less similar
-    # than this to every vocabulary name) is reported not found without segmenting; 0 turns the check off
-    "vocabulary_gate": 0.65,
-    # "matched": a prompt that names a vocabulary structure (however long the sentence around it) is given to the
-    # model as that structure's name; "raw": the model reads the prompt as typed
-    "prompt_text": "matched",
-}
-Coords = Sequence[float]
 
 
 def check_prompts(prompts: Union[str, Sequence[str]]) -> List[str]:
@@ -146,45 +115,7 @@ class Segmenter:
         return getattr(self.model, "card", None) or {}
 
     def _options(self, options: Dict[str, Any]) -> Dict[str, Any]:
-        unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
-        if unknown:
-            raise TypeError(f"unknown segment options {unknown}; known: {sorted(DEFAULT_OPTIONS)}")
-        opts = dict(DEFAULT_OPTIONS, **options)
-        if opts["slice_axis"] is not None:
-            opts["views"] = (check_axis(opts["slice_axis"]),)
-        views = opts["views"] if opts["views"] is not None else self.card_planes()
-        if isinstance(views, str):
-            views = (views,)
-        views = tuple(dict.fromkeys(check_axis(v) for v in views))
-        if not views:
-            raise ValueError(f"views must name at least one of {SLICE_AXES}")
-        opts["views"] = views
-        opts["slice_axis"] = views[0]
-        weights = dict(DEFAULT_WEIGHTS, **(self.card.get("input", {}).get("view_weights") or {}))
-        weights.update(opts["view_weights"] or {})
-        opts["view_weights"] = {p: float(weights.get(p, 1.0)) for p in views}
-        if opts["prompt_text"] not in ("matched", "raw"):
-            raise ValueError("prompt_text must be 'matched' or 'raw'")
-        for key in ("slice_stride", "fine_pixels"):
-            value = opts[key]
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{key} must be a whole number >= 1 or None, got {value!r}")
-        threshold = opts["mask_threshold"]
-        if threshold is not None and (
-            isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0
-        ):
-            raise ValueError(f"mask_threshold must be a number from 0 to 1 or None, got {threshold!r}")
-        fraction = opts["min_component_fraction"]
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
-            raise ValueError(f"min_component_fraction must be a number from 0 to 1, got {fraction!r}")
-        if opts["largest_only"] is not None and not isinstance(opts["largest_only"], bool):
-            got = opts["largest_only"]
-            raise ValueError(f"largest_only must be True, False or None (the card's choice), got {got!r}")
-        if opts["ct_window"] is not None:
-            resolve_window(opts["ct_window"])
-        if isinstance(opts["ct_window"], (list, tuple)):
-            opts["ct_window"] = tuple(float(v) for v in opts["ct_window"])
-        return opts
+        return resolve_options(options, self.card_planes(), self.card)
 
     @staticmethod
     def _window(name: Optional[str], table: Dict[str, Tuple[float, float]]) -> Any:
@@ -286,7 +217,7 @@ class Segmenter:
             todo = {}
             for plane in planes:
                 emb = self.store.embeddings(self.model, volume.view(plane), window)
-                if self.cache.get(emb.key) is emb.stored:  # else too large to keep: no help to a later prompt
+                if self.cache.holds(emb.key, emb.stored):  # else too large to keep: no help to a later prompt
                     todo[plane] = (emb, [int(k) for k in np.flatnonzero(~emb.stored.have)])
             total = sum(len(missing) for _, missing in todo.values())
             encoded = {p: 0 for p in planes}
@@ -410,50 +341,6 @@ class Segmenter:
         return PromptState(prompt, match, window, presence, mask, seconds, known=False, text=prompt)
 
     # --- refinement --------------------------------------------------------------------------------------------
-    def _view_point(self, volume: PreparedVolume, plane: str, point: Coords, coords: str) -> Tuple[float, float, float]:
-        ijk = volume.physical_to_index(point) if coords == "physical" else point
-        return volume.input_index_to_view(ijk, plane)
-
-    def _slice_of(self, volume: PreparedVolume, plane: str, slice_index: Any, coords: str) -> int:
-        n = volume.view(plane).num_slices
-        if isinstance(slice_index, (int, np.integer)):
-            c = AXIS_NORMAL[plane]
-            p = volume.reorientation.permutation[c]
-            size = volume.image.GetSize()[p]
-            if not 0 <= int(slice_index) < size:
-                raise InputError(f"slice_index {slice_index} is outside 0..{size - 1}")
-            return size - 1 - int(slice_index) if volume.reorientation.flips[c] else int(slice_index)
-        s = int(round(self._view_point(volume, plane, slice_index, coords)[0]))
-        if not 0 <= s < n:
-            raise InputError(f"slice {slice_index} lies outside the volume")
-        return s
-
-    def _in_plane(self, volume: PreparedVolume, plane: str, s: int, pair: Coords, coords: str) -> Tuple[float, float]:
-        """A 2-value in-plane coordinate (or a 3D point) -> (row, col) on slice ``s`` of ``plane``."""
-        if len(pair) == 3:
-            _, r, c = self._view_point(volume, plane, pair, coords)
-            return r, c
-        normal = AXIS_NORMAL[plane]
-        if coords == "physical":
-            centre = self._centre_index(volume, plane, s)
-            phys = list(volume.image.TransformContinuousIndexToPhysicalPoint(centre))
-            axes = [a for a in range(3) if a != normal]
-        else:
-            phys = list(self._centre_index(volume, plane, s))
-            p = volume.reorientation.permutation[normal]
-            axes = [a for a in range(3) if a != p]
-        phys[axes[0]], phys[axes[1]] = float(pair[0]), float(pair[1])
-        _, r, c = self._view_point(volume, plane, phys, coords)
-        return r, c
-
-    def _centre_index(self, volume: PreparedVolume, plane: str, s: int) -> List[float]:
-        size = volume.image.GetSize()
-        normal = AXIS_NORMAL[plane]
-        p = volume.reorientation.permutation[normal]
-        ijk = [(n - 1) / 2.0 for n in size]
-        ijk[p] = float(size[p] - 1 - s if volume.reorientation.flips[normal] else s)
-        return ijk
-
     def _check_plane(self, result: Result, plane: Optional[str]) -> str:
         plane = result.volume.axis if plane is None else plane
         if plane not in SLICE_AXES:
@@ -502,17 +389,17 @@ class Segmenter:
             volume = result.volume
             view = volume.view(plane)
             state = result.states[prompt_index]
-            s = self._slice_of(volume, plane, slice_index, coords)
+            s = slice_of(volume, plane, slice_index, coords)
             fit = view.fit
             box_model = None
             if box is not None:
                 corners = [box[0], box[1]] if len(box) == 2 else [box[0:2], box[2:4]]
-                rc = np.array([self._in_plane(volume, plane, s, c, coords) for c in corners])
+                rc = np.array([in_plane(volume, plane, s, c, coords) for c in corners])
                 y, x = fit.to_model(rc[:, 0], rc[:, 1])
                 box_model = (float(x.min()), float(y.min()), float(x.max()), float(y.max()))
             pts = lab = None
             if points:
-                rc = np.array([self._in_plane(volume, plane, s, p, coords) for p in points])
+                rc = np.array([in_plane(volume, plane, s, p, coords) for p in points])
                 y, x = fit.to_model(rc[:, 0], rc[:, 1])
                 pts = np.stack([x, y], axis=1)
                 lab = np.asarray(labels if labels is not None else [1] * len(points), dtype=np.int64)
