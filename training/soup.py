@@ -55,14 +55,12 @@ def soup(bundles: Sequence[Path], out: Path, weights: Optional[Sequence[float]] 
             raise ValueError(f"{path} has another architecture than {bundles[0]}: their weights cannot be averaged")
     total = sum(weights)
     model = load_bundle(bundles[-1])
-    mean = {k: torch.zeros_like(v, dtype=torch.float32) for k, v in model.state_dict().items()}
+    # floating tensors averaged; integer buffers (e.g. counters) stay the last bundle's
+    mean = {k: torch.zeros_like(v) if v.is_floating_point() else v for k, v in model.state_dict().items()}
     for path, w in zip(bundles, weights):
-        state = load_bundle(path).state_dict()
-        for k, v in state.items():
-            mean[k] += v.float() * (w / total) if v.is_floating_point() else 0
-    for k, v in model.state_dict().items():
-        if not v.is_floating_point():
-            mean[k] = v  # integer buffers (e.g. counters) come from the last bundle
+        for k, v in load_bundle(path).state_dict().items():
+            if v.is_floating_point():
+                mean[k] += v * (w / total)
     model.load_state_dict(mean, strict=True)
     card = copy.deepcopy(cards[-1])
     for key in ("weights_sha256", "weights_dtype"):
