@@ -74,10 +74,14 @@ def _decode_all(seg, view):
     from TextSegmentLib.engine.multiview import assemble, decode_slices
 
     emb = seg.store.embeddings(seg.model, view, None)
-    with torch.no_grad():
-        found = decode_slices(
-            seg.model, emb, seg.model.encode_text(["brain"]), seg.batcher, -np.inf, list(range(view.num_slices))
-        )
+    seg.model.inference_dtype = seg.dtype  # the precision the segmenter decodes in (see Segmenter's precision)
+    try:
+        with torch.no_grad():
+            found = decode_slices(
+                seg.model, emb, seg.model.encode_text(["brain"]), seg.batcher, -np.inf, list(range(view.num_slices))
+            )
+    finally:
+        seg.model.inference_dtype = torch.float32
     d = assemble(found, view.num_slices, seg.model.config.image_size)
     return d.logits, d.presence, d.iou
 

@@ -1,11 +1,12 @@
 """Device selection and mixed precision: one code path on CPU and GPU."""
 
 import contextlib
-from typing import ContextManager, Union
+from typing import ContextManager, Optional, Union
 
 import torch
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+PRECISION_CHOICES = ("auto", "float32", "bfloat16")
 
 
 def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
@@ -40,3 +41,31 @@ def autocast_for(device: torch.device) -> ContextManager:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
     return contextlib.nullcontext()
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 matrix products natively (AVX512-BF16 or AMX): bf16 is then about twice as
+    fast as float32 for the model; elsewhere it is emulated and slower, so it is not used."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def resolve_precision(precision: Optional[str], device: torch.device) -> torch.dtype:
+    """The dtype of the image encoder and mask decoder at inference on ``device``.
+
+    ``auto``: bfloat16 on a CPU with native bf16 (see :func:`cpu_has_bf16`), float32 on other CPUs and on MPS; on CUDA
+    float32 weights (the GPU runs them under autocast, see :func:`autocast_for`). ``float32`` and ``bfloat16`` are
+    honoured as asked.
+
+    Example:
+        >>> resolve_precision("float32", torch.device("cpu"))
+        torch.float32
+        >>> resolve_precision("auto", torch.device("cpu")) in (torch.float32, torch.bfloat16)
+        True
+    """
+    name = (precision or "auto").lower()
+    if name not in PRECISION_CHOICES:
+        raise ValueError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISION_CHOICES)}")
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16() else torch.float32
+    return torch.bfloat16 if name == "bfloat16" else torch.float32

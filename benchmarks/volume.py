@@ -3,10 +3,13 @@
     python benchmarks/volume.py                              # shipped model, brain + CT, 1 and 3 views, 3 runs
     python benchmarks/volume.py --volumes brain --views 3 --runs 1
     python benchmarks/volume.py --model path/to/bundle
+    python benchmarks/volume.py --precision float32,auto    # float32 against the engine's default precision
 
 Floor = the FLOPs that the engine's own model calls perform, counted with ``torch.utils.flop_counter.FlopCounterMode``
 around a real ``Segmenter`` call, divided by the fp32 matmul rate (2048 x 2048, the same threads) measured in the
-same run; "x floor" = time / floor. Times are medians over ``--runs`` runs, each with a fresh ``Segmenter`` (so the
+same run; "x floor" = time / floor. With bfloat16 (the engine's default where the CPU computes it natively) the model
+work runs in bf16, whose matmul rate is measured too: "x bf16 floor" = time / (FLOPs / bf16 rate), the stricter
+ratio for that precision. Times are medians over ``--runs`` runs, each with a fresh ``Segmenter`` (so the
 first prompt includes encoding every slice of every view); the FLOP counts come from one extra counted run.
 
 Volumes (real targets, found by the trained model):
@@ -70,12 +73,12 @@ def ct_volume():
     return sitk.Resample(head, grid, sitk.Transform(), sitk.sitkLinear, -1024, sitk.sitkInt16)
 
 
-def matmul_rate(threads: int, n: int = 2048, repeats: int = 5) -> float:
-    """fp32 matmul GFLOP/s on this machine now (median of ``repeats``)."""
+def matmul_rate(threads: int, n: int = 2048, repeats: int = 5, dtype=None) -> float:
+    """Matmul GFLOP/s (fp32 unless ``dtype``) on this machine now (median of ``repeats``)."""
     import torch
 
     torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     rates = []
     for _ in range(repeats):
@@ -94,7 +97,7 @@ def counted(fn) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def worker(model_dir: str, volume_name: str, views: int, runs: int, threads: int) -> dict:
+def worker(model_dir: str, volume_name: str, views: int, runs: int, threads: int, precision: str = "auto") -> dict:
     import torch
 
     from TextSegmentLib.checkpoint import load_bundle
@@ -117,7 +120,7 @@ def worker(model_dir: str, volume_name: str, views: int, runs: int, threads: int
     times = {k: [] for k in ("first", "further", "naive", "refine", "refine5")}
     found = {}
     for _ in range(runs):
-        seg = Segmenter(model, device="cpu", batch_size=16)
+        seg = Segmenter(model, device="cpu", batch_size=16, precision=precision)
         t = time.perf_counter()
         result = seg.segment(image, [first], **opts)
         times["first"].append(time.perf_counter() - t)
@@ -136,7 +139,9 @@ def worker(model_dir: str, volume_name: str, views: int, runs: int, threads: int
         seg.segment(image, [further], use_cache=False, **opts)
         times["naive"].append(time.perf_counter() - t)
     rate = matmul_rate(threads)
-    seg = Segmenter(model, device="cpu", batch_size=16)
+    dtype = seg.dtype
+    rate_low = matmul_rate(threads, dtype=dtype) if dtype != torch.float32 else rate
+    seg = Segmenter(model, device="cpu", batch_size=16, precision=precision)
     flops = {"first": counted(lambda: seg.segment(image, [first], **opts))}
     flops["further"] = counted(lambda: seg.segment(image, [further], **opts))
     result = seg.segment(image, [first], **opts)
@@ -149,7 +154,8 @@ def worker(model_dir: str, volume_name: str, views: int, runs: int, threads: int
     for k in ("first", "further", "naive", "refine"):
         floor = flops[k] / rate
         rows[k] = {"s": round(med[k], 3), "gflop": round(flops[k], 1), "floor_s": round(floor, 3),
-                   "x_floor": round(med[k] / max(floor, 1e-9), 2)}  # fmt: skip
+                   "x_floor": round(med[k] / max(floor, 1e-9), 2),
+                   "x_low_floor": round(med[k] * rate_low / max(flops[k], 1e-9), 2)}  # fmt: skip
     return {
         "model": Path(model_dir).name,
         "volume": volume_name,
@@ -157,7 +163,9 @@ def worker(model_dir: str, volume_name: str, views: int, runs: int, threads: int
         "views": len(planes),
         "runs": runs,
         "threads": threads,
+        "precision": str(dtype).replace("torch.", ""),
         "matmul_gflops": round(rate, 1),
+        "matmul_gflops_precision": round(rate_low, 1),
         "rows": rows,
         "refine5_s": round(med["refine5"], 3),
         "naive_over_further": round(med["naive"] / med["further"], 1),
@@ -168,15 +176,17 @@ def worker(model_dir: str, volume_name: str, views: int, runs: int, threads: int
 
 def table(results) -> str:
     lines = [
-        "| volume | views | case | time s | GFLOP | floor s | x floor | matmul GFLOP/s | peak RSS GB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| volume | views | precision | case | time s | GFLOP | floor s | x floor | x bf16 floor | matmul GFLOP/s "
+        "fp32 / bf16 | peak RSS GB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         for case, row in r["rows"].items():
             lines.append(
-                f"| {r['volume']} {'x'.join(map(str, r['size']))} | {r['views']} | {case} | {row['s']:.3f} "
-                f"| {row['gflop']:.1f} | {row['floor_s']:.3f} | {row['x_floor']:.2f} | {r['matmul_gflops']:.0f} "
-                f"| {r['peak_rss_gb']:.2f} |"
+                f"| {r['volume']} {'x'.join(map(str, r['size']))} | {r['views']} | {r['precision']} | {case} "
+                f"| {row['s']:.3f} | {row['gflop']:.1f} | {row['floor_s']:.3f} | {row['x_floor']:.2f} "
+                f"| {row['x_low_floor'] if r['precision'] == 'bfloat16' else '-'} | {r['matmul_gflops']:.0f} / "
+                f"{r['matmul_gflops_precision'] if r['precision'] == 'bfloat16' else '-'} | {r['peak_rss_gb']:.2f} |"
             )
     return "\n".join(lines)
 
@@ -188,27 +198,29 @@ def main() -> int:
     parser.add_argument("--views", default="1,3", help="comma-separated: 1 (axial) and/or 3 (all planes)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--precision", default="auto", help="comma-separated: auto, float32, bfloat16")
     parser.add_argument("--json", help="also write the results to this JSON file")
-    parser.add_argument("--worker", nargs=2, metavar=("VOLUME", "VIEWS"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=3, metavar=("VOLUME", "VIEWS", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        result = worker(args.model, args.worker[0], int(args.worker[1]), args.runs, args.threads)
+        result = worker(args.model, args.worker[0], int(args.worker[1]), args.runs, args.threads, args.worker[2])
         print(json.dumps(result))
         return 0
     results = []
-    for volume in args.volumes.split(","):
-        for views in args.views.split(","):
-            cmd = [sys.executable, __file__, "--worker", volume, views, "--runs", str(args.runs)]
-            cmd += ["--threads", str(args.threads), "--model", args.model]
-            env = dict(os.environ, PYTHONWARNINGS="ignore")
-            proc = subprocess.run(cmd, capture_output=True, encoding="utf-8", errors="replace", env=env)
-            if proc.returncode:
-                print(proc.stderr[-3000:], file=sys.stderr)
-                return proc.returncode
-            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            r = results[-1]
-            print(f"done: {volume} x{views}: found {r['found_ml']} mL, refine+5 {r['refine5_s']} s, "
-                  f"naive/further {r['naive_over_further']}x", file=sys.stderr)  # fmt: skip
+    splits = (args.volumes.split(","), args.views.split(","), args.precision.split(","))
+    cases = [(v, n, p) for v in splits[0] for n in splits[1] for p in splits[2]]
+    for volume, views, precision in cases:
+        cmd = [sys.executable, __file__, "--worker", volume, views, precision, "--runs", str(args.runs)]
+        cmd += ["--threads", str(args.threads), "--model", args.model]
+        env = dict(os.environ, PYTHONWARNINGS="ignore")
+        proc = subprocess.run(cmd, capture_output=True, encoding="utf-8", errors="replace", env=env)
+        if proc.returncode:
+            print(proc.stderr[-3000:], file=sys.stderr)
+            return proc.returncode
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        r = results[-1]
+        print(f"done: {volume} x{views} {precision}: found {r['found_ml']} mL, refine+5 {r['refine5_s']} s, "
+              f"naive/further {r['naive_over_further']}x", file=sys.stderr)  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     print(table(results))

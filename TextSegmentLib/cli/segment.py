@@ -27,6 +27,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--jobs", help="JSON file: a list of {input, prompts, output}")
     p.add_argument("--model", default="default", help="model catalog id or bundle folder (default: default)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "float32", "bfloat16"],
+        help="auto (default): bfloat16 on a CPU that computes it natively (about twice as fast; masks agree with "
+        "float32 to Dice 0.99), float32 elsewhere; float32: the reference precision everywhere",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     p.add_argument("--shard", help="i/n: process only cases i, i+n, i+2n, ... (0 <= i < n), for cluster job arrays")
     p.add_argument("--format", default=".nii.gz", choices=FORMATS, help="output type of each case in an output folder")
@@ -159,7 +166,7 @@ def _load(args: argparse.Namespace):
     from ..checkpoint import BundleError
 
     try:
-        return open_segmenter(args.model, device=args.device, batch_size=args.batch_size)
+        return open_segmenter(args.model, device=args.device, batch_size=args.batch_size, precision=args.precision)
     except (BundleError, CatalogError) as exc:
         raise UsageError(f"model '{args.model}': {exc}") from exc
 

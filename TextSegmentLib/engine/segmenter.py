@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import BundleError, load_bundle
-from ..device import resolve_device
+from ..device import resolve_device, resolve_precision
 from ..model import TextSegmentModel
 from ..model.mask_decoder import ABSENT_LOGIT
 from ..prompts import card_windows, clean_prompt, find_term, match_prompt, split_side, vocabulary_names, words
@@ -69,19 +69,25 @@ def load_model(model: Union[str, Path, torch.nn.Module], device: str = "auto") -
 
 
 @contextlib.contextmanager
-def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    """Eval mode and no autograd for one call; a caller's training model gets its mode back afterwards."""
-    was_training = model.training
+def _eval_mode(model: torch.nn.Module, dtype: torch.dtype) -> Iterator[None]:
+    """Eval mode, no autograd and the engine's inference dtype for one call; a caller's model gets its mode and dtype
+    back afterwards."""
+    was_training, was_dtype = model.training, getattr(model, "inference_dtype", torch.float32)
     model.eval()
+    model.inference_dtype = dtype  # type: ignore[assignment]
     try:
         with torch.no_grad():
             yield
     finally:
         model.train(was_training)
+        model.inference_dtype = was_dtype  # type: ignore[assignment]
 
 
 class Segmenter:
     """Segments 3D volumes from text prompts with a TextSegment model; slice embeddings are cached.
+
+    ``precision``: "auto" (bfloat16 on a CPU that computes it natively, about twice as fast there; float32 elsewhere),
+    "float32" or "bfloat16": the dtype the image encoder and mask decoder run in (see ``resolve_precision``).
 
     Example:
         >>> import numpy as np, tempfile
@@ -101,10 +107,12 @@ class Segmenter:
         device: str = "auto",
         batch_size: int = 16,
         cache_limit_mb: float = 2048.0,
+        precision: str = "auto",
     ) -> None:
         keep_freed_memory()  # the next prompt reuses this one's memory instead of faulting it in again
         self.model = load_model(model, device)
         self.model.to(memory_format=torch.channels_last)  # convolution weights to match channels-last inputs
+        self.dtype = resolve_precision(precision, self.model.device)
         self.batcher = Batcher(batch_size, self.model)
         self.cache = EmbeddingCache(cache_limit_mb)
         self.store = EmbeddingStore(self.cache, self.batcher)
@@ -172,7 +180,7 @@ class Segmenter:
 
         Raises :class:`InputError` for unusable inputs or prompts and :class:`Cancelled` when ``cancel()`` is true.
         """
-        with self._lock, _eval_mode(self.model):
+        with self._lock, _eval_mode(self.model, self.dtype):
             return self._segment(input, check_prompts(prompts), progress, cancel, self._options(options))
 
     def precompute(
@@ -208,7 +216,7 @@ class Segmenter:
         """
         opts = self._options({"views": views, "ct_window": ct_window, "modality": modality})
         planes = opts["views"]
-        with self._lock, _eval_mode(self.model):
+        with self._lock, _eval_mode(self.model, self.dtype):
             check_cancel(cancel)
             volume = self.prepare(input, planes[0], opts["modality"])
             window = (opts["ct_window"] or self._common_window()) if volume.is_ct else None
@@ -297,6 +305,7 @@ class Segmenter:
             "input": getattr(volume, "name", "volume"),
             "model": {"name": card.get("name"), "version": card.get("version"), "image_size": model.config.image_size},
             "device": str(model.device),
+            "precision": str(self.dtype).replace("torch.", ""),
             "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in opts.items()},
             "seconds": round(time.perf_counter() - start, 3),
         }
@@ -384,7 +393,7 @@ class Segmenter:
         """
         plane = self._check_plane(result, plane)
         check_refine_prompts(result, prompt_index, slice_index, box, points, labels, coords, plane)
-        with self._lock, _eval_mode(self.model):
+        with self._lock, _eval_mode(self.model, self.dtype):
             t0 = time.perf_counter()
             volume = result.volume
             view = volume.view(plane)

@@ -1,5 +1,6 @@
 """TextSegmentModel: image encoder + text/box/point/mask prompts + mask decoder (LangMedSAM design)."""
 
+import copy
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
@@ -35,6 +36,10 @@ class TextSegmentModel(nn.Module):
     boxes (x0, y0, x1, y1) and points (x, y) are in S x S input pixels. Any of text, box, points and a previous
     mask can be given alone or together; a tensor with first dimension 1 is broadcast over the batch.
 
+    ``inference_dtype`` (float32 unless set; the engine sets it from its ``precision``) is the dtype that the image
+    encoder and the mask decoder run in without autograd: bfloat16 runs them on bf16 copies of their weights (made
+    once, remade when the weights change); the text and prompt encoders and all outputs stay float32.
+
     Example:
         >>> model = build_model({"image_size": 64, "embed_dim": 32, "decoder_heads": 4, "decoder_mlp_dim": 64})
         >>> emb = model.encode_image(torch.zeros(2, 3, 64, 64))
@@ -57,6 +62,8 @@ class TextSegmentModel(nn.Module):
         self._text_encoder: Optional[TextEncoder] = None
         self.card: Dict[str, Any] = {}  # the model card when loaded from a bundle
         self.bundle_dir: Optional[Path] = None
+        self.inference_dtype = torch.float32
+        self._low: Optional[Tuple[Any, nn.Module, nn.Module]] = None  # (key, encoder, decoder) in inference_dtype
 
     @property
     def device(self) -> torch.device:
@@ -69,15 +76,29 @@ class TextSegmentModel(nn.Module):
             self._text_encoder = TextEncoder(self.config.text, self._text_base_dir)
         return self._text_encoder
 
+    def _compute(self) -> Tuple[torch.dtype, nn.Module, nn.Module]:
+        """(dtype, image encoder, mask decoder) for this call: the modules themselves in float32 or with autograd,
+        else copies in ``inference_dtype`` (remade when a weight changed, e.g. after ``load_state_dict``)."""
+        dtype = self.inference_dtype
+        if dtype == torch.float32 or torch.is_grad_enabled():
+            return torch.float32, self.image_encoder, self.mask_decoder
+        tensors = [*self.image_encoder.state_dict().values(), *self.mask_decoder.state_dict().values()]
+        key = (dtype, self.device, tuple((t.data_ptr(), t._version) for t in tensors))
+        if self._low is None or self._low[0] != key:
+            encoder, decoder = (copy.deepcopy(m).to(dtype).eval() for m in (self.image_encoder, self.mask_decoder))
+            self._low = (key, encoder, decoder)
+        return dtype, self._low[1], self._low[2]
+
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) slices in [0, 255] -> (B, D, S/4, S/4) embeddings (float32)."""
         size = self.config.image_size
         if images.ndim != 4 or images.shape[1] != self.config.in_chans or images.shape[-2:] != (size, size):
             raise ValueError(f"images must be (B, {self.config.in_chans}, {size}, {size}), got {tuple(images.shape)}")
+        dtype, encoder, _ = self._compute()
         # channels-last: the attention stages' (B, C, H, W) <-> (B, H, W, C) permutes become views, not copies
-        images = images.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
+        images = images.to(self.device, dtype).contiguous(memory_format=torch.channels_last)
         with autocast_for(self.device):
-            return self.image_encoder(images).float()
+            return encoder(images).float()
 
     def encode_text(self, prompts: Sequence[Optional[str]]) -> TextEmbedding:
         """Raw text features of prompts (cached by prompt); ``None`` means no text for that item."""
@@ -123,7 +144,8 @@ class TextSegmentModel(nn.Module):
             text = [text]
         if text is not None and not isinstance(text, TextEmbedding):
             text = self.encode_text(text)
-        emb = image_embeddings.to(self.device, torch.float32)
+        dtype, _, decoder = self._compute()
+        emb = image_embeddings.to(self.device, dtype)
         sizes = [emb.shape[0]]
         for t in (boxes, points, mask_inputs, images):
             if t is not None:
@@ -142,13 +164,13 @@ class TextSegmentModel(nn.Module):
                 sentence = torch.zeros(batch, self.config.embed_dim, device=self.device)
             if images is not None:
                 images = _expand(images.to(self.device, torch.float32), batch)
-            out = self.mask_decoder(
+            out = decoder(
                 emb,
-                self.prompt_encoder.dense_pe(),
-                sentence,
-                sparse,
+                self.prompt_encoder.dense_pe().to(dtype),
+                sentence.to(dtype),
+                sparse.to(dtype),
                 valid,
-                dense,
+                dense.to(dtype),
                 presence_threshold,
                 images,
                 crop,
