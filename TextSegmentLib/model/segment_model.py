@@ -41,6 +41,7 @@ class TextSegmentModel(nn.Module):
     once, remade when the weights change); the text and prompt encoders and all outputs stay float32.
 
     Example:
+        >>> from TextSegmentLib.model import build_model
         >>> model = build_model({"image_size": 64, "embed_dim": 32, "decoder_heads": 4, "decoder_mlp_dim": 64})
         >>> emb = model.encode_image(torch.zeros(2, 3, 64, 64))
         >>> out = model.decode(emb, text=["brain"], boxes=torch.tensor([[8., 8., 40., 40.]]))
