@@ -161,10 +161,11 @@ class SliceEmbeddings:
             self._encode(missing[start : start + size])
 
     def get(self, indices: Sequence[int]) -> torch.Tensor:
-        """fp32 embeddings of slices ``indices`` (on the model's device), encoding those not encoded yet."""
+        """fp16 embeddings of slices ``indices`` (on the model's device; the model converts them once, to the dtype
+        it decodes in), encoding those not encoded yet."""
         self.ensure(indices)
         device = self.model.device  # type: ignore[attr-defined]
-        return self.stored.tensor[list(indices)].to(device, torch.float32)
+        return self.stored.tensor[list(indices)].to(device)
 
     def images(self, indices: Sequence[int]) -> torch.Tensor:
         """(B, C, S, S) model inputs of slices ``indices`` (kept from their encoding when the store keeps them)."""

@@ -29,6 +29,15 @@ def _expand(x: torch.Tensor, batch: int) -> torch.Tensor:
     return x if x.shape[0] == batch else x.expand(batch, *x.shape[1:])
 
 
+def _cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``x`` in ``dtype``; a broadcast view (stride 0) stays one: its values are cast, not its expanded copy (which
+    would also lose the channels-last layout the decoder reads)."""
+    if x.dtype == dtype:
+        return x
+    index = tuple(slice(0, 1) if s == 0 and n > 1 else slice(None) for s, n in zip(x.stride(), x.shape))
+    return x[index].to(dtype).expand(x.shape)
+
+
 class TextSegmentModel(nn.Module):
     """Promptable 2D slice segmentation model.
 
@@ -64,7 +73,8 @@ class TextSegmentModel(nn.Module):
         self.card: Dict[str, Any] = {}  # the model card when loaded from a bundle
         self.bundle_dir: Optional[Path] = None
         self.inference_dtype = torch.float32
-        self._low: Optional[Tuple[Any, nn.Module, nn.Module]] = None  # (key, encoder, decoder) in inference_dtype
+        # (key, watched modules, their tensors, encoder, decoder in inference_dtype): see _compute
+        self._low: Optional[Tuple[Any, ...]] = None
 
     @property
     def device(self) -> torch.device:
@@ -83,12 +93,15 @@ class TextSegmentModel(nn.Module):
         dtype = self.inference_dtype
         if dtype == torch.float32 or torch.is_grad_enabled():
             return torch.float32, self.image_encoder, self.mask_decoder
-        tensors = [*self.image_encoder.state_dict().values(), *self.mask_decoder.state_dict().values()]
-        key = (dtype, self.device, tuple((t.data_ptr(), t._version) for t in tensors))
-        if self._low is None or self._low[0] != key:
-            encoder, decoder = (copy.deepcopy(m).to(dtype).eval() for m in (self.image_encoder, self.mask_decoder))
-            self._low = (key, encoder, decoder)
-        return dtype, self._low[1], self._low[2]
+        modules = (self.image_encoder, self.mask_decoder)
+        if self._low is None or self._low[1] != modules:  # the tensors to watch (state_dict() costs ms per call)
+            tensors = [t for m in modules for t in (*m.parameters(), *m.buffers())]
+            self._low = (None, modules, tensors, None, None)
+        key = (dtype, self.device, tuple((t.data_ptr(), t._version) for t in self._low[2]))
+        if self._low[0] != key:
+            encoder, decoder = (copy.deepcopy(m).to(dtype).eval() for m in modules)
+            self._low = (key, modules, self._low[2], encoder, decoder)
+        return dtype, self._low[3], self._low[4]
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) slices in [0, 255] -> (B, D, S/4, S/4) embeddings (float32)."""
@@ -168,10 +181,10 @@ class TextSegmentModel(nn.Module):
             out = decoder(
                 emb,
                 self.prompt_encoder.dense_pe().to(dtype),
-                sentence.to(dtype),
-                sparse.to(dtype),
+                _cast(sentence, dtype),
+                _cast(sparse, dtype),
                 valid,
-                dense.to(dtype),
+                _cast(dense, dtype),
                 presence_threshold,
                 images,
                 crop,
