@@ -116,7 +116,7 @@ def back_to_grid(pred_path: Path, grid: sitk.Image) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.Resample(pred, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
 
 
-def evaluate(model: str, out: Path, device: str = "cpu") -> Dict:
+def evaluate(model: str, out: Path, device: str = "cpu", precision: str = "auto") -> Dict:
     out.mkdir(parents=True, exist_ok=True)
     source = demo_volume()
     mni = sitk.ReadImage(str(source))
@@ -130,7 +130,7 @@ def evaluate(model: str, out: Path, device: str = "cpu") -> Dict:
     ) -> List[Dict]:
         prompts = [template.format(name=n) for n in names]
         output = out / f"{group}{tag}.nii.gz"
-        segments, seconds = run_cli(model, source, prompts, output, device, extra)
+        segments, seconds = run_cli(model, source, prompts, output, device, [*extra, "--precision", precision])
         timings[f"{group}{tag}"] = seconds
         found_rows = []
         for name, prompt, seg in zip(names, prompts, segments):
@@ -201,6 +201,7 @@ def evaluate(model: str, out: Path, device: str = "cpu") -> Dict:
         "model": model,
         "image": source.name,
         "device": device,
+        "precision": precision,
         "mean_dice_deep_grey_8": round(float(np.mean([r["dice"] for r in rows if r["structure"] in DEEP_GREY])), 4),
         "mean_nsd_deep_grey_8": round(float(np.mean([r["nsd_2mm"] for r in rows if r["structure"] in DEEP_GREY])), 4),
         "lr_swaps": [r["structure"] for r in rows if r.get("lr_swap")],
@@ -224,7 +225,8 @@ def evaluate(model: str, out: Path, device: str = "cpu") -> Dict:
 def markdown(s: Dict) -> str:
     lines = [
         f"Held-out image: `{s['image']}` (MNI152-2009 T1, never trained on); AAL labels carried over in MNI space.",
-        f'Prompts: held-out phrasing "{HELDOUT_TEMPLATE}". Device: {s["device"]}.',
+        f'Prompts: held-out phrasing "{HELDOUT_TEMPLATE}". Device: {s["device"]}, '
+        f"precision {s.get('precision', 'auto')}.",
         "",
         f"**Mean Dice over the eight deep grey structures: {s['mean_dice_deep_grey_8']:.3f}** "
         f"(NSD at 2 mm {s['mean_nsd_deep_grey_8']:.3f}).",
@@ -316,8 +318,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--model", required=True, help="bundle folder or catalog id")
     parser.add_argument("--out", default="training/runs/heldout")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="auto", help="the engine's precision (auto, float32, bfloat16)")
     args = parser.parse_args(argv)
-    summary = evaluate(args.model, Path(args.out), args.device)
+    summary = evaluate(args.model, Path(args.out), args.device, args.precision)
     print((Path(args.out) / "heldout.md").read_text())
     print(f"mean Dice deep grey: {summary['mean_dice_deep_grey_8']}")
 
