@@ -219,6 +219,42 @@ def test_requirement_versions():
     assert problems([Requirement("pytest", "pytest", "999.0")])[0].message().startswith("pytest ")
 
 
+def test_changed_settings_prepare_again_and_unchanged_ones_do_not(module, scene):
+    """Any parameter change reaches _prepareIfChanged (through _updateButtons); only a change of what the embeddings
+    depend on (volume, model, device, plane, CT window) starts a new preparation, cancelling the old one."""
+    pytest.importorskip("torch")
+    from TextSegmentWidgets.self_test import headVolume
+
+    worker = Worker(name="test-reprepare-worker")
+    try:
+        logic = module.TextSegmentLogic(scene, model="default", device="cpu", worker=worker)
+        volume = headVolume(scene, shape=(12, 14, 12))
+        widget = make_widget(module, logic, parameters(inputVolume=volume))
+        widget._updateButtons()
+        first = widget._background.job
+        widget._parameterNode.prompts = "brain"  # not something the embeddings depend on
+        widget._updateButtons()
+        assert widget._background is None or widget._background.job is first
+        widget._parameterNode.ctWindow = "bone"
+        widget._updateButtons()
+        second = widget._background.job
+        assert second is not first and first.cancelled()
+        widget._parameterNode.sliceAxis = "coronal"
+        widget._prepareIfChanged()
+        assert widget._background.job is not second
+        widget._job = object()  # a segment job running: nothing is prepared until it is done
+        widget._parameterNode.ctWindow = "brain"
+        widget._cancelBackground()
+        widget._prepareIfChanged()
+        assert widget._background is None
+        widget._job = None
+        widget._prepareIfChanged()
+        assert widget._background is not None
+        widget._cancelBackground()
+    finally:
+        worker.shutdown()
+
+
 def test_a_selected_volume_is_prepared_in_the_background(module, scene, monkeypatch):
     """Selecting a volume loads the model and encodes the slices on the worker (the timer ticks it, the status line
     says so); the first prompt then only decodes. Nothing starts without the packages, and Segment cancels it."""

@@ -403,6 +403,7 @@ class TextSegmentWidget(
         node = p.outputSegmentation if p else None
         self.ui.applyRefineButton.enabled = bool(node and self.ui.refineSegmentComboBox.count) and not busy
         self.ui.undoButton.enabled = bool(node and self.logic.canUndo(node)) and not busy
+        self._prepareIfChanged()  # another plane, CT window, device or model: other embeddings to prepare
 
 
 def _traceback(exc: BaseException) -> str:

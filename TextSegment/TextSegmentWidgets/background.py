@@ -15,10 +15,26 @@ class BackgroundPrepareMixin:
     """For TextSegmentWidget: ``_prepareVolume`` on a volume change, ``_cancelBackground`` before any other job."""
 
     _background = None  # the JobWatcher of the running precompute, if any
+    _preparedFor = None  # the settings the last preparation was started (or found impossible) for
+
+    def _preparation(self):
+        """What the embeddings depend on: volume, model, device, planes and CT window (None without a volume)."""
+        p = self._parameterNode
+        if not p or p.inputVolume is None:
+            return None
+        return (p.inputVolume.GetID(), p.model, p.device, p.sliceAxis, p.ctWindow)
+
+    def _prepareIfChanged(self, *args) -> None:
+        """On any parameter change: prepare again when the embeddings the next prompt needs are other ones (another
+        volume, model, device, plane or CT window); nothing happens while the settings stay the same."""
+        if self._timer is not None and self._job is None and self._preparation() != self._preparedFor:
+            self._prepareVolume()
 
     def _prepareVolume(self, *args) -> None:
         self._cancelBackground()
         volume = self._parameterNode.inputVolume if self._parameterNode else None
+        if self._job is None:
+            self._preparedFor = self._preparation()
         if volume is None or self._job is not None or dependencyProblems() or not self._modelInstalled():
             return
         self._configureLogic()
