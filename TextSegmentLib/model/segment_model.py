@@ -2,7 +2,7 @@
 
 import copy
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -36,6 +36,29 @@ def _cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return x
     index = tuple(slice(0, 1) if s == 0 and n > 1 else slice(None) for s, n in zip(x.stride(), x.shape))
     return x[index].to(dtype).expand(x.shape)
+
+
+class _InferenceCopies:
+    """Copies of modules in another dtype for inference, remade when one of the originals' tensors changed (in place,
+    e.g. ``load_state_dict`` or an optimiser step, or replaced, e.g. ``.to()``); checking costs microseconds where
+    ``state_dict()`` cost milliseconds per call."""
+
+    def __init__(self) -> None:
+        self.originals: Tuple[nn.Module, ...] = ()
+        self.tensors: List[torch.Tensor] = []
+        self.key: Any = None
+        self.copies: Tuple[nn.Module, ...] = ()
+
+    def get(self, originals: Tuple[nn.Module, ...], dtype: torch.dtype, device: torch.device) -> Tuple[nn.Module, ...]:
+        if self.originals != originals:
+            self.originals = originals
+            self.tensors = [t for m in originals for t in (*m.parameters(), *m.buffers())]
+            self.key = None
+        key = (dtype, device, tuple((t.data_ptr(), t._version) for t in self.tensors))
+        if key != self.key:
+            self.copies = tuple(copy.deepcopy(m).to(dtype).eval() for m in originals)
+            self.key = key
+        return self.copies
 
 
 class TextSegmentModel(nn.Module):
@@ -73,8 +96,7 @@ class TextSegmentModel(nn.Module):
         self.card: Dict[str, Any] = {}  # the model card when loaded from a bundle
         self.bundle_dir: Optional[Path] = None
         self.inference_dtype = torch.float32
-        # (key, watched modules, their tensors, encoder, decoder in inference_dtype): see _compute
-        self._low: Optional[Tuple[Any, ...]] = None
+        self._copies = _InferenceCopies()  # the encoder and decoder in inference_dtype (see _compute)
 
     @property
     def device(self) -> torch.device:
@@ -93,15 +115,8 @@ class TextSegmentModel(nn.Module):
         dtype = self.inference_dtype
         if dtype == torch.float32 or torch.is_grad_enabled():
             return torch.float32, self.image_encoder, self.mask_decoder
-        modules = (self.image_encoder, self.mask_decoder)
-        if self._low is None or self._low[1] != modules:  # the tensors to watch (state_dict() costs ms per call)
-            tensors = [t for m in modules for t in (*m.parameters(), *m.buffers())]
-            self._low = (None, modules, tensors, None, None)
-        key = (dtype, self.device, tuple((t.data_ptr(), t._version) for t in self._low[2]))
-        if self._low[0] != key:
-            encoder, decoder = (copy.deepcopy(m).to(dtype).eval() for m in modules)
-            self._low = (key, modules, self._low[2], encoder, decoder)
-        return dtype, self._low[3], self._low[4]
+        encoder, decoder = self._copies.get((self.image_encoder, self.mask_decoder), dtype, self.device)
+        return dtype, encoder, decoder
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) slices in [0, 255] -> (B, D, S/4, S/4) embeddings (float32)."""
