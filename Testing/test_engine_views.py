@@ -72,16 +72,13 @@ def test_fusion_is_the_weighted_mean_of_the_views(seg3, brain):
 
 def _decode_all(seg, view):
     from TextSegmentLib.engine.multiview import assemble, decode_slices
+    from TextSegmentLib.engine.segmenter import _eval_mode
 
     emb = seg.store.embeddings(seg.model, view, None)
-    seg.model.inference_dtype = seg.dtype  # the precision the segmenter decodes in (see Segmenter's precision)
-    try:
-        with torch.no_grad():
-            found = decode_slices(
-                seg.model, emb, seg.model.encode_text(["brain"]), seg.batcher, -np.inf, list(range(view.num_slices))
-            )
-    finally:
-        seg.model.inference_dtype = torch.float32
+    with _eval_mode(seg.model, seg.dtype):  # as the segmenter decodes: eval, no autograd, its precision
+        found = decode_slices(
+            seg.model, emb, seg.model.encode_text(["brain"]), seg.batcher, -np.inf, list(range(view.num_slices))
+        )
     d = assemble(found, view.num_slices, seg.model.config.image_size)
     return d.logits, d.presence, d.iou
 
