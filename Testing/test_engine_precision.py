@@ -100,3 +100,45 @@ def test_cli_precision_flag(tiny_bundle, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(args + ["--precision", "half"])
     assert exc.value.code == 2
+
+
+def test_embeddings_are_kept_in_the_decoding_dtype(shipped, head):
+    """bfloat16 decoding keeps bf16 embeddings (its encoder's values, exactly; no conversion per decode), float32
+    decoding fp16 ones; the two never share a cache entry, and the masks agree."""
+    results = {}
+    for precision, dtype in (("bfloat16", torch.bfloat16), ("float32", torch.float16)):
+        seg = Segmenter(shipped, device="cpu", precision=precision)
+        results[precision] = sitk.GetArrayFromImage(seg.segment(head, ["left putamen"], views=("axial",)).labelmap)
+        entries = list(seg.cache._items.items())
+        assert len(entries) == 1
+        key, stored = entries[0]
+        assert stored.tensor.dtype == dtype and key.endswith("|" + str(dtype).replace("torch.", ""))
+        assert stored.have.any()
+        seg.model.inference_dtype = torch.bfloat16
+        with torch.no_grad():
+            direct = seg.model.encode_image(seg.prepare(head).model_inputs([int(np.argmax(stored.have))], None))
+        seg.model.inference_dtype = torch.float32
+        if dtype == torch.bfloat16:  # the stored values are the encoder's own bf16 values, bit for bit
+            assert torch.equal(stored.tensor[int(np.argmax(stored.have))], direct[0].to(torch.bfloat16))
+    a, b = results["bfloat16"] > 0, results["float32"] > 0
+    assert a.sum() > 50 and 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.95
+
+
+def test_mr_range_is_computed_once_per_volume_content(shipped, head):
+    seg = Segmenter(shipped, device="cpu")
+    first = seg.prepare(head)
+    low_high = first.mr_range()
+    assert list(seg._mr_ranges.values()) == [low_high]
+    # the same voxels stored another way round (flipped and permuted axes): the same canonical content, one entry
+    array = sitk.GetArrayFromImage(head)
+    flipped = sitk.GetImageFromArray(np.ascontiguousarray(array[:, ::-1].transpose(1, 0, 2)))
+    flipped.SetSpacing([head.GetSpacing()[0], head.GetSpacing()[2], head.GetSpacing()[1]])
+    d = np.array(head.GetDirection()).reshape(3, 3)
+    flipped.SetDirection(tuple(np.stack([d[:, 0], d[:, 2], -d[:, 1]], axis=1).ravel()))
+    other = seg.prepare(flipped)
+    assert other.canonical_hash == first.canonical_hash
+    assert other.mr_range() == low_high and len(seg._mr_ranges) == 1
+    # other voxels: their own range
+    brighter = sitk.Cast(head, sitk.sitkFloat32) * 2.0
+    assert seg.prepare(brighter).mr_range() == pytest.approx((2 * low_high[0], 2 * low_high[1]), rel=1e-5)
+    assert len(seg._mr_ranges) == 2

@@ -1,5 +1,6 @@
-"""Slice embeddings: computed on demand, once per volume, plane, model and intensity preset, kept in fp16 under a
-memory cap.
+"""Slice embeddings: computed on demand, once per volume, plane, model and intensity preset, kept in 16 bits under a
+memory cap (bfloat16 when the model decodes in bfloat16: its encoder's outputs are bf16 values, kept exactly and read
+without a conversion; float16 otherwise).
 
 Only the slices a call decodes are encoded (the coarse pass and the slices across the target's box), so a first
 prompt encodes a fraction of the volume; every slice, once encoded, is kept for later prompts and refinements. The
@@ -37,17 +38,31 @@ def model_identity(model: torch.nn.Module) -> str:
     return "mem:" + digest.hexdigest()
 
 
+def storage_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The dtype slice embeddings are kept in for ``model``: bfloat16 when it decodes in bfloat16, else float16.
+
+    Example:
+        >>> storage_dtype(torch.nn.Linear(1, 1))
+        torch.float16
+    """
+    return torch.bfloat16 if getattr(model, "inference_dtype", None) == torch.bfloat16 else torch.float16
+
+
 class StoredEmbeddings:
-    """fp16 embeddings of the slices of one plane view, filled in as slices are encoded (``have`` marks them); with
-    ``image_shape`` also the model inputs of those slices (float32), for a decoder that reads the image
+    """16-bit embeddings (``dtype``) of the slices of one plane view, filled in as slices are encoded (``have`` marks
+    them); with ``image_shape`` also the model inputs of those slices (float32), for a decoder that reads the image
     (``detail_channels``): recomputing them (window, resize) cost a tenth of a further prompt on a 512 x 512 CT."""
 
     def __init__(
-        self, num_slices: int, shape: Tuple[int, int, int], image_shape: Optional[Tuple[int, int, int]] = None
+        self,
+        num_slices: int,
+        shape: Tuple[int, int, int],
+        image_shape: Optional[Tuple[int, int, int]] = None,
+        dtype: torch.dtype = torch.float16,
     ) -> None:
         # channels-last (slice, row, column, channel): the decoder reads a slice's embedding as (tokens, channels)
         # rows, so a batch needs no transposing copy (a third of the time spent outside the decoder's matmuls)
-        self.tensor = torch.empty((num_slices, *shape), dtype=torch.float16, memory_format=torch.channels_last)
+        self.tensor = torch.empty((num_slices, *shape), dtype=dtype, memory_format=torch.channels_last)
         self.images = torch.empty((num_slices, *image_shape), dtype=torch.float32) if image_shape else None
         self.have = np.zeros(num_slices, dtype=bool)
 
@@ -64,7 +79,7 @@ def _nbytes(item: object) -> int:
 
 
 class EmbeddingCache:
-    """LRU cache of fp16 slice embeddings (CPU tensors) with a memory cap in MB.
+    """LRU cache of 16-bit slice embeddings (CPU tensors) with a memory cap in MB.
 
     Example:
         >>> cache = EmbeddingCache(limit_mb=1)
@@ -119,7 +134,7 @@ class EmbeddingCache:
 
 
 def estimate_mb(model: torch.nn.Module, num_slices: int) -> float:
-    """fp16 size of one volume's slice embeddings in MB."""
+    """16-bit size of one volume's slice embeddings in MB."""
     cfg = model.config  # type: ignore[attr-defined]
     return num_slices * cfg.embed_dim * cfg.embedding_size**2 * 2 / (1024 * 1024)
 
@@ -146,7 +161,7 @@ class SliceEmbeddings:
 
     def _encode(self, indices: List[int]) -> None:
         images = self.volume.model_inputs(indices, self.window)
-        emb = self.model.encode_image(images).to("cpu", torch.float16)  # type: ignore[operator]
+        emb = self.model.encode_image(images).to("cpu", self.stored.tensor.dtype)  # type: ignore[operator]
         self.stored.tensor[torch.as_tensor(indices)] = emb
         if self.stored.images is not None:
             self.stored.images[torch.as_tensor(indices)] = images[:, : self.stored.images.shape[1]]
@@ -161,8 +176,8 @@ class SliceEmbeddings:
             self._encode(missing[start : start + size])
 
     def get(self, indices: Sequence[int]) -> torch.Tensor:
-        """fp16 embeddings of slices ``indices`` (on the model's device; the model converts them once, to the dtype
-        it decodes in), encoding those not encoded yet."""
+        """16-bit embeddings of slices ``indices`` (on the model's device; in the dtype the model decodes in when that
+        is bfloat16, else float16, which the model converts once), encoding those not encoded yet."""
         self.ensure(indices)
         device = self.model.device  # type: ignore[attr-defined]
         return self.stored.tensor[list(indices)].to(device)
@@ -192,7 +207,8 @@ class EmbeddingStore:
     def key(self, model: torch.nn.Module, volume: PlaneView, window: WindowLike) -> str:
         if self._model_id is None or self._model_id[0] != id(model):
             self.begin(model)
-        return f"{volume.content_hash}|{self._model_id[1]}|{volume.window_key(window)}"  # type: ignore[index]
+        dtype = str(storage_dtype(model)).replace("torch.", "")
+        return f"{volume.content_hash}|{self._model_id[1]}|{volume.window_key(window)}|{dtype}"  # type: ignore[index]
 
     def embeddings(
         self, model: torch.nn.Module, volume: PlaneView, window: WindowLike, use_cache: bool = True
@@ -205,7 +221,8 @@ class EmbeddingStore:
             # the model inputs are kept for a decoder that reads them; one channel unless slices have context
             image_shape = (3 if cfg.slice_context else 1, cfg.image_size, cfg.image_size)
             shape = (cfg.embed_dim, cfg.embedding_size, cfg.embedding_size)
-            stored = StoredEmbeddings(volume.num_slices, shape, image_shape if cfg.detail_channels else None)
+            images = image_shape if cfg.detail_channels else None
+            stored = StoredEmbeddings(volume.num_slices, shape, images, storage_dtype(model))
             if use_cache and not self.cache.put(key, stored):
                 log.warning(
                     "slice embeddings of this volume's %s slices need %.1f MB, more than the cache limit of %.1f MB: "

@@ -116,6 +116,7 @@ class Segmenter:
         self.batcher = Batcher(batch_size, self.model)
         self.cache = EmbeddingCache(cache_limit_mb)
         self.store = EmbeddingStore(self.cache, self.batcher)
+        self._mr_ranges: Dict[str, Tuple[float, float]] = {}  # MR intensity ranges by volume content (PreparedVolume)
         self._lock = threading.RLock()
 
     @property
@@ -164,7 +165,10 @@ class Segmenter:
             self.model.config.slice_context,
             modality,
             spec.get("mr_percentiles", (0.5, 99.5)),
+            self._mr_ranges,
         )
+        while len(self._mr_ranges) > 64:  # a batch over many volumes: the oldest ranges go
+            self._mr_ranges.pop(next(iter(self._mr_ranges)))
         volume.name = name  # type: ignore[attr-defined]
         return volume
 

@@ -13,7 +13,7 @@ Slice views of the canonical ``(S, P, L)`` array (rows, columns of each 2D slice
 import hashlib
 import logging
 import zlib
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Mapping, MutableMapping, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -159,6 +159,7 @@ class PreparedVolume:
         slice_context: bool = False,
         modality: Optional[str] = None,
         mr_percentiles: Sequence[float] = (0.5, 99.5),
+        ranges: Optional[MutableMapping[str, Tuple[float, float]]] = None,
     ) -> None:
         self.image = image
         self.axis = check_axis(axis)
@@ -181,6 +182,7 @@ class PreparedVolume:
         self.mr_percentiles = tuple(mr_percentiles)
         self.voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
         self._mr: Optional[Tuple[float, float]] = None
+        self._ranges = ranges
         self._hash: Optional[str] = None
         self._views: Dict[str, PlaneView] = {}
         primary = self.view(self.axis)
@@ -220,9 +222,15 @@ class PreparedVolume:
         return "ct{}".format(resolve_window(window or "soft_tissue"))
 
     def mr_range(self) -> Tuple[float, float]:
-        """The intensities that MR slices map to 0 and 255: the volume's percentiles (computed once)."""
+        """The intensities that MR slices map to 0 and 255: the volume's percentiles (computed once; with ``ranges``,
+        once per canonical content: a further prompt on the same volume looks them up by its hash)."""
         if self._mr is None:
-            self._mr = mr_range(self.canonical, self.mr_percentiles)
+            key = f"{self.canonical_hash}:{self.mr_percentiles}" if self._ranges is not None else ""
+            self._mr = self._ranges.get(key) if self._ranges is not None else None
+            if self._mr is None:
+                self._mr = mr_range(self.canonical, self.mr_percentiles)
+                if self._ranges is not None:
+                    self._ranges[key] = self._mr
         return self._mr
 
     def normalized(self, indices: Sequence[int], window: WindowLike) -> np.ndarray:
