@@ -325,3 +325,17 @@ def test_gelu2d_equals_gelu_and_keeps_the_layout(channels_last):
     assert torch.equal(y, torch.nn.functional.gelu(x.contiguous()))
     torch.testing.assert_close(y, torch.nn.functional.gelu(x), atol=1e-6, rtol=0)
     assert y.is_contiguous(memory_format=torch.channels_last) == channels_last
+
+
+def test_dense_positional_encoding_is_kept_and_follows_the_weights():
+    enc = build_model({"image_size": 64, "embed_dim": 32, "decoder_heads": 4, "decoder_mlp_dim": 64}).prompt_encoder
+    first = enc.dense_pe()
+    assert enc.dense_pe() is first  # computed once per dtype
+    assert torch.equal(enc.dense_pe(torch.bfloat16), first.to(torch.bfloat16))
+    assert torch.equal(first, enc.pe_layer.grid(16).unsqueeze(0))
+    state = enc.state_dict()
+    state["pe_layer.gaussian_matrix"] = state["pe_layer.gaussian_matrix"] * 2
+    enc.load_state_dict(state)  # copies in place: same storage, a new version
+    again = enc.dense_pe()
+    assert again is not first and torch.equal(again, enc.pe_layer.grid(16).unsqueeze(0))
+    assert not torch.equal(again, first)

@@ -3,7 +3,7 @@
 Coordinates are (x, y) in input pixels of the S x S model input (S = ``image_size``), x along columns.
 """
 
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -57,6 +57,7 @@ class PromptEncoder(nn.Module):
         self.image_size = image_size
         self.embedding_size = image_size // 4
         self.pe_layer = PositionEmbeddingRandom(embed_dim // 2)
+        self._dense_pe: Dict[tuple, torch.Tensor] = {}  # see dense_pe
         # 0: negative point, 1: positive point, 2: box top-left, 3: box bottom-right
         self.point_embeddings = nn.Embedding(4, embed_dim)
         self.no_mask_embed = nn.Embedding(1, embed_dim)
@@ -71,9 +72,23 @@ class PromptEncoder(nn.Module):
             nn.Conv2d(c // 4, c, 1),
         )
 
-    def dense_pe(self) -> torch.Tensor:
-        """(1, D, G, G) positional encoding of the image embedding grid."""
-        return self.pe_layer.grid(self.embedding_size).unsqueeze(0)
+    def dense_pe(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """(1, D, G, G) positional encoding of the image embedding grid in ``dtype``; computed once per dtype and
+        kept until the frequencies change (``load_state_dict``, ``.to()``): every decode call needs it.
+
+        Example:
+            >>> enc = PromptEncoder(embed_dim=32, image_size=64)
+            >>> enc.dense_pe().shape, enc.dense_pe() is enc.dense_pe()
+            (torch.Size([1, 32, 16, 16]), True)
+        """
+        freq = self.pe_layer.gaussian_matrix
+        key = (freq.data_ptr(), freq._version, freq.device, dtype)
+        cached = self._dense_pe.get(key)
+        if cached is None:
+            cached = self.pe_layer.grid(self.embedding_size).unsqueeze(0).to(dtype)
+            self._dense_pe = {k: v for k, v in self._dense_pe.items() if k[:3] == key[:3]}  # drop stale ones
+            self._dense_pe[key] = cached
+        return cached
 
     def embed_points(self, points: torch.Tensor, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(B, N, 2) pixel coordinates and (B, N) labels (1 +, 0 -, -1 padding) -> tokens and validity."""

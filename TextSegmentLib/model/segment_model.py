@@ -195,7 +195,7 @@ class TextSegmentModel(nn.Module):
                 images = _expand(images.to(self.device, torch.float32), batch)
             out = decoder(
                 emb,
-                self.prompt_encoder.dense_pe().to(dtype),
+                self.prompt_encoder.dense_pe(dtype),
                 _cast(sentence, dtype),
                 _cast(sparse, dtype),
                 valid,
