@@ -40,6 +40,7 @@ def test_the_soup_is_the_weighted_mean_and_keeps_the_last_card(bundles, tmp_path
     assert card["vocabulary"][0]["mask_threshold"] == 0.4
     assert [round(x["weight"], 3) for x in card["training_data"]["soup"]] == [0.25, 0.25, 0.5]
     assert [x["bundle"] for x in card["training_data"]["soup"]] == ["tiny-v0.1.0", "tiny-v0.2.0", "tiny-v0.3.0"]
+    assert [x["folder"] for x in card["training_data"]["soup"]] == [b.name for b in bundles]
     before = [(b / "model.safetensors").read_bytes() for b in bundles]
     assert [(b / "model.safetensors").read_bytes() for b in bundles] == before  # ingredients untouched
 

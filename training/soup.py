@@ -68,8 +68,11 @@ def soup(bundles: Sequence[Path], out: Path, weights: Optional[Sequence[float]] 
     if version:
         card["version"] = version
     data = card.setdefault("training_data", {})
-    data["soup"] = [{"bundle": c.get("name", "") + "-v" + str(c.get("version", "")), "weight": w / total}
-                    for c, w in zip(cards, weights)]  # fmt: skip
+    # each ingredient by its card's name and version, its folder (two runs of one version differ only there) and
+    # the training steps its weights are from
+    data["soup"] = [{"bundle": c.get("name", "") + "-v" + str(c.get("version", "")), "folder": Path(p).name,
+                     "steps": c.get("training_data", {}).get("steps"), "weight": w / total}
+                    for c, p, w in zip(cards, bundles, weights)]  # fmt: skip
     return save_bundle(model, out, card, half=True)
 
 
