@@ -225,12 +225,13 @@ class PreparedVolume:
         """The intensities that MR slices map to 0 and 255: the volume's percentiles (computed once; with ``ranges``,
         once per canonical content: a further prompt on the same volume looks them up by its hash)."""
         if self._mr is None:
-            key = f"{self.canonical_hash}:{self.mr_percentiles}" if self._ranges is not None else ""
-            self._mr = self._ranges.get(key) if self._ranges is not None else None
-            if self._mr is None:
+            if self._ranges is None:
                 self._mr = mr_range(self.canonical, self.mr_percentiles)
-                if self._ranges is not None:
-                    self._ranges[key] = self._mr
+            else:
+                key = f"{self.canonical_hash}:{self.mr_percentiles}"
+                if key not in self._ranges:
+                    self._ranges[key] = mr_range(self.canonical, self.mr_percentiles)
+                self._mr = self._ranges[key]
         return self._mr
 
     def normalized(self, indices: Sequence[int], window: WindowLike) -> np.ndarray:
