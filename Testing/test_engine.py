@@ -68,18 +68,19 @@ def test_same_volume_any_orientation_same_segmentation(segmenter, brain, name):
     assert res.segments[0].volume_ml == pytest.approx(ref.segments[0].volume_ml)
 
 
-def test_oblique_input_keeps_geometry_and_warns(segmenter, brain, caplog):
-    slight = rotated(brain, 10)
+def test_oblique_input_keeps_geometry_and_says_so(segmenter, brain, caplog):
+    slight = rotated(brain, 4)  # within CONFORM_DEGREES: nearest axis, no resampling
     res = segmenter.segment(slight, ["brain"], **ALL)
     assert same_geometry(res.labelmap, slight)
     ref = segmenter.segment(brain, ["brain"], **ALL)
     assert np.array_equal(res.mask(0), ref.mask(0))  # nearest axis: the same voxels, the same answer
-    with caplog.at_level(logging.WARNING):
-        strong = rotated(brain, 35)
+    with caplog.at_level(logging.INFO):
+        strong = rotated(brain, 35)  # resampled onto the anatomical axes, the masks back onto its grid
         res = segmenter.segment(strong, ["brain"], **ALL)
     assert same_geometry(res.labelmap, strong)
     assert any("oblique" in r.message for r in caplog.records)
     assert res.to_dict()["oblique_degrees"] == pytest.approx(35, abs=0.1)
+    assert res.mask(0).shape == sitk.GetArrayViewFromImage(strong).shape
 
 
 def test_cached_and_uncached_paths_identical(tiny_bundle, brain):

@@ -18,7 +18,7 @@ from engine_volumes import brain_crop, reoriented  # noqa: E402
 from TextSegmentLib.checkpoint import load_bundle  # noqa: E402
 from TextSegmentLib.engine import InputError, Segmenter  # noqa: E402
 from TextSegmentLib.engine.decode import VolumeDecode  # noqa: E402
-from TextSegmentLib.engine.fusion import fuse, view_box, view_probabilities  # noqa: E402
+from TextSegmentLib.engine.fusion import box_edge_factors, fuse, view_box, view_probabilities  # noqa: E402
 from TextSegmentLib.engine.volume import PreparedVolume, slice_view  # noqa: E402
 
 PLANES = ["axial", "coronal", "sagittal"]
@@ -66,7 +66,10 @@ def test_fusion_is_the_weighted_mean_of_the_views(seg3, brain):
         single = volume.to_input_array(probs[plane] >= 0.5)
         np.testing.assert_array_equal(single, res.mask(0))  # one view alone: its own probabilities thresholded
     weights = {"axial": 0.4, "coronal": 0.4, "sagittal": 0.2}
-    expected = volume.to_input_array(fuse(probs, weights) >= 0.5)
+    # a crop this small lies within EDGE_MM of every edge: each view's weight follows the field of view
+    factors = box_edge_factors(volume, PLANES, full)
+    assert all(float(f.min()) < 1.0 for f in factors.values())
+    expected = volume.to_input_array(fuse(probs, weights, factors) >= 0.5)
     np.testing.assert_array_equal(expected, fused)
 
 
@@ -234,9 +237,11 @@ def test_fine_pass_decodes_at_the_model_pixel_size_and_interpolates_between():
     assert float(found[4][0][0, 0]) == 4.0 and float(found[4][1]) == 4.0
 
 
-def test_a_region_only_one_plane_finds_is_left_out_of_the_box():
+def test_a_region_only_one_plane_finds_is_left_out_of_the_box(monkeypatch):
     """With weights 0.4/0.4/0.2 a region only one plane finds cannot reach 0.5 after fusion: it is not decoded
-    further nor resampled; where two planes agree it is."""
+    further nor resampled; where two planes agree it is. Near an edge that cuts the other planes' slices (this
+    20-voxel volume lies within EDGE_MM of every edge) the lone plane may carry the mask, and its region is kept."""
+    from TextSegmentLib.engine import fusion
     from TextSegmentLib.engine.multiview import target_box
 
     img = sitk.GetImageFromArray(np.random.rand(10, 12, 20).astype(np.float32))  # canonical (S, P, L)
@@ -258,6 +263,9 @@ def test_a_region_only_one_plane_finds_is_left_out_of_the_box():
         "coronal": decode("coronal", 4, (10 - 1 - 4, 10 - 1 - 4), (2, 4)),  # P 4, S 4, L 2-4
         "sagittal": decode("sagittal", 16, (2, 7), (2, 9)),  # L 16 only: far from the others
     }
+    (s0, s1), (p0, p1), (l0, l1) = target_box(volume, decodes, 0.0, weights)
+    assert l1 > 16  # near the L edge the sagittal plane sees its slices whole: its finding is kept
+    monkeypatch.setattr(fusion, "EDGE_MM", 1e-6)  # far from every edge (the plain weighted mean)
     (s0, s1), (p0, p1), (l0, l1) = target_box(volume, decodes, 0.0, weights)
     assert l1 <= 8 and s0 <= 4 < s1 and p0 <= 4 < p1  # the sagittal plane's lone finding is not in it
     alone = {"sagittal": decodes["sagittal"]}
@@ -390,10 +398,14 @@ def test_a_shell_in_the_vocabulary_keeps_its_holes(seg3, brain):
     assert seen == [False, True, False]
 
 
-def test_the_fine_box_is_where_the_planes_findings_agree_not_where_their_boxes_overlap():
+def test_the_fine_box_is_where_the_planes_findings_agree_not_where_their_boxes_overlap(monkeypatch):
     """Two planes that each find the target and something else elsewhere have bounding boxes that overlap far beyond
-    the target; the estimate from their coarse slices keeps the fine box around where they agree (plus a step)."""
+    the target; the estimate from their coarse slices keeps the fine box around where they agree (plus a step).
+    (Weights as far from every edge: this 4 cm volume would otherwise be within EDGE_MM of all of them.)"""
+    from TextSegmentLib.engine import fusion
     from TextSegmentLib.engine.estimate import estimate_box
+
+    monkeypatch.setattr(fusion, "EDGE_MM", 1e-6)
     from TextSegmentLib.engine.multiview import target_box
 
     img = sitk.GetImageFromArray(np.random.rand(40, 48, 44).astype(np.float32))  # canonical (S, P, L), 1 mm

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .decode import VolumeDecode
-from .fusion import PLANE_TO_CANONICAL, Box
+from .fusion import PLANE_TO_CANONICAL, Box, edge_factors
 from .volume import PreparedVolume
 
 #: canonical array axes (S 0, P 1, L 2) of each plane: its normal, its slice rows, its slice columns
@@ -70,14 +70,15 @@ def estimate_box(
     normal_stride = {PLANE_AXES[p][0]: int(s) for p, s in strides.items()}
     step = [normal_stride.get(a, max(normal_stride.values())) for a in range(3)]
     grid = [_grid(lo, hi, max(1, s // 2)) for (lo, hi), s in zip(within, step)]
-    total = sum(float(weights.get(p, 1.0)) for p in decodes) or 1.0
-    fused = None
-    for plane, dec in decodes.items():
-        part = plane_estimate(volume, plane, dec, probed[plane], gate, strides[plane], grid)
-        part *= float(weights.get(plane, 1.0)) / total
-        fused = part if fused is None else fused + part
-    if fused is None:
+    spacing = tuple(volume.canonical_spacing[::-1])
+    fields = {p: float(weights.get(p, 1.0)) * edge_factors(volume.canonical.shape, spacing, p, grid) for p in decodes}
+    if not fields:
         return None
+    total = sum(fields.values())
+    fused = sum(
+        plane_estimate(volume, p, dec, probed[p], gate, strides[p], grid) * (fields[p] / total)
+        for p, dec in decodes.items()
+    )
     hit = fused >= SLACK * threshold
     if not hit.any():
         return None

@@ -9,10 +9,18 @@ Fusion is the weighted mean of the views' probabilities (FastSurfer's view aggre
 coronal 0.4, sagittal 0.2, renormalised over the views used). A sagittal slice shows no left or right, so a model
 trained as FastSurfer's sagittal network answers a sided prompt on both hemispheres: with these weights its 0.2
 alone never reaches 0.5, and the side comes from the axial and coronal views.
+
+A view is not trusted where the volume's field of view cuts its slices: within ``EDGE_MM`` of the volume's edge
+along one of a view's in-plane axes the view sees a structure cut off by the edge of its image (a scan that ends at
+the thalamus shows coronal and sagittal slices that end there), while the view whose slices are parallel to that
+edge sees the structure whole. Each view's weight is multiplied there by a ramp (distance to that edge / ``EDGE_MM``,
+at least ``EDGE_FLOOR``), separably along its two in-plane axes, and the weights are renormalised per voxel. A
+structure farther than ``EDGE_MM`` from every edge (the deep grey structures of a whole-head scan lie 50-80 mm from
+it) is fused exactly as before.
 """
 
 import math
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -24,6 +32,63 @@ from .volume import PlaneView
 Box = Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]  # canonical [lo, hi) along S, P, L
 PLANE_TO_CANONICAL = {"axial": (0, 1, 2), "coronal": (1, 0, 2), "sagittal": (1, 2, 0)}
 DEFAULT_WEIGHTS = {"axial": 0.4, "coronal": 0.4, "sagittal": 0.2}
+#: canonical array axis (S 0, P 1, L 2) along each plane's normal
+NORMAL_AXIS = {"axial": 0, "coronal": 1, "sagittal": 2}
+EDGE_MM = 40.0  # a view's weight ramps down within this distance of an edge that cuts its slices
+EDGE_FLOOR = 0.05  # and never below this fraction (a corner cut along every axis keeps every view)
+
+
+def edge_ramp(n: int, spacing: float, positions: np.ndarray) -> np.ndarray:
+    """Weight factor of voxels at ``positions`` along an axis of ``n`` voxels of ``spacing`` mm: their distance to
+    the nearer end of the axis over ``EDGE_MM``, clipped to [``EDGE_FLOOR``, 1].
+
+    Example:
+        >>> edge_ramp(100, 1.0, np.array([0, 19, 50, 99])).round(3).tolist()
+        [0.05, 0.4875, 1.0, 0.05]
+    """
+    pos = np.asarray(positions, dtype=np.float64)
+    distance = np.minimum(pos + 0.5, n - pos - 0.5) * spacing
+    return np.clip(distance / EDGE_MM, EDGE_FLOOR, 1.0).astype(np.float32)
+
+
+def edge_factors(
+    shape: Sequence[int], spacing: Sequence[float], plane: str, positions: Sequence[np.ndarray]
+) -> np.ndarray:
+    """The field-of-view factor of ``plane``'s weight at the canonical grid ``positions`` (S, P, L index arrays;
+    ``spacing`` in mm per canonical axis): the product of :func:`edge_ramp` along its two in-plane axes, shaped
+    to broadcast over (len(S), len(P), len(L))."""
+    out = np.ones((1, 1, 1), dtype=np.float32)
+    for axis in range(3):
+        if axis == NORMAL_AXIS[plane]:
+            continue
+        shape_1d = [1, 1, 1]
+        shape_1d[axis] = len(positions[axis])
+        out = out * edge_ramp(int(shape[axis]), float(spacing[axis]), positions[axis]).reshape(shape_1d)
+    return out
+
+
+def box_edge_factors(volume, planes: Sequence[str], box: Box) -> Dict[str, np.ndarray]:
+    """:func:`edge_factors` of each plane over a canonical ``box`` of ``volume`` (a :class:`PreparedVolume`)."""
+    shape = volume.canonical.shape
+    spacing = tuple(volume.canonical_spacing[::-1])  # (L, P, S) -> canonical array order
+    positions = [np.arange(lo, hi) for lo, hi in box]
+    return {p: edge_factors(shape, spacing, p, positions) for p in planes}
+
+
+def edge_zone(volume, plane: str, box: Box) -> List[Box]:
+    """The parts of ``box`` within ``EDGE_MM`` of either end of the volume along ``plane``'s normal: there the other
+    views' slices are cut by that edge, and ``plane`` alone may carry the fused mask."""
+    axis = NORMAL_AXIS[plane]
+    n = volume.canonical.shape[axis]
+    reach = int(math.ceil(EDGE_MM / max(float(volume.canonical_spacing[2 - axis]), 1e-6)))
+    out = []
+    for lo, hi in ((0, min(n, reach)), (max(0, n - reach), n)):
+        a, b = max(lo, box[axis][0]), min(hi, box[axis][1])
+        if a < b:
+            part = list(box)
+            part[axis] = (a, b)
+            out.append(tuple(part))
+    return out  # type: ignore[return-value]
 
 
 def _view_ranges(view: PlaneView, box: Box) -> Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]:
@@ -107,8 +172,14 @@ def view_probabilities(
     return np.ascontiguousarray(canonical) if contiguous else canonical
 
 
-def fuse(blocks: Mapping[str, np.ndarray], weights: Optional[Mapping[str, float]] = None) -> np.ndarray:
-    """Weighted mean of the views' probability blocks (weights renormalised over the views given).
+def fuse(
+    blocks: Mapping[str, np.ndarray],
+    weights: Optional[Mapping[str, float]] = None,
+    factors: Optional[Mapping[str, np.ndarray]] = None,
+) -> np.ndarray:
+    """Weighted mean of the views' probability blocks (weights renormalised over the views given); ``factors``:
+    per-voxel multipliers of each view's weight (broadcastable to the blocks, :func:`box_edge_factors`), the
+    weights then renormalised per voxel.
 
     Example:
         >>> a, s = np.ones((1, 2, 2), np.float32), np.zeros((1, 2, 2), np.float32)
@@ -116,6 +187,14 @@ def fuse(blocks: Mapping[str, np.ndarray], weights: Optional[Mapping[str, float]
         0.667
     """
     w: Dict[str, float] = {p: float((weights or DEFAULT_WEIGHTS).get(p, 1.0)) for p in blocks}
+    if factors is not None and any(float(f.min()) < 1.0 for f in factors.values()):
+        fields = {p: torch.from_numpy(np.asarray(factors[p], dtype=np.float32)) * w[p] for p in blocks}
+        total_field = sum(fields.values())
+        fused = None
+        for plane, block in blocks.items():
+            part = torch.from_numpy(block) * (fields[plane] / total_field)
+            fused = part if fused is None else fused.add_(part)
+        return fused.numpy()  # type: ignore[union-attr]
     total = sum(w.values())
     out = None
     for plane, block in blocks.items():  # in place, on torch's threads; blocks may be strided views

@@ -31,7 +31,17 @@ from .batching import Batcher, CancelFn, ProgressFn
 from .decode import VolumeDecode, cleanup_3d, prob_to_logit, slice_images
 from .embeddings import SliceEmbeddings
 from .estimate import estimate_box
-from .fusion import Box, _canonical_box, _view_ranges, fuse, union_box, view_box, view_probabilities
+from .fusion import (
+    Box,
+    _canonical_box,
+    _view_ranges,
+    box_edge_factors,
+    edge_zone,
+    fuse,
+    union_box,
+    view_box,
+    view_probabilities,
+)
 from .volume import AXIS_NORMAL, PlaneView, PreparedVolume, slice_pixel_spacing
 
 COARSE_MM = 6.0
@@ -147,6 +157,9 @@ def target_box(
         for subset in combinations(found, r):
             if sum(float(weights.get(p, 1.0)) for p in subset) / total + 1e-9 >= threshold:
                 regions.append(_intersect([boxes[p] for p in subset]))  # type: ignore[misc]
+    if len(boxes) > 1:  # near an edge that cuts the other views' slices one view may carry the mask alone
+        for p in found:
+            regions.extend(edge_zone(volume, p, boxes[p]))  # type: ignore[arg-type]
     return union_box(regions)
 
 
@@ -282,7 +295,8 @@ def fuse_views(volume: PreparedVolume, decodes: Mapping[str, VolumeDecode], opts
         return mask
     blocks = {p: view_probabilities(volume.view(p), d, box, gate, contiguous=False) for p, d in decodes.items()}
     region = tuple(slice(lo, hi) for lo, hi in box)
-    block = fuse(blocks, opts["view_weights"]) >= opts["mask_threshold"]
+    factors = box_edge_factors(volume, list(blocks), box)
+    block = fuse(blocks, opts["view_weights"], factors) >= opts["mask_threshold"]
     mask[region] = cleanup_3d(
         block,
         volume.voxel_ml,

@@ -1,7 +1,10 @@
 """A volume prepared for the slice model: canonical LPS array, slice stack along an axis, intensity, slice fit.
 
 Orientation: the input is reoriented to canonical LPS by the **nearest axis** (imaging/orientation.py: a permutation
-and flips, no resampling), so results map back voxel-exactly; obliquity above 20 degrees is warned about.
+and flips, no resampling), so results map back voxel-exactly. A grid tilted by more than ``CONFORM_DEGREES`` (5)
+against the anatomical axes is first resampled onto the nearest anatomical axes (imaging/conform.py, as FastSurfer
+conforms its inputs): the model sees the head as in a straight acquisition, and masks are resampled back onto the
+input's grid. ``image`` is always the input; input voxel indices map through physical space then.
 
 Slice views of the canonical ``(S, P, L)`` array (rows, columns of each 2D slice as the model sees it):
 
@@ -29,14 +32,14 @@ from ..imaging import (
     plan_fit,
     reorientation_for,
 )
-from ..imaging.orientation import from_canonical, to_canonical
+from ..imaging.conform import conform, conform_grid, mask_to_input
+from ..imaging.orientation import Reorientation, from_canonical, to_canonical
 
 log = logging.getLogger(__name__)
 
 SLICE_AXES = ("axial", "coronal", "sagittal")
 #: canonical axis (0 = L, 1 = P, 2 = S) normal to each slice view
 AXIS_NORMAL = {"axial": 2, "coronal": 1, "sagittal": 0}
-OBLIQUE_WARNING_DEGREES = 20.0
 
 WindowLike = Optional[object]
 
@@ -165,14 +168,17 @@ class PreparedVolume:
         self.axis = check_axis(axis)
         self.image_size = int(image_size)
         self.reorientation = reorientation_for(image.GetDirection())
-        if self.reorientation.oblique_degrees > OBLIQUE_WARNING_DEGREES:
-            log.warning(
-                "the volume is oblique by %.1f degrees; it is segmented on the nearest anatomical axes (no "
-                "resampling), so 'axial' slices are tilted by that angle",
-                self.reorientation.oblique_degrees,
-            )
         raw = sitk.GetArrayViewFromImage(image)
-        self.canonical = to_canonical(raw, self.reorientation)
+        #: the grid on the nearest anatomical axes that an oblique input is resampled onto (None: not oblique)
+        self.grid = conform_grid(image)
+        if self.grid is not None:
+            log.info("the volume is oblique by %.1f degrees: resampled onto the anatomical axes", self.oblique_degrees)
+            conformed = sitk.GetArrayFromImage(conform(image, self.grid))
+            straight = reorientation_for(self.grid.GetDirection())  # same axes, no tilt
+            self.reorientation = Reorientation(straight.permutation, straight.flips, self.reorientation.oblique_degrees)
+            self.canonical = to_canonical(conformed, self.reorientation)
+        else:
+            self.canonical = to_canonical(raw, self.reorientation)
         self.canonical_spacing = self.reorientation.canonical_spacing(image.GetSpacing())
         if modality:
             self.is_ct = modality.strip().upper() == "CT"
@@ -242,13 +248,26 @@ class PreparedVolume:
         """(B, 3, S, S) model inputs of primary-plane slices ``indices``."""
         return self.view(self.axis).model_inputs(indices, window)
 
+    @property
+    def oblique_degrees(self) -> float:
+        """The input grid's largest tilt against the anatomical axes (degrees)."""
+        return float(self.reorientation.oblique_degrees)
+
     def to_input_array(self, canonical: np.ndarray) -> np.ndarray:
-        """A canonical ``(S, P, L)`` array -> input ``(k, j, i)`` order (exact inverse of the preparation)."""
-        return np.ascontiguousarray(from_canonical(canonical, self.reorientation))
+        """A canonical ``(S, P, L)`` array -> input ``(k, j, i)`` order (exact inverse of the preparation; for an
+        oblique input, a mask resampled back onto the input's grid)."""
+        array = np.ascontiguousarray(from_canonical(canonical, self.reorientation))
+        if self.grid is None:
+            return array
+        return mask_to_input(array.astype(bool), self.grid, self.image).astype(canonical.dtype)
 
     def index_to_canonical(self, ijk: Sequence[float]) -> Tuple[float, float, float]:
         """Input voxel index (i, j, k) -> canonical (L, P, S) index (continuous, exact for integers)."""
         size = self.image.GetSize()
+        if self.grid is not None:  # through physical space onto the conformed grid
+            point = self.image.TransformContinuousIndexToPhysicalPoint([float(v) for v in ijk])
+            ijk = self.grid.TransformPhysicalPointToContinuousIndex(point)
+            size = self.grid.GetSize()
         canon = [0.0, 0.0, 0.0]  # L, P, S
         for c in range(3):
             p = self.reorientation.permutation[c]

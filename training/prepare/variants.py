@@ -50,6 +50,14 @@ SPATIAL = {
     "grid": [128, 176],  # voxels along the longest axis of the field of view
     "p_thick": 0.25,  # real image acquired with thick slices along one random axis
     "thick_mm": [2.5, 6.0],
+    # clinic edges (0 = off: the banks before v0.12 keep their variants; drawn after everything above)
+    "p_deep_cut": 0.0,  # one axis's field of view ends near the deep grey structures (slab edges, cut scans)
+    "deep_cut_mm": 25.0,  # that edge lies within +- this of the head centre
+    "p_slab": 0.0,  # one axis is a thin slab through the deep grey structures
+    "slab_mm": [20.0, 45.0],
+    "p_atrophy": 0.0,  # enlarged ventricles and sulci, thinner hippocampi; the labels shrink with the image
+    "atrophy_csf_mm": [1.0, 2.0],  # inner CSF grown by this (source grid, 1 mm) into the tissue around it
+    "atrophy_hippo_mm": [1.0, 1.3],  # hippocampus and amygdala lose the rim within this of their surface
 }
 
 
@@ -183,7 +191,59 @@ def random_geometry(source: Source, rng: np.random.Generator, opt: Dict) -> Dict
     if opt.get("warp_fine_mm", 0.0) > 0:  # drawn last: banks without it keep their variants
         geom["warp_fine_mm"] = float(rng.uniform(0, opt["warp_fine_mm"]))
         geom["warp_fine_seed"] = int(rng.integers(2**31))
+    _clinic_edges(geom, rng, opt, new_extent, matrix @ (_deep_centre(source) - centre))
     return geom
+
+
+def _deep_centre(source: Source) -> np.ndarray:
+    """Physical centre (LPS) of the deep grey structures (AAL caudate to thalamus), else of the head; cached."""
+    cached = getattr(source, "_deep_centre", None)
+    if cached is not None:
+        return cached
+    lo, hi = source.head_box
+    centre = (lo + hi) / 2
+    aal = source.layers.get("aal")
+    if aal is not None:
+        idx = np.argwhere((aal >= 71) & (aal <= 78))
+        if len(idx):
+            centre = np.asarray(source.image.TransformContinuousIndexToPhysicalPoint(idx.mean(axis=0)[::-1].tolist()))
+    object.__setattr__(source, "_deep_centre", centre)
+    return centre
+
+
+def _clinic_edges(geom: Dict, rng: np.random.Generator, opt: Dict, head_extent: np.ndarray, deep: np.ndarray) -> None:
+    """Fields of view that end at the deep grey structures, thin slabs through them, and atrophy (drawn last, only
+    when enabled, so that older banks keep their variants). ``deep``: the deep grey centre's offset from the head
+    centre in output coordinates (mm)."""
+    if opt.get("p_deep_cut", 0.0) > 0 and rng.random() < opt["p_deep_cut"]:
+        a = int(rng.integers(3))
+        half = head_extent[a] / 2 * rng.uniform(*opt["margin"])
+        edge = deep[a] + rng.uniform(-opt["deep_cut_mm"], opt["deep_cut_mm"])  # offset from the head centre
+        side = 1 if rng.random() < 0.5 else -1  # which part of the head is kept
+        lo, hi = (edge, half) if side > 0 else (-half, edge)
+        _set_axis(geom, a, hi - lo, (hi + lo) / 2, "deep_cut")
+    if opt.get("p_slab", 0.0) > 0 and rng.random() < opt["p_slab"]:
+        a = int(rng.integers(3))
+        width = rng.uniform(*opt["slab_mm"])
+        _set_axis(geom, a, width, deep[a] + rng.uniform(-15.0, 15.0), "slab")
+    if opt.get("p_atrophy", 0.0) > 0 and rng.random() < opt["p_atrophy"]:
+        geom["atrophy"] = {
+            "csf_mm": float(rng.uniform(*opt["atrophy_csf_mm"])),
+            "hippo_mm": float(rng.uniform(*opt["atrophy_hippo_mm"])),
+            "fraction": float(rng.uniform(0.3, 0.8)),
+            "seed": int(rng.integers(2**31)),
+        }
+
+
+def _set_axis(geom: Dict, axis: int, fov_mm: float, centre_offset: float, kind: str) -> None:
+    """Replace one output axis's field of view (``fov_mm`` wide, centred ``centre_offset`` mm from the head
+    centre); the grid spacing stays, so the axis gets fewer voxels."""
+    sp = geom["spacing"]
+    geom["size"][axis] = max(8, int(round(fov_mm / sp)))
+    geom["shift"][axis] = float(centre_offset)
+    geom.setdefault("edges", []).append({"axis": axis, "kind": kind, "fov_mm": float(fov_mm)})
+    if axis not in geom["cropped_axes"]:
+        geom["cropped_axes"].append(axis)
 
 
 def _source_points(geom: Dict) -> Tuple[np.ndarray, Tuple[int, int, int]]:
@@ -252,6 +312,9 @@ def make_variant(source: Source, seed: int, opt: Dict) -> Tuple[Dict[str, np.nda
     pts, shape = _source_points(geom)
     real = source.images[geom["image_index"]]
     real_array = sitk.GetArrayFromImage(real).astype(np.float32)
+    gen, layers = source.gen, source.layers
+    if geom.get("atrophy") and gen is not None and source.modality != "CT":
+        real_array, gen, layers = _atrophied(source, real_array, geom["atrophy"], geom["atrophy"]["seed"])
     cval = -1024.0 if source.modality == "CT" else 0.0
     image = _sample(real, _antialias(real_array, real, geom["spacing"]), pts, 1, cval)
     if geom["thick"] is not None:
@@ -261,13 +324,59 @@ def make_variant(source: Source, seed: int, opt: Dict) -> Tuple[Dict[str, np.nda
         arrays["image"] = np.clip(np.rint(image), -1024, 3071).astype(np.int16)
     else:
         arrays["image"] = np.clip(np.rint(normalize_mr(image)), 0, 255).astype(np.uint8)
-    for name, lab in source.layers.items():
+    for name, lab in layers.items():
         arrays[f"layer_{name}"] = _sample(source.image, lab, pts, 0).astype(lab.dtype)
-    if source.gen is not None:
-        arrays["gen"] = _sample(source.image, source.gen, pts, 0).astype(np.uint8)
+    if gen is not None:
+        arrays["gen"] = _sample(source.image, gen, pts, 0).astype(np.uint8)
     info = {"source": source.id, "modality": source.modality, "seed": seed, "shape": list(shape), **geom}
     info["stripped"] = geom["image_index"] in source.stripped
     return arrays, info
+
+
+#: gen classes that atrophy turns into CSF next to the inner CSF (white matter, grey matter, deep nuclei)
+_TISSUE = [headmodel.WM_L, headmodel.WM_R, headmodel.GM_L, headmodel.GM_R] + list(range(10, 18))
+_HIPPO = [18, 19]  # hippocampus + amygdala classes
+_KEEP_LAYERS = ("brain", "head", "skull")  # whole-organ layers that keep the CSF the atrophy adds
+
+
+def atrophy_lost(gen: np.ndarray, spacing: Sequence[float], params: Dict, seed: int) -> np.ndarray:
+    """Voxels that atrophy turns into CSF, on the source grid (``spacing`` in array order): tissue within
+    ``csf_mm`` of the inner CSF (ventricles and sulci grow) and the hippocampus/amygdala rim within ``hippo_mm`` of
+    its surface, each kept where a smooth random field is below ``fraction`` (patchy loss, as in real atrophy)."""
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.random(gen.shape, dtype=np.float32), 3.0)
+    keep = field < np.quantile(field[::7, ::7, ::7], params.get("fraction", 1.0))  # that fraction of the voxels
+    csf = gen == headmodel.CSF
+    lost = np.zeros(gen.shape, dtype=bool)
+    if csf.any():
+        near = ndimage.distance_transform_edt(~csf, sampling=spacing) <= params["csf_mm"]
+        lost |= near & np.isin(gen, _TISSUE) & keep
+    hippo = np.isin(gen, _HIPPO)
+    if hippo.any():
+        rim = ndimage.distance_transform_edt(hippo, sampling=spacing) <= params["hippo_mm"]
+        lost |= hippo & rim & keep
+    return lost
+
+
+def _atrophied(source: Source, real_array: np.ndarray, params: Dict, seed: int):
+    """Copies of the real image, the generation map and the label layers of ``source`` with atrophy applied (the
+    lost voxels become CSF: dark in the real image, CSF in the generation map, unlabelled in every structure layer
+    but the whole brain, head and skull), so the labelled volumes shrink with the image."""
+    spacing = tuple(float(v) for v in source.image.GetSpacing()[::-1])
+    lost = atrophy_lost(source.gen, spacing, params, seed)
+    gen = source.gen.copy()
+    csf_value = float(np.median(real_array[gen == headmodel.CSF])) if (gen == headmodel.CSF).any() else 0.0
+    gen[lost] = headmodel.CSF
+    if real_array.shape == lost.shape:
+        real_array = real_array.copy()
+        real_array[lost] = csf_value
+    layers = {}
+    for name, lab in source.layers.items():
+        if name not in _KEEP_LAYERS:
+            lab = lab.copy()
+            lab[lost] = 0
+        layers[name] = lab
+    return real_array, gen, layers
 
 
 def plane_counts(arrays: Dict[str, np.ndarray], structures: Sequence[Structure], spacing: float, size: int):

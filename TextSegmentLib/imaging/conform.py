@@ -1,0 +1,106 @@
+"""Oblique grids conformed to the anatomical axes (as FastSurfer conforms its inputs), and masks mapped back.
+
+A volume whose index axes are tilted against the patient's axes by more than ``CONFORM_DEGREES`` is resampled
+(linear) onto a grid with the same spacing whose axes are the nearest anatomical axes (a signed permutation of
+L, P, S), covering the whole field of view; the model then sees the head as in a straight acquisition, and every
+mask is resampled back onto the input's own grid (the fraction of each input voxel inside the mask, >= 0.5). Below
+that angle the grid is only permuted and flipped (imaging/orientation.py), which maps back voxel-exactly.
+
+Example:
+    >>> img = sitk.Image([20, 20, 10], sitk.sitkFloat32)
+    >>> conform_grid(img) is None  # a straight grid needs no resampling
+    True
+    >>> t = np.radians(30)
+    >>> img.SetDirection([np.cos(t), -np.sin(t), 0, np.sin(t), np.cos(t), 0, 0, 0, 1])
+    >>> grid = conform_grid(img)
+    >>> grid.GetDirection(), grid.GetSize()[2]
+    ((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0), 10)
+"""
+
+from typing import Optional
+
+import numpy as np
+import SimpleITK as sitk
+
+from .orientation import reorientation_for
+
+#: index axes tilted by more than this against the nearest anatomical axes are resampled (degrees)
+CONFORM_DEGREES = 5.0
+
+
+def snapped_direction(direction) -> np.ndarray:
+    """The signed permutation matrix nearest to a 3x3 direction (row-major; columns = index axes in LPS)."""
+    r = reorientation_for(direction)
+    out = np.zeros((3, 3))
+    for c in range(3):
+        out[c, r.permutation[c]] = -1.0 if r.flips[c] else 1.0
+    return out
+
+
+def conform_grid(image: sitk.Image, degrees: float = CONFORM_DEGREES) -> Optional[sitk.Image]:
+    """An empty grid on the nearest anatomical axes that holds ``image``'s whole field of view (same spacing per
+    index axis), or None when ``image`` is tilted by ``degrees`` or less."""
+    if reorientation_for(image.GetDirection()).oblique_degrees <= degrees:
+        return None
+    snapped = snapped_direction(image.GetDirection())
+    spacing = np.asarray(image.GetSpacing(), dtype=float)
+    corners = _corners(image)
+    u = corners @ snapped / spacing  # the corners in voxels of the snapped grid (its origin at 0)
+    lo, hi = u.min(axis=0), u.max(axis=0)
+    n = np.ceil(hi - lo - 1e-6).astype(int)
+    lo = lo - (n - (hi - lo)) / 2  # centred on the field of view
+    grid = sitk.Image([int(v) for v in n], sitk.sitkFloat32)
+    grid.SetSpacing(spacing.tolist())
+    grid.SetDirection(snapped.ravel().tolist())
+    grid.SetOrigin((snapped @ ((lo + 0.5) * spacing)).tolist())
+    return grid
+
+
+def _corners(image: sitk.Image) -> np.ndarray:
+    """(8, 3) physical points of the outer corners of ``image``'s voxels."""
+    size = image.GetSize()
+    return np.array(
+        [
+            image.TransformContinuousIndexToPhysicalPoint([(n - 0.5) if c else -0.5 for c, n in zip(corner, size)])
+            for corner in np.ndindex(2, 2, 2)
+        ]
+    )
+
+
+def conform(image: sitk.Image, grid: sitk.Image) -> sitk.Image:
+    """``image`` resampled (linear, float32) onto ``grid``; outside its field of view: its lowest value (air)."""
+    low = float(sitk.GetArrayViewFromImage(image).min())
+    return sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear, low, sitk.sitkFloat32)
+
+
+def mask_to_input(mask: np.ndarray, grid: sitk.Image, image: sitk.Image) -> np.ndarray:
+    """A boolean mask on ``grid`` (SimpleITK array order) -> a boolean mask on ``image``'s grid: the voxels whose
+    linearly interpolated mask value is at least 0.5 (only the mask's bounding box is resampled)."""
+    out = np.zeros(sitk.GetArrayViewFromImage(image).shape, dtype=bool)
+    idx = np.argwhere(mask)
+    if not idx.size:
+        return out
+    lo, hi = np.maximum(idx.min(axis=0) - 1, 0), np.minimum(idx.max(axis=0) + 2, mask.shape)
+    part = sitk.GetImageFromArray(mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].astype(np.float32))
+    part.SetSpacing(grid.GetSpacing())
+    part.SetDirection(grid.GetDirection())
+    part.SetOrigin(grid.TransformIndexToPhysicalPoint([int(v) for v in lo[::-1]]))
+    # the input voxels whose centres can fall inside that box
+    corners = np.array([image.TransformPhysicalPointToContinuousIndex(p) for p in _corners(part)])
+    size = np.asarray(image.GetSize())
+    a = np.clip(np.floor(corners.min(axis=0)).astype(int), 0, size)
+    b = np.clip(np.ceil(corners.max(axis=0)).astype(int) + 1, 0, size)
+    if np.any(b <= a):
+        return out
+    region = sitk.RegionOfInterest(image, [int(v) for v in b - a], [int(v) for v in a])
+    values = sitk.Resample(part, region, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    out[a[2] : b[2], a[1] : b[1], a[0] : b[0]] = sitk.GetArrayViewFromImage(values) >= 0.5
+    return out
+
+
+def tilt_degrees(image: sitk.Image) -> float:
+    """The largest angle (degrees) between one of ``image``'s index axes and its nearest anatomical axis."""
+    return float(reorientation_for(image.GetDirection()).oblique_degrees)
+
+
+__all__ = ["CONFORM_DEGREES", "conform", "conform_grid", "mask_to_input", "snapped_direction", "tilt_degrees"]
