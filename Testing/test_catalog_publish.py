@@ -3,7 +3,6 @@
 
 import json
 import shutil
-from pathlib import Path
 
 import jsonschema
 import pytest
@@ -12,8 +11,9 @@ from conftest_http import home, server, sha256, tiny, write_catalog  # noqa: F40
 from TextSegmentLib.catalog import CatalogError, download_model, import_model, load_catalog, resolve_model
 from TextSegmentLib.catalog.publish import add_to_catalog, make_entry, pack_bundle
 from TextSegmentLib.cli.main import main
+from TextSegmentLib.resources import CATALOG_SCHEMA_FILE
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "Resources" / "models.schema.json").read_text())
+SCHEMA = json.loads(CATALOG_SCHEMA_FILE.read_text())
 
 
 def test_pack_is_reproducible_and_entry_downloads(home, server, tiny, tmp_path):

@@ -8,11 +8,11 @@ import json
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 from ..atomic import atomic_file
 from .archive import find_bundle_root, safe_unpack
-from .catalog import archive_format, id_from_card, load_catalog
+from .catalog import archive_format, card_structures, id_from_card, load_catalog
 from .errors import CatalogError
 from .install import CARD_FILE, WEIGHTS_FILE, check_folder, sha256_of
 
@@ -46,15 +46,6 @@ def pack_bundle(bundle_dir: PathLike, archive: PathLike) -> Path:
     return archive
 
 
-def _structures(card: Dict[str, Any]) -> List[str]:
-    names = []
-    for item in card.get("vocabulary") or []:
-        name = item.get("name") if isinstance(item, dict) else item
-        if isinstance(name, str) and name:
-            names.append(name)
-    return names
-
-
 def make_entry(
     source: PathLike,
     urls: Sequence[str] = (),
@@ -64,7 +55,8 @@ def make_entry(
 ) -> Dict[str, Any]:
     """The catalog entry of an archive (give ``urls``) or of an embedded bundle folder (give ``embedded``).
 
-    Id, title, structures, license, text encoder and timings come from the model card; ``fields`` override or add
+    Id, title, structures (listed for archives only: an embedded card is read directly), license, text encoder and
+    timings come from the model card; ``fields`` override or add
     any entry field (``description``, ``sample_data``, ``deprecated``...).
 
     Example:
@@ -91,7 +83,6 @@ def make_entry(
         "title": card.get("title") or card.get("name", ""),
         "description": card.get("description", ""),
         "modalities": list(modalities or card.get("modalities") or ["CT", "MR"]),
-        "structures": _structures(card),
         "sha256": weights_sha if embedded else sha256_of(source),
         "size": weights_size if embedded else source.stat().st_size,
         "card_sha256": card_sha,
@@ -109,8 +100,9 @@ def make_entry(
     if entry["text_encoder"]["dim"] is None:
         del entry["text_encoder"]["dim"]
     if embedded:
-        entry["embedded"] = embedded
+        entry["embedded"] = embedded  # its structures are read from the card beside it
     else:
+        entry["structures"] = card_structures(card)  # shown before the archive is downloaded
         entry["urls"] = list(urls)
         entry["weights_sha256"] = weights_sha
     if card.get("min_textsegment_version"):
