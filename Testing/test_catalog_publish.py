@@ -62,3 +62,23 @@ def test_publish_command(home, tiny, tmp_path, capsys):
     assert load_catalog(catalog).default_id() == "tiny-v1.0.0"
     assert main(["models", "publish", str(tiny["bundle"])]) == 2  # no URL
     assert main(["models", "publish", str(tiny["bundle"]), "--embedded"]) == 2  # not inside Resources
+
+
+def test_one_embedded_model_replaces_the_previous_one(home, tiny, capsys):
+    models = home.parent / "Resources" / "models"
+    old, new = models / "tiny-v1.0.0", models / "tiny-v1.1.0"
+    shutil.copytree(tiny["bundle"], old)
+    shutil.copytree(tiny["bundle2"], new)
+    card = dict(json.loads((old / "model.json").read_text()), vocabulary=["brain", {"name": "left putamen"}])
+    (old / "model.json").write_text(json.dumps(card))
+    catalog = write_catalog(home.parent / "Resources" / "models.json", [])
+    add_to_catalog(catalog, make_entry(old, embedded="models/tiny-v1.0.0"), default="tiny")
+    assert "structures" not in json.loads(catalog.read_text())["models"][0]  # the card beside it lists them
+    assert load_catalog(catalog).get("tiny-v1.0.0").structures == ["brain", "left putamen"]
+    args = ["models", "publish", str(new), "--embedded", "--set-default", "--only-embedded"]
+    assert main(args) == 0
+    listed = [m["id"] for m in json.loads(catalog.read_text())["models"]]
+    assert listed == ["tiny-v1.1.0"] and not old.exists() and (new / "model.safetensors").is_file()
+    jsonschema.validate(json.loads(catalog.read_text()), SCHEMA)
+    assert resolve_model(None) == new
+    assert main(["models", "publish", str(new), "--only-embedded", "--url", "https://example.org/x.zip"]) == 2

@@ -8,7 +8,7 @@ import json
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from ..atomic import atomic_file
 from .archive import find_bundle_root, safe_unpack
@@ -111,13 +111,34 @@ def make_entry(
     return entry
 
 
-def add_to_catalog(catalog_file: PathLike, entry: Dict[str, Any], default: Optional[str] = None) -> None:
-    """Add (or replace, by id) ``entry`` in a catalog file; ``default`` also sets the catalog's default."""
+def add_to_catalog(
+    catalog_file: PathLike, entry: Dict[str, Any], default: Optional[str] = None, only_embedded: bool = False
+) -> List[Path]:
+    """Add (or replace, by id) ``entry`` in a catalog file; ``default`` also sets the catalog's default.
+
+    ``only_embedded``: ``entry`` becomes the one embedded model: every other entry loses ``embedded`` (one with URLs
+    stays, as a download; one without leaves the catalog). Returns the bundle folders no entry embeds any more (for
+    the caller to delete once the new catalog is in place).
+    """
     path = Path(catalog_file)
     data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"catalog_version": 1, "models": []}
-    data["models"] = [m for m in data.get("models", []) if m.get("id") != entry["id"]] + [entry]
+    models = [m for m in data.get("models", []) if m.get("id") != entry["id"]]
+    retired: List[Path] = []
+    if only_embedded:
+        kept = []
+        for m in models:
+            folder = m.get("embedded")
+            if folder and folder != entry.get("embedded"):
+                retired.append(path.parent / folder)
+                m = {k: v for k, v in m.items() if k != "embedded"}
+                if not m.get("urls"):
+                    continue
+            kept.append(m)
+        models = kept
+    data["models"] = models + [entry]
     if default is not None:
         data["default"] = default
     with atomic_file(path, ".json") as tmp:
         Path(tmp).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         load_catalog(Path(tmp))  # the new catalog must load before it replaces the old one
+    return retired

@@ -11,6 +11,7 @@ Examples::
 """
 
 import argparse
+import shutil
 import sys
 from typing import Callable, Optional, Tuple
 
@@ -53,6 +54,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     pub.add_argument("--out", default=".", help="folder for the packed archive (default: current folder)")
     pub.add_argument("--modality", action="append", help="CT, MR, ... (default: from the card, else CT and MR)")
     pub.add_argument("--set-default", action="store_true", help="make this model's name the catalog default")
+    pub.add_argument(
+        "--only-embedded",
+        action="store_true",
+        help="with --embedded: this becomes the one embedded model; the others leave the catalog (or stay as "
+        "downloads when they have URLs) and their folders are deleted",
+    )
     pub.add_argument("--dry-run", action="store_true", help="print the entry, change no file")
     return p
 
@@ -131,8 +138,16 @@ def _publish(args: argparse.Namespace, catalog) -> int:
     print(json.dumps(entry, indent=2))
     if not args.dry_run:
         name = entry["id"].rsplit("-v", 1)[0]
-        add_to_catalog(catalog.path, entry, default=name if args.set_default else None)
+        if args.only_embedded and not args.embedded:
+            raise UsageError("--only-embedded goes with --embedded")
+        retired = add_to_catalog(
+            catalog.path, entry, default=name if args.set_default else None, only_embedded=args.only_embedded
+        )
         print(f"added {entry['id']} to {catalog.path}", file=sys.stderr)
+        for folder in retired:  # inside the catalog's folder (entries are checked when the catalog loads)
+            if folder.is_dir() and folder.resolve().parent == (Path(catalog.path).resolve().parent / "models"):
+                shutil.rmtree(folder)
+                print(f"removed the embedded bundle {folder} (no longer in the catalog)", file=sys.stderr)
     return 0
 
 
