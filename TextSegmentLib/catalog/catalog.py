@@ -124,10 +124,6 @@ class CatalogEntry:
     deprecated: bool = False
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
-    @property
-    def version_string(self) -> str:
-        return ".".join(str(v) for v in self.version)
-
 
 class Catalog:
     """The entries of one catalog file.
