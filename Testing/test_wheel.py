@@ -66,16 +66,13 @@ def test_a_fresh_environment_segments_from_outside_the_checkout(wheel, tmp_path)
     made = _run([sys.executable, "-m", "venv", "--without-pip", str(fresh)], tmp_path, dict(os.environ))
     assert made.returncode == 0, made.stderr
     python = fresh / "bin" / "python"
-    installed = _run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)],
-        tmp_path,
-        dict(os.environ, PIP_NO_INPUT="1"),
-    )
-    assert installed.returncode == 0, installed.stderr[-3000:]
     site = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path, None)
-    (Path(site.stdout.strip()) / "textsegment_test_dependencies.pth").write_text(
-        sysconfig.get_paths()["purelib"] + "\n"
-    )
+    purelib = Path(site.stdout.strip())
+    install = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(purelib)]
+    installed = _run([*install, str(wheel)], tmp_path, dict(os.environ, PIP_NO_INPUT="1"))
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    dependencies = sysconfig.get_paths()["purelib"]  # this environment's site-packages, after the fresh one's
+    (purelib / "textsegment_test_dependencies.pth").write_text(dependencies + "\n")
 
     work = tmp_path / "elsewhere"  # a folder outside the checkout, as a user's
     work.mkdir()
