@@ -6,9 +6,9 @@ import shutil
 
 import jsonschema
 import pytest
-from conftest_http import home, server, sha256, tiny, write_catalog  # noqa: F401
+from conftest_http import entry, home, server, sha256, tiny, write_catalog  # noqa: F401
 
-from TextSegmentLib.catalog import CatalogError, download_model, import_model, load_catalog, resolve_model
+from TextSegmentLib.catalog import CatalogError, download_model, import_model, list_models, load_catalog, resolve_model
 from TextSegmentLib.catalog.publish import add_to_catalog, make_entry, pack_bundle
 from TextSegmentLib.cli.main import main
 from TextSegmentLib.resources import CATALOG_SCHEMA_FILE
@@ -82,3 +82,22 @@ def test_one_embedded_model_replaces_the_previous_one(home, tiny, capsys):
     jsonschema.validate(json.loads(catalog.read_text()), SCHEMA)
     assert resolve_model(None) == new
     assert main(["models", "publish", str(new), "--only-embedded", "--url", "https://example.org/x.zip"]) == 2
+
+
+def test_the_model_list_offers_only_what_can_be_used(home, tiny):
+    models = home.parent / "Resources" / "models"
+    shutil.copytree(tiny["bundle"], models / "tiny-v1.0.0")
+    url = "https://example.org/{}.zip"
+    write_catalog(
+        home.parent / "Resources" / "models.json",
+        [
+            entry("tiny-v1.0.0", tiny["bundle"] / "model.safetensors", [], embedded="models/tiny-v1.0.0"),
+            entry("gone-v0.1.0", tiny["bundle"] / "model.safetensors", [], embedded="models/gone-v0.1.0"),
+            entry("old-v0.9.0", tiny["zip"], [url.format("old")], deprecated=True),
+            entry("ct-v1.0.0", tiny["zip"], [url.format("ct")]),
+        ],
+        default="tiny",
+    )
+    offered = {m.id: m.offered for m in list_models()}
+    # embedded and present; an embedded folder that is not there; a deprecated download; a current download
+    assert offered == {"tiny-v1.0.0": True, "gone-v0.1.0": False, "old-v0.9.0": False, "ct-v1.0.0": True}
