@@ -201,19 +201,22 @@ def segment_description(number: int, prompt: str, model: str) -> Any:
     match = match_prompt(prompt)
     category, kind, modifier = _codes(match.entry)
     r, g, b = (int(round(255 * c)) for c in match.color)
-    description = hd.seg.SegmentDescription(
+    fields = dict(
         segment_number=number,
         segment_label=label,
         segmented_property_category=hd.sr.CodedConcept(category[1], category[0], category[2]),
         segmented_property_type=hd.sr.CodedConcept(kind[1], kind[0], kind[2]),
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=hd.AlgorithmIdentificationSequence(
-            name="TextSegment",
-            version=model[:64],
-            family=codes.cid7162.ArtificialIntelligence,
+            name="TextSegment", version=model[:64], family=codes.cid7162.ArtificialIntelligence
         ),
-        display_color=hd.color.CIELabColor.from_rgb(r, g, b),
     )
+    color = hd.color.CIELabColor.from_rgb(r, g, b)
+    try:
+        description = hd.seg.SegmentDescription(**fields, display_color=color)
+    except TypeError:  # a highdicom without display_color: the attribute it would write
+        description = hd.seg.SegmentDescription(**fields)
+        description.RecommendedDisplayCIELabValue = list(color.value)
     if modifier is not None:  # laterality: a modifier of the property type (the standard's place for it)
         description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
             hd.sr.CodedConcept(modifier[1], modifier[0], modifier[2])
