@@ -239,3 +239,16 @@ def test_console_segment_files_writes_dicom_seg(present_bundle, dicom_series, tm
     assert (
         raw.ReferencedSeriesSequence[0].SeriesInstanceUID == SERIES and raw.SegmentSequence[0].SegmentLabel == "brain"
     )
+
+
+def test_a_batch_skips_a_complete_dicom_seg_and_refuses_a_foreign_dcm(present_bundle, dicom_series, tmp_path, capsys):
+    out = tmp_path / "seg.dcm"
+    args = ["segment", str(dicom_series), "--prompt", "brain", "--output", str(out), "--model", str(present_bundle)]
+    args += ["--device", "cpu", "--views", "axial"]
+    assert cli(capsys, *args)[0] == 0
+    before = out.read_bytes()
+    code, text, err = cli(capsys, *args)  # complete: skipped, kept as it is
+    assert code == 0 and out.read_bytes() == before, text + err
+    out.write_bytes(b"not dicom")
+    code, text, err = cli(capsys, *args)  # a file that is not a DICOM SEG is reported, never silently kept
+    assert code != 0 and "not a readable DICOM file" in text + err

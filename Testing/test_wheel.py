@@ -99,3 +99,18 @@ def test_a_fresh_environment_segments_from_outside_the_checkout(wheel, tmp_path)
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(work / "seg.nii.gz")))
     assert labels.shape == sitk.GetArrayFromImage(small).shape and np.count_nonzero(labels == 1) > 1000
     print(f"wheel install and one segmentation: {time.monotonic() - started:.1f} s")
+
+
+def test_the_slicer_extension_ships_the_same_package_data():
+    import re
+
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    patterns = re.search(r'"TextSegmentLib\.resources" = \[([^\]]*)\]', pyproject).group(1)
+    wheel_data = sorted("TextSegmentLib/resources/" + p for p in re.findall(r'"([^"]+)"', patterns))
+    cmake = (ROOT / "TextSegment" / "CMakeLists.txt").read_text(encoding="utf-8")
+    slicer_data = sorted(re.findall(r'"\$\{_repository_root\}/(TextSegmentLib/resources/[^"]+)"', cmake))
+    assert wheel_data == slicer_data and len(wheel_data) >= 3
+    shipped = {p.relative_to(ROOT).as_posix() for g in wheel_data for p in ROOT.glob(g)}
+    on_disk = {p.relative_to(ROOT).as_posix() for p in (ROOT / "TextSegmentLib" / "resources").rglob("*")
+               if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts}  # fmt: skip
+    assert shipped == on_disk  # every data file is shipped by both, nothing left behind

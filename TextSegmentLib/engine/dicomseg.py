@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 #: SOP classes of the synthesised source headers
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 #: the category and type of a prompt with no terminology code: anatomical structure (SNOMED CT)
 FALLBACK_CATEGORY = ("SCT", "123037004", "Anatomical Structure")
 FALLBACK_TYPE = ("SCT", "91723000", "Anatomical Structure")
@@ -172,6 +173,18 @@ def sources_for(result: Any) -> Sources:
     return synthetic_sources(image, bool(result.volume.is_ct))
 
 
+def seg_problem(path: Any) -> Optional[str]:
+    """None when ``path`` reads as a DICOM Segmentation (header only), else what is wrong with it."""
+    _, pydicom = _highdicom()
+    try:
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds for a damaged file
+        return f"it is not a readable DICOM file ({exc})"
+    if str(getattr(ds, "SOPClassUID", "")) != SEG_STORAGE:
+        return "it is a DICOM file but not a DICOM Segmentation"
+    return None
+
+
 # --- segments ----------------------------------------------------------------------------------------------------
 def _codes(entry: Optional[str]) -> Tuple[Sequence[str], Sequence[str], Optional[Sequence[str]]]:
     """(category, type, modifier or None) of a Slicer terminology entry string (``context~category~type~modifier~...``).
@@ -294,7 +307,7 @@ def verify_dicom_seg(path: str, seg: DicomSeg, name: Path) -> None:
     except Exception as exc:  # noqa: BLE001 - pydicom/highdicom raise many kinds; either way the file is bad
         raise WriteFailed(f"{name} could not be written completely ({exc}); is the disk full?") from exc
     same = (
-        str(raw.SOPClassUID) == "1.2.840.10008.5.1.4.1.1.66.4"
+        str(raw.SOPClassUID) == SEG_STORAGE
         and list(back.segment_numbers) == numbers
         and str(raw.ReferencedSeriesSequence[0].SeriesInstanceUID) == str(seg.sources.datasets[0].SeriesInstanceUID)
         and pixels.shape[-1] == len(seg.masks)
