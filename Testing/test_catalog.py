@@ -32,8 +32,9 @@ from TextSegmentLib.catalog import (
     verify_model,
 )
 from TextSegmentLib.catalog.archive import safe_unpack
+from TextSegmentLib.resources import RESOURCES_DIR
 
-RESOURCES = Path(__file__).resolve().parents[1] / "Resources"
+RESOURCES = RESOURCES_DIR  # the package data: catalog, schema, embedded default model
 SCHEMA = json.loads((RESOURCES / "models.schema.json").read_text(encoding="utf-8"))
 
 
@@ -109,7 +110,7 @@ def test_newest_and_default(tmp_path, tiny):
         ({"size": 0}, "positive"),
         ({"urls": []}, "needs 'urls'"),
         ({"urls": ["https://example.org/model.bin"]}, "archive format"),
-        ({"embedded": "../outside", "urls": []}, "inside the Resources"),
+        ({"embedded": "../outside", "urls": []}, "inside the catalog's folder"),
         ({"title": None, "license": None}, None),
     ],
 )

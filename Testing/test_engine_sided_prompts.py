@@ -5,7 +5,6 @@ hippocampus", with side "right"); giving that name to the model segmented the le
 """
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -13,8 +12,9 @@ pytest.importorskip("torch")
 
 from TextSegmentLib.engine.vocabulary import model_text  # noqa: E402
 from TextSegmentLib.prompts import match_prompt  # noqa: E402
+from TextSegmentLib.resources import EMBEDDED_MODELS_DIR  # noqa: E402
 
-CARD = next((Path(__file__).resolve().parents[1] / "Resources" / "models").glob("*/model.json"))
+CARD = next(EMBEDDED_MODELS_DIR.glob("*/model.json"))
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,11 @@ from pathlib import Path
 
 from fuzz_helpers import small_volume
 
+from TextSegmentLib.resources import EMBEDDED_MODELS_DIR
 from training.heldout import run_cli
 from training.robustness import Runner
 
-MODELS = Path(__file__).resolve().parents[1] / "Resources" / "models"
+MODELS = EMBEDDED_MODELS_DIR
 
 
 def test_resume_reuses_only_a_finished_run_of_the_same_prompts_and_model(tmp_path):

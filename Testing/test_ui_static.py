@@ -183,7 +183,7 @@ def test_screenshot_and_pictures_exist():
 
 
 def test_help_and_description_use_prompts_the_default_model_finds():
-    card = next((ROOT / "Resources" / "models").glob("*/model.json"))  # the embedded default model
+    card = next((ROOT / "TextSegmentLib" / "resources" / "models").glob("*/model.json"))  # the embedded default model
     vocabulary = json.loads(card.read_text(encoding="utf-8"))["vocabulary"]
     names = {v["name"] for v in vocabulary} | {s for v in vocabulary for s in v.get("synonyms", [])}
     module = (MODULE / "TextSegment.py").read_text(encoding="utf-8")

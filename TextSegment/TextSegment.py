@@ -70,7 +70,7 @@ class TextSegment(ScriptedLoadableModule):
         self.parent.title = "TextSegment"
         self.parent.categories = ["Segmentation"]
         self.parent.dependencies = []
-        self.parent.contributors = ["TextSegment developers"]
+        self.parent.contributors = ["TextSegment developers (TextSegment project)"]
         self.parent.helpText = (
             "Type what to segment, one structure per line, and press Segment (Ctrl+Enter). The default model knows "
             "brain MRI structures: for example <i>left hippocampus</i>, <i>brain</i>, <i>right putamen</i>. Fix a "
@@ -78,7 +78,14 @@ class TextSegment(ScriptedLoadableModule):
             "From the Python console: <code>TextSegment.TextSegmentLogic().segment(volume, ['brain'])</code>. "
             "See <a href='https://github.com/TextSegment/SlicerTextSegment/blob/main/docs/slicer.md'>docs/slicer.md</a>."
         )
-        self.parent.acknowledgementText = "Light text-prompted slice model (LangMedSAM design) on 3D Slicer."
+        self.parent.acknowledgementText = (
+            "TextSegment is released under the Apache License 2.0 (see LICENSE). Its slice model follows the "
+            "LangMedSAM design (a light promptable image encoder and mask decoder conditioned on text). The default "
+            "model was trained on the Colin27 T1 head with the AAL, JHU and Brodmann atlases (Debian mricron-data), "
+            "the Harvard-Oxford atlas and a head CT from InVesalius; it is evaluated on the MNI152 2009 template "
+            "(nilearn). Prompts are encoded with all-MiniLM-L6-v2 (sentence-transformers). Built on 3D Slicer, "
+            "PyTorch, SimpleITK and highdicom."
+        )
 
 
 @parameterNodeWrapper

@@ -6,7 +6,7 @@ One module for everything a prompt means, so that every part of TextSegment read
 - :func:`split_side` takes the one set of side words off (``left``/``l``/``lt``/``sinister``..., ``right``/``r``/
   ``rt``/``dexter``..., ``both``/``bilateral``);
 - :func:`match_prompt` matches a prompt to a model card's ``vocabulary`` (names, synonyms; entries may carry
-  ``region``/``ct_window``) and to the Slicer terminology file ``Resources/terminology.json`` (codes and colour);
+  ``region``/``ct_window``) and to the Slicer terminology file ``resources/terminology.json`` (codes and colour);
 - :func:`card_windows` reads the CT windows of a model card (they override the built-in table);
 - :func:`segment_tags` gives the tags TextSegment writes on a segment (in Slicer and in ``.seg.nrrd`` files).
 
@@ -257,12 +257,12 @@ def card_windows(card: Optional[Dict[str, Any]]) -> Dict[str, Tuple[float, float
 
 # --- Slicer terminology ----------------------------------------------------------------------------------------
 def terminology_path() -> Path:
-    """The terminology data file: ``Resources/terminology.json`` next to the package (source tree or Slicer build)."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "Resources" / "terminology.json", here / "Resources" / "terminology.json"):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"terminology.json not found next to {here}")
+    """The terminology data file shipped inside the package (``TextSegmentLib/resources/terminology.json``)."""
+    from .resources import TERMINOLOGY_FILE
+
+    if not TERMINOLOGY_FILE.is_file():
+        raise FileNotFoundError(f"{TERMINOLOGY_FILE} is missing: reinstall TextSegmentLib")
+    return TERMINOLOGY_FILE
 
 
 @lru_cache(maxsize=4)

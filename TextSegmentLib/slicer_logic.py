@@ -393,7 +393,7 @@ class TextSegmentLogic:
         The same batch path as the command line (:mod:`TextSegmentLib.app`): every job is checked first (a
         ``RequestError`` names the problem, nothing is computed: e.g. an output that would replace an input), an
         existing complete output is skipped unless ``overwrite``, a file that fails is logged and skipped, outputs
-        are verified before they are renamed into place. Returns the written paths.
+        are verified before they are renamed into place. Returns the written paths. ``suffix=".dcm"``: DICOM SEG.
 
         Example:
             >>> logic.segmentFiles("/data/scans", ["liver", "spleen"], "/data/out")  # doctest: +SKIP

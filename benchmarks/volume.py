@@ -42,12 +42,12 @@ PROMPTS = {"brain": ("left hippocampus", "right putamen"), "ct": ("skull", "calv
 
 
 def default_model() -> Path:
-    """The embedded default model (the newest version under Resources/models: 0.10 after 0.9)."""
+    """The embedded default model (the newest version under TextSegmentLib/resources/models)."""
 
     def version(card: Path):
         return tuple(int(p) if p.isdigit() else 0 for p in card.parent.name.rsplit("-v", 1)[-1].split("."))
 
-    return max((ROOT / "Resources" / "models").glob("*/model.json"), key=version).parent
+    return max((ROOT / "TextSegmentLib" / "resources" / "models").glob("*/model.json"), key=version).parent
 
 
 def brain_volume():

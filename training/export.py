@@ -4,7 +4,7 @@
         --out exports/<name> [--metrics training/runs/<name>/eval/metrics.json] [--url https://.../x.zip]
 
 Writes ``<out>/`` (the bundle), and with ``--url`` also ``<out>.zip`` (reproducible archive) and
-``<out>.catalog.json`` (the entry for ``Resources/models.json``: id, urls, sha256, size, timings...).
+``<out>.catalog.json`` (the entry for ``TextSegmentLib/resources/models.json``: id, urls, sha256, size, timings...).
 """
 
 import argparse

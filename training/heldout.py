@@ -7,7 +7,7 @@ held-out phrasings. Reported: per-structure 3D Dice and NSD at 2 mm, left/right 
 must come back "not found", Dice versus prompt length (1-3, 10-12, 25-30, 50-60 words), the same volume stored in
 other orientations (voxel-exact comparison after mapping), and CPU timings.
 
-Run:  .venv/bin/python -m training.heldout --model Resources/models/<id> --out training/runs/heldout
+Run:  .venv/bin/python -m training.heldout --model TextSegmentLib/resources/models/<id> --out training/runs/heldout
 """
 
 import argparse

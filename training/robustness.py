@@ -9,7 +9,7 @@ vocabulary matching, and one view against three. Spatial variants move the refer
 (nearest neighbour); coarser grids are compared on the 1 mm reference after nearest-neighbour upsampling of the
 prediction. MNI152 is never used to train or to choose anything; this is a report only.
 
-    python -m training.robustness --model Resources/models/<bundle> --out training/runs/robustness
+    python -m training.robustness --model TextSegmentLib/resources/models/<bundle> --out training/runs/robustness
 """
 
 import argparse

@@ -1,6 +1,6 @@
 """Average the weights of bundles along one warm-start chain ("model soup") into a new bundle.
 
-    python -m training.soup --out training/runs/soup Resources/models/<v0.7> Resources/models/<v0.8> \
+    python -m training.soup --out training/runs/soup <bundle v0.7> <bundle v0.8> \
         [--weights 1,1] [--version 0.9.0]
 
 Every bundle must have the same architecture (the card's ``architecture``); the soup gets the last bundle's card

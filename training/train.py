@@ -1,7 +1,7 @@
 """Train a TextSegment model on a slice cache: one script for a CPU, one GPU, or many GPUs/nodes via ``torchrun``.
 
     python -m training.train --config training/configs/brain_lite_128.yaml [--out DIR] [--steps N] [--minutes M]
-    python -m training.train --config training/configs/brain_v2_128.yaml --init Resources/models/<bundle>
+    python -m training.train --config training/configs/brain_v2_128.yaml --init TextSegmentLib/resources/models/<bundle>
     torchrun --nproc_per_node 4 -m training.train --config ...       # DDP (nccl on GPU, gloo on CPU)
 
 Samples come from the slice cache (``prepare``) or, when the config has a ``bank`` section, from its bank of 3D

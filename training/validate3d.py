@@ -3,8 +3,9 @@ the engine: one view against three, fusion weights, any run checkpoint. This is 
 MNI152 evaluation image is never used here.
 
     python -m training.validate3d --config training/configs/brain_v2_128.yaml --run training/runs/brain_v2
-    python -m training.validate3d --config ... --bundle Resources/models/<shipped> --run <candidate run> --quick
-    python -m training.validate3d --config ... --run <candidate run> --choose Resources/models/<shipped>  # ship?
+    python -m training.validate3d --config ... --bundle <shipped> --run <candidate run> --quick
+    python -m training.validate3d --config ... --run <candidate run> --choose <shipped>  # ship?
+    (<shipped>: the embedded bundle, TextSegmentLib/resources/models/<id>)
 """
 
 import argparse

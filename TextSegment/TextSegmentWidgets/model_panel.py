@@ -20,7 +20,7 @@ class ModelPanelMixin:
         try:
             from TextSegmentLib.catalog import list_models
 
-            models = list_models()
+            models = [m for m in list_models() if m.offered]  # usable now or a current version to download
             for m in models:
                 state = "installed" if m.installed else f"{(m.size or 0) / 1e6:.0f} MB download"
                 combo.addItem(f"{m.id}{' (default)' if m.default else ''} - {state}", m.id)

@@ -72,6 +72,12 @@ def output_problem(job: Job) -> Optional[str]:
         check_image_file(job.output)
     except InputError as exc:
         return str(exc)
+    if str(job.output).lower().endswith(".dcm"):  # a DICOM SEG: its header must read as one
+        from ..engine.dicomseg import seg_problem
+
+        problem = seg_problem(job.output)
+        if problem:
+            return problem
     try:
         json.loads(job.report.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

@@ -1,8 +1,8 @@
-"""The model catalog (``Resources/models.json``): load, check and select entries.
+"""The model catalog (``TextSegmentLib/resources/models.json``): load, check and select entries.
 
 An entry id is ``<name>-v<major>.<minor>.<patch>``. The newest non-deprecated version of a name is what a bare
 name resolves to; the catalog's ``default`` (a name or an id) names the model used when none is asked for.
-The JSON schema ``Resources/models.schema.json`` documents every field; :func:`load_catalog` checks the fields the
+The JSON schema ``resources/models.schema.json`` documents every field; :func:`load_catalog` checks the fields the
 code relies on without needing the ``jsonschema`` package.
 """
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
+from ..resources import CATALOG_FILE
 from .errors import CatalogError
 
 #: environment variable naming another catalog file (used by tests and by sites with their own catalog)
@@ -23,7 +24,7 @@ ID_RE = re.compile(r"^(?P<name>" + NAME_PATTERN + r")-v(?P<version>\d+\.\d+\.\d+
 NAME_RE = re.compile(r"^" + NAME_PATTERN + r"$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 ARCHIVE_FORMATS = ("zip", "tar.gz")
-REQUIRED_FIELDS = ("id", "title", "description", "modalities", "structures", "sha256", "size", "format_version")
+REQUIRED_FIELDS = ("id", "title", "description", "modalities", "sha256", "size", "format_version")
 REQUIRED_FIELDS += ("text_encoder", "license", "timings")
 
 PathLike = Union[str, Path]
@@ -57,6 +58,31 @@ def id_from_card(card: Dict[str, Any]) -> str:
     if not re.match(r"^\d+\.\d+\.\d+$", version):
         version = "0.0.0"
     return f"{name}-v{version}"
+
+
+def card_structures(card: Dict[str, Any]) -> List[str]:
+    """The structure names of a model card's ``vocabulary`` (entries are names or ``{"name": ...}`` objects).
+
+    Example:
+        >>> card_structures({"vocabulary": ["brain", {"name": "left putamen", "laterality": "left"}]})
+        ['brain', 'left putamen']
+    """
+    names = []
+    for item in card.get("vocabulary") or []:
+        name = item.get("name") if isinstance(item, dict) else item
+        if isinstance(name, str) and name:
+            names.append(name)
+    return names
+
+
+def _embedded_structures(folder: Path) -> List[str]:
+    """The structures of an embedded bundle, read from its card (the catalog does not repeat them); [] if unreadable."""
+    try:
+        with open(folder / "model.json", encoding="utf-8") as fh:
+            card = json.load(fh)
+    except (OSError, ValueError):
+        return []
+    return card_structures(card) if isinstance(card, dict) else []
 
 
 def archive_format(url_or_name: str) -> Optional[str]:
@@ -97,10 +123,6 @@ class CatalogEntry:
     sample_data: List[Dict[str, Any]] = field(default_factory=list)
     deprecated: bool = False
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @property
-    def version_string(self) -> str:
-        return ".".join(str(v) for v in self.version)
 
 
 class Catalog:
@@ -164,16 +186,11 @@ class Catalog:
 
 
 def default_catalog_path() -> Path:
-    """``$TEXTSEGMENT_CATALOG`` when set, else ``Resources/models.json`` of the extension (beside the library)."""
+    """``$TEXTSEGMENT_CATALOG`` when set, else the catalog shipped inside the package (``resources/models.json``)."""
     env = os.environ.get(CATALOG_ENV)
     if env:
         return Path(env).expanduser()
-    here = Path(__file__).resolve().parent
-    candidates = [here.parents[1] / "Resources" / "models.json", here.parent / "Resources" / "models.json"]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    return candidates[0]
+    return CATALOG_FILE
 
 
 def _fail(path: Path, where: str, message: str) -> CatalogError:
@@ -205,7 +222,7 @@ def _entry(raw: Any, index: int, path: Path) -> CatalogEntry:
         raise _fail(path, where, "urls must be a list of URLs")
     embedded = raw.get("embedded")
     if not urls and not embedded:
-        raise _fail(path, where, "needs 'urls' (a downloadable archive) or 'embedded' (a folder in Resources)")
+        raise _fail(path, where, "needs 'urls' (a downloadable archive) or 'embedded' (a folder beside the catalog)")
     fmt = raw.get("archive") or (archive_format(urls[0]) if urls else None)
     if urls and fmt not in ARCHIVE_FORMATS:
         raise _fail(path, where, f"archive format must be one of {ARCHIVE_FORMATS} (set 'archive' or the URL suffix)")
@@ -213,8 +230,13 @@ def _entry(raw: Any, index: int, path: Path) -> CatalogEntry:
     if embedded:
         rel = Path(embedded)
         if rel.is_absolute() or ".." in rel.parts:
-            raise _fail(path, where, "embedded must be a path inside the Resources folder")
+            raise _fail(path, where, "embedded must be a path inside the catalog's folder")
         embedded_path = path.parent / rel
+    structures = raw.get("structures")
+    if structures is None:
+        structures = _embedded_structures(embedded_path) if embedded_path is not None else []
+    if not isinstance(structures, list) or not all(isinstance(n, str) for n in structures):
+        raise _fail(path, where, "structures must be a list of names")
     return CatalogEntry(
         id=model_id,
         name=parsed[0],
@@ -222,7 +244,7 @@ def _entry(raw: Any, index: int, path: Path) -> CatalogEntry:
         title=str(raw["title"]),
         description=str(raw["description"]),
         modalities=list(raw["modalities"]),
-        structures=list(raw["structures"]),
+        structures=structures,
         sha256=raw["sha256"],
         size=raw["size"],
         format_version=raw["format_version"],

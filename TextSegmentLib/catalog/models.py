@@ -374,6 +374,17 @@ class ModelStatus:
     in_catalog: bool
     path: Optional[Path]
     broken: Optional[str] = None  # what is wrong with an installed copy (then ``installed`` is False)
+    downloadable: bool = False  # the catalog lists URLs for it
+
+    @property
+    def offered(self) -> bool:
+        """Whether a model list should offer it: usable now, or a current (not deprecated) version to download.
+
+        Example:
+            >>> ModelStatus("a-v1.0.0", "a", False, False, 1, False, True, True, None, downloadable=True).offered
+            False
+        """
+        return self.installed or (self.downloadable and not self.deprecated)
 
 
 def _problem(model_id: str) -> Optional[str]:
@@ -403,7 +414,17 @@ def list_models(catalog: Optional[Catalog] = None) -> List[ModelStatus]:
         usable = (cached and broken is None) or embedded
         out.append(
             ModelStatus(
-                e.id, e.title, usable, bool(e.embedded), e.size, e.id == default, e.deprecated, True, path, broken
+                e.id,
+                e.title,
+                usable,
+                bool(e.embedded),
+                e.size,
+                e.id == default,
+                e.deprecated,
+                True,
+                path,
+                broken,
+                bool(e.urls),
             )
         )
     for model_id in installed:

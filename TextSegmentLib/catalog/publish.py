@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from ..atomic import atomic_file
 from .archive import find_bundle_root, safe_unpack
-from .catalog import archive_format, id_from_card, load_catalog
+from .catalog import archive_format, card_structures, id_from_card, load_catalog
 from .errors import CatalogError
 from .install import CARD_FILE, WEIGHTS_FILE, check_folder, sha256_of
 
@@ -46,15 +46,6 @@ def pack_bundle(bundle_dir: PathLike, archive: PathLike) -> Path:
     return archive
 
 
-def _structures(card: Dict[str, Any]) -> List[str]:
-    names = []
-    for item in card.get("vocabulary") or []:
-        name = item.get("name") if isinstance(item, dict) else item
-        if isinstance(name, str) and name:
-            names.append(name)
-    return names
-
-
 def make_entry(
     source: PathLike,
     urls: Sequence[str] = (),
@@ -64,7 +55,8 @@ def make_entry(
 ) -> Dict[str, Any]:
     """The catalog entry of an archive (give ``urls``) or of an embedded bundle folder (give ``embedded``).
 
-    Id, title, structures, license, text encoder and timings come from the model card; ``fields`` override or add
+    Id, title, structures (listed for archives only: an embedded card is read directly), license, text encoder and
+    timings come from the model card; ``fields`` override or add
     any entry field (``description``, ``sample_data``, ``deprecated``...).
 
     Example:
@@ -91,7 +83,6 @@ def make_entry(
         "title": card.get("title") or card.get("name", ""),
         "description": card.get("description", ""),
         "modalities": list(modalities or card.get("modalities") or ["CT", "MR"]),
-        "structures": _structures(card),
         "sha256": weights_sha if embedded else sha256_of(source),
         "size": weights_size if embedded else source.stat().st_size,
         "card_sha256": card_sha,
@@ -109,8 +100,9 @@ def make_entry(
     if entry["text_encoder"]["dim"] is None:
         del entry["text_encoder"]["dim"]
     if embedded:
-        entry["embedded"] = embedded
+        entry["embedded"] = embedded  # its structures are read from the card beside it
     else:
+        entry["structures"] = card_structures(card)  # shown before the archive is downloaded
         entry["urls"] = list(urls)
         entry["weights_sha256"] = weights_sha
     if card.get("min_textsegment_version"):
@@ -119,13 +111,34 @@ def make_entry(
     return entry
 
 
-def add_to_catalog(catalog_file: PathLike, entry: Dict[str, Any], default: Optional[str] = None) -> None:
-    """Add (or replace, by id) ``entry`` in a catalog file; ``default`` also sets the catalog's default."""
+def add_to_catalog(
+    catalog_file: PathLike, entry: Dict[str, Any], default: Optional[str] = None, only_embedded: bool = False
+) -> List[Path]:
+    """Add (or replace, by id) ``entry`` in a catalog file; ``default`` also sets the catalog's default.
+
+    ``only_embedded``: ``entry`` becomes the one embedded model: every other entry loses ``embedded`` (one with URLs
+    stays, as a download; one without leaves the catalog). Returns the bundle folders no entry embeds any more (for
+    the caller to delete once the new catalog is in place).
+    """
     path = Path(catalog_file)
     data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"catalog_version": 1, "models": []}
-    data["models"] = [m for m in data.get("models", []) if m.get("id") != entry["id"]] + [entry]
+    models = [m for m in data.get("models", []) if m.get("id") != entry["id"]]
+    retired: List[Path] = []
+    if only_embedded:
+        kept = []
+        for m in models:
+            folder = m.get("embedded")
+            if folder and folder != entry.get("embedded"):
+                retired.append(path.parent / folder)
+                m = {k: v for k, v in m.items() if k != "embedded"}
+                if not m.get("urls"):
+                    continue
+            kept.append(m)
+        models = kept
+    data["models"] = models + [entry]
     if default is not None:
         data["default"] = default
     with atomic_file(path, ".json") as tmp:
         Path(tmp).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         load_catalog(Path(tmp))  # the new catalog must load before it replaces the old one
+    return retired

