@@ -64,7 +64,8 @@ def test_publish_command(home, tiny, tmp_path, capsys):
     assert main(["models", "publish", str(tiny["bundle"]), "--embedded"]) == 2  # not inside Resources
 
 
-def test_one_embedded_model_replaces_the_previous_one(home, tiny, capsys):
+def test_one_embedded_model_replaces_the_previous_one(home, tiny, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a refused publish must not leave an archive in the current folder
     models = home.parent / "Resources" / "models"
     old, new = models / "tiny-v1.0.0", models / "tiny-v1.1.0"
     shutil.copytree(tiny["bundle"], old)
@@ -82,6 +83,7 @@ def test_one_embedded_model_replaces_the_previous_one(home, tiny, capsys):
     jsonschema.validate(json.loads(catalog.read_text()), SCHEMA)
     assert resolve_model(None) == new
     assert main(["models", "publish", str(new), "--only-embedded", "--url", "https://example.org/x.zip"]) == 2
+    assert not list(tmp_path.glob("*.zip"))
 
 
 def test_the_model_list_offers_only_what_can_be_used(home, tiny):

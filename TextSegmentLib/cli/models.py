@@ -117,6 +117,8 @@ def _publish(args: argparse.Namespace, catalog) -> int:
     from ..catalog.publish import add_to_catalog, make_entry, pack_bundle
 
     source = Path(args.path)
+    if args.only_embedded and not args.embedded:  # before anything is packed or written
+        raise UsageError("--only-embedded goes with --embedded")
     if args.embedded:
         if not source.is_dir():
             raise UsageError(
@@ -138,8 +140,6 @@ def _publish(args: argparse.Namespace, catalog) -> int:
     print(json.dumps(entry, indent=2))
     if not args.dry_run:
         name = entry["id"].rsplit("-v", 1)[0]
-        if args.only_embedded and not args.embedded:
-            raise UsageError("--only-embedded goes with --embedded")
         retired = add_to_catalog(
             catalog.path, entry, default=name if args.set_default else None, only_embedded=args.only_embedded
         )
