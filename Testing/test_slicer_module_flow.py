@@ -16,8 +16,8 @@ pytest.importorskip("torch")
 
 from module_stubs import forget_widget_parts, load_module, make_widget, parameters  # noqa: E402
 
-from TextSegmentLib import slicer_bridge as bridge  # noqa: E402
-from TextSegmentLib.worker import Worker  # noqa: E402
+from TextSegmentLib.slicer import bridge  # noqa: E402
+from TextSegmentLib.slicer.worker import Worker  # noqa: E402
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ vtk = pytest.importorskip("vtk")
 
 from module_stubs import forget_widget_parts, load_module, make_widget, parameters  # noqa: E402
 
-from TextSegmentLib.worker import Worker  # noqa: E402
+from TextSegmentLib.slicer.worker import Worker  # noqa: E402
 
 #: keys Slicer's slice views handle without modifier (Docs/user_guide/user_interface.md, "Slice views")
 SLICE_VIEW_KEYS = set("bfvrgt[]{}")
@@ -131,8 +131,7 @@ def test_cleanup_removes_shortcuts_timer_and_observers(module, scene):
 
 
 def test_placing_markups_records_the_view_under_the_mouse(module, scene):
-    from TextSegmentLib import slicer_bridge as bridge
-    from TextSegmentLib import slicer_markups as markups
+    from TextSegmentLib.slicer import bridge, markups
 
     widget = make_widget(module, mock.MagicMock(), parameters())
     crosshair = scene.GetFirstNodeByClass("vtkMRMLCrosshairNode")

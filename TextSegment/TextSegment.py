@@ -55,8 +55,8 @@ from TextSegmentWidgets.refine_tools import RefineToolsMixin  # noqa: E402
 from TextSegmentWidgets.self_test import runSelfTest  # noqa: E402
 
 from TextSegmentLib.prompts import known_names  # noqa: E402
-from TextSegmentLib.slicer_logic import TextSegmentLogic as _LibraryLogic  # noqa: E402
-from TextSegmentLib.worker import CANCELLED, DONE, JobWatcher  # noqa: E402
+from TextSegmentLib.slicer.logic import TextSegmentLogic as _LibraryLogic  # noqa: E402
+from TextSegmentLib.slicer.worker import CANCELLED, DONE, JobWatcher  # noqa: E402
 
 #: (key sequence, widget method) while the module is shown
 SHORTCUTS = (("Ctrl+Return", "onSegment"), ("Ctrl+Enter", "onSegment"), ("Ctrl+Z", "onUndo"))
@@ -101,7 +101,7 @@ class TextSegmentParameterNode:
 
 
 class TextSegmentLogic(ScriptedLoadableModuleLogic, _LibraryLogic):
-    """The library's :class:`TextSegmentLib.slicer_logic.TextSegmentLogic` with Slicer's parameter node.
+    """The library's :class:`TextSegmentLib.slicer.logic.TextSegmentLogic` with Slicer's parameter node.
 
     Example (Python console)::
 

@@ -7,7 +7,7 @@ A segment, refine or download job cancels it first (it stops at the next batch; 
 
 import logging
 
-from TextSegmentLib.worker import DONE, FAILED, JobWatcher
+from TextSegmentLib.slicer.worker import DONE, FAILED, JobWatcher
 from TextSegmentWidgets.dependencies import dependencyProblems
 
 

@@ -7,7 +7,7 @@ refinement happens in that plane whichever of the axial, coronal or sagittal vie
 
 import slicer
 
-from TextSegmentLib.slicer_markups import (
+from TextSegmentLib.slicer.markups import (
     PLANE_ATTRIBUTE,
     POINT_LABEL_ATTRIBUTE,
     POINT_PLANES_ATTRIBUTE,
