@@ -121,6 +121,7 @@ def make_widget(module, logic, parameters, prompts=""):
     widget.logic = logic
     widget._timer = mock.MagicMock()
     widget._parameterNode = parameters
+    widget.makePanels()
     return widget
 
 

@@ -364,3 +364,11 @@ def markups_to_prompts(
         [p.label for p in on_slice] or None,
         axis,
     )
+
+
+def record_view_under_cursor(node: Any, scene: Any) -> Optional[str]:
+    """Record, for the markups just placed on ``node``, the slice view under the mouse (the scene's crosshair node
+    knows it); nothing is recorded when the mouse is over no slice view. Returns that view's world plane name."""
+    crosshair = scene.GetFirstNodeByClass("vtkMRMLCrosshairNode") if scene is not None else None
+    slice_node = crosshair.GetCursorPositionXYZ([0.0, 0.0, 0.0]) if crosshair is not None else None
+    return record_view_plane(node, slice_node)
