@@ -18,7 +18,7 @@ import pytest
 slicer = pytest.importorskip("slicer")
 vtk = pytest.importorskip("vtk")
 
-from module_stubs import forget_widget_parts, load_module, make_widget, parameters  # noqa: E402
+from module_stubs import FakeParameterNode, forget_widget_parts, load_module, make_widget, parameters  # noqa: E402
 
 from TextSegmentLib.slicer.worker import Worker  # noqa: E402
 
@@ -85,6 +85,9 @@ def test_self_test_runs_the_gui_flow_with_the_default_model(module, scene, monke
     try:
         logic = module.TextSegmentLogic(scene, model="default", device="cpu", worker=worker)
         widget = make_widget(module, logic, parameters())
+        widget._parameterNode = None  # the module was left and the scene cleared: Self Tests runs it like this
+        node = FakeParameterNode(device="cpu")
+        logic.getParameterNode = lambda: node
         monkeypatch.setattr(slicer, "modules", mock.MagicMock(), raising=False)
         slicer.modules.textsegment.widgetRepresentation().self.return_value = widget
         slicer.app.processEvents.side_effect = widget._tick  # the event loop runs the job timer
@@ -93,6 +96,7 @@ def test_self_test_runs_the_gui_flow_with_the_default_model(module, scene, monke
         test = module.TextSegmentTest()
         test.test_TextSegment1()
         assert errors == []
+        assert widget._parameterNode is node and node.connected == 1  # the self-test made and connected it
         seg = widget._parameterNode.outputSegmentation
         assert seg.GetSegmentation().GetNumberOfSegments() == 2
         assert len(widget.logic.session(seg).undo) == 1  # the segment step; the refinement was undone
