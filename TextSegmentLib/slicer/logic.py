@@ -183,6 +183,9 @@ class TextSegmentLogic:
             bridge.place_with_volume(segmentationNode, volumeNode)
         old = self._sessions.get(segmentationNode)
         session = Session(volumeNode.GetID(), result, ids, list(old.undo) if old else [])
+        if old is not None and old.volume_id == volumeNode.GetID():  # earlier segments stay refinable
+            replaced = set(ids.values())
+            session.extra = {sid: v for sid, v in old.carried_over().items() if sid not in replaced}
         session.push(UndoStep("segment", changed, old))
         self._sessions.set(segmentationNode, session)
         return segmentationNode
@@ -227,15 +230,26 @@ class TextSegmentLogic:
         """The node's session (engine result, prompt -> segment, undo), shared with the Segment Editor effect."""
         return self._sessions.get(segmentationNode)
 
-    def _session_for(self, segmentationNode: Any, segmentId: str) -> Tuple[Session, int]:
+    def adoptSegment(self, segmentationNode: Any, volumeNode: Any, result: Any, index: int, segmentId: str) -> None:
+        """Make ``segmentId`` refinable as prompt ``index`` of ``result`` (a segment written by someone else, e.g. the
+        Segment Editor effect, from this engine result)."""
+        session = self._sessions.get(segmentationNode)
+        if session is None or session.volume_id != volumeNode.GetID():
+            self._sessions.set(segmentationNode, Session(volumeNode.GetID(), result, {index: segmentId}))
+            return
+        session.segment_ids = {k: v for k, v in session.segment_ids.items() if v != segmentId}
+        session.extra[segmentId] = (result, index)
+
+    def _session_for(self, segmentationNode: Any, segmentId: str) -> Tuple[Session, Any, int]:
+        """``(session, engine result, prompt index)`` behind a segment, or a BridgeError saying what to do."""
         session = self._sessions.get(segmentationNode)
         if session is None:
             raise bridge.BridgeError(
                 "this segmentation was not made by TextSegment in this session; run Segment first, then refine"
             )
-        index = session.prompt_index(segmentId)
-        if index is not None:
-            return session, index
+        found = session.lookup(segmentId)
+        if found is not None:
+            return session, found[0], found[1]
         raise bridge.BridgeError(f"segment '{segmentId}' was not made by the last TextSegment run; segment it first")
 
     def refinePrompts(
@@ -252,12 +266,12 @@ class TextSegmentLogic:
         :mod:`.markups` and :mod:`.planes`), or ``plane``; an oblique view or a plane the model cannot refine in
         raises :class:`BridgeError` with what to do instead.
         """
-        session, index = self._session_for(segmentationNode, segmentId)
+        session, result, index = self._session_for(segmentationNode, segmentId)
         volumeNode = self.scene.GetNodeByID(session.volume_id)
         if volumeNode is None:
             raise bridge.BridgeError("the volume this segmentation was made from is no longer in the scene")
-        _check_grid(volumeNode, session.result)
-        prompts = markups_to_prompts(roiNode, pointListNode, volumeNode, plane, _result_plane(session.result))
+        _check_grid(volumeNode, result)
+        prompts = markups_to_prompts(roiNode, pointListNode, volumeNode, plane, _result_plane(result))
         planes = self._loadedRefinePlanes()  # not loaded yet: the engine checks on the worker
         if planes is not None and prompts.plane not in planes:
             views = " or ".join(PLANE_VIEW[p] for p in planes)
@@ -294,7 +308,7 @@ class TextSegmentLogic:
         It starts from the segment as it is now in the node (Segment Editor edits included), not from the engine's
         last result.
         """
-        session, _ = self._session_for(segmentationNode, segmentId)
+        session, result, _ = self._session_for(segmentationNode, segmentId)
         index, p = self.refinePrompts(segmentationNode, segmentId, roiNode, pointListNode, plane)
         volumeNode = self.scene.GetNodeByID(session.volume_id)
         before = current_mask(segmentationNode, segmentId, volumeNode)
@@ -302,9 +316,9 @@ class TextSegmentLogic:
 
         def run(job: Job) -> Any:
             segmenter = self.segmenter()
-            load_current(session.result, index, before)  # the engine's refine(current=...) does the same
+            load_current(result, index, before)  # the engine's refine(current=...) does the same
             return segmenter.refine(
-                session.result, index, p.slice_ijk, box=p.box, points=p.points, labels=p.labels, coords="voxel",
+                result, index, p.slice_ijk, box=p.box, points=p.points, labels=p.labels, coords="voxel",
                 plane=p.plane, progress=job.report, cancel=job.cancelled, max_propagation=maxPropagation,
             )  # fmt: skip
 
@@ -313,16 +327,22 @@ class TextSegmentLogic:
     def applyRefinement(self, segmentationNode: Any, segmentId: str) -> Any:
         """Write what the refinement changed into ``segmentId`` as it is now (other voxels keep their content; undo
         puts back exactly the changed voxels)."""
-        session, index = self._session_for(segmentationNode, segmentId)
+        session, result, index = self._session_for(segmentationNode, segmentId)
+        change = self.refinementChange(segmentationNode, segmentId)
+        volumeNode = self.scene.GetNodeByID(session.volume_id)
+        apply_voxels(segmentationNode, volumeNode, change, undo=False)
+        self._tag(segmentationNode, segmentId, result.segments[index])
+        session.push(UndoStep("refine", voxels=change, result=result))
+        return segmentationNode
+
+    def refinementChange(self, segmentationNode: Any, segmentId: str) -> VoxelChange:
+        """What the finished refinement of ``segmentId`` changed, against its content when the refinement started
+        (nothing is written; :meth:`applyRefinement` writes it, the Segment Editor effect writes it its own way)."""
+        session, result, index = self._session_for(segmentationNode, segmentId)
         before = session.pending.pop(segmentId, None)
         if before is None:
             raise bridge.BridgeError(f"no refinement of '{segmentId}' is waiting to be applied; refine it first")
-        volumeNode = self.scene.GetNodeByID(session.volume_id)
-        change = VoxelChange.between(segmentId, before, session.result.mask(index))
-        apply_voxels(segmentationNode, volumeNode, change, undo=False)
-        self._tag(segmentationNode, segmentId, session.result.segments[index])
-        session.push(UndoStep("refine", voxels=change))
-        return segmentationNode
+        return VoxelChange.between(segmentId, before, result.mask(index))
 
     def refine(
         self,
@@ -370,7 +390,8 @@ class TextSegmentLogic:
         if step.kind == "refine":  # exactly the voxels the refinement changed; the engine's state follows
             volumeNode = self.scene.GetNodeByID(session.volume_id)
             apply_voxels(segmentationNode, volumeNode, step.voxels, undo=True)
-            self.worker.run(lambda job: self.segmenter().undo(session.result), description="undo")
+            result = step.result if step.result is not None else session.result
+            self.worker.run(lambda job: self.segmenter().undo(result), description="undo")
             return True
         self._revert(segmentationNode, step.segments)
         bridge.share_layers(segmentationNode)

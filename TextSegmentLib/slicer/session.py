@@ -60,25 +60,44 @@ class UndoStep:
     segments: List[Tuple[str, Any, int]] = field(default_factory=list)
     session: Optional["Session"] = None
     voxels: Optional[VoxelChange] = None
+    result: Any = None  # for "refine": the engine result that was refined (its engine state is undone too)
 
 
 @dataclass
 class Session:
-    """The engine result behind a segmentation node, and which segment holds which prompt."""
+    """The engine result behind a segmentation node, and which segment holds which prompt.
+
+    ``result``/``segment_ids``: the last text run of the module (prompt index -> segment id); ``extra``: segments
+    made by earlier runs or by the Segment Editor effect, segment id -> (their engine result, prompt index); every
+    segment in either stays refinable."""
 
     volume_id: str
     result: Any
     segment_ids: Dict[int, str]
     undo: List[UndoStep] = field(default_factory=list)
+    extra: Dict[str, Tuple[Any, int]] = field(default_factory=dict)
     #: segment id -> its content when a refinement started (what the refinement's change is measured against)
     pending: Dict[str, np.ndarray] = field(default_factory=dict)
 
     def prompt_index(self, segment_id: str) -> Optional[int]:
-        """The prompt index whose segment is ``segment_id`` (None: not made by this session)."""
+        """The prompt index of the last run whose segment is ``segment_id`` (None: not made by that run)."""
         for index, sid in self.segment_ids.items():
             if sid == segment_id:
                 return index
         return None
+
+    def lookup(self, segment_id: str) -> Optional[Tuple[Any, int]]:
+        """``(engine result, prompt index)`` behind ``segment_id`` (None: no text run made it)."""
+        index = self.prompt_index(segment_id)
+        if index is not None:
+            return self.result, index
+        return self.extra.get(segment_id)
+
+    def carried_over(self) -> Dict[str, Tuple[Any, int]]:
+        """Every segment of this session as ``extra`` entries (for the session of the next text run)."""
+        out = dict(self.extra)
+        out.update({sid: (self.result, index) for index, sid in self.segment_ids.items()})
+        return out
 
     def push(self, step: UndoStep) -> None:
         """Add an undo step, keeping the last :data:`MAX_UNDO` (older engine results are released with them)."""
