@@ -18,7 +18,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = ROOT / "TextSegment"
 UI = MODULE / "Resources" / "UI" / "TextSegment.ui"
-SOURCES = [MODULE / "TextSegment.py", *sorted((MODULE / "TextSegmentWidgets").glob("*.py"))]
+SOURCES = [
+    MODULE / "TextSegment.py",
+    *sorted((MODULE / "TextSegmentWidgets").glob("*.py")),
+    *sorted((MODULE / "TextSegmentEffect").glob("*.py")),
+]
 
 EXPECTED_CLASSES = {
     "inputVolumeSelector": "qMRMLNodeComboBox",

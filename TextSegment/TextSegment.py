@@ -69,16 +69,28 @@ class TextSegment(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = "TextSegment"
         self.parent.categories = ["Segmentation"]
-        self.parent.dependencies = []
+        self.parent.dependencies = ["Segmentations"]  # its Segment Editor effect
         self.parent.contributors = ["TextSegment developers"]
         self.parent.helpText = (
             "Type what to segment, one structure per line, and press Segment (Ctrl+Enter). The default model knows "
             "brain MRI structures: for example <i>left hippocampus</i>, <i>brain</i>, <i>right putamen</i>. Fix a "
-            "result with a box or +/- points on the axial, coronal or sagittal view, then Apply; Ctrl+Z undoes. "
+            "result with a box or +/- points on the axial, coronal or sagittal view, then Apply; Ctrl+Z undoes. The "
+            "Segment Editor has the same as the effect <b>Text prompt</b>. "
             "From the Python console: <code>TextSegment.TextSegmentLogic().segment(volume, ['brain'])</code>. "
             "See <a href='https://github.com/TextSegment/SlicerTextSegment/blob/main/docs/slicer.md'>docs/slicer.md</a>."
         )
         self.parent.acknowledgementText = "Light text-prompted slice model (LangMedSAM design) on 3D Slicer."
+        # the Segment Editor effect "Text prompt", registered as Slicer's scripted-effect template does
+        slicer.app.connect("startupCompleted()", self.registerEditorEffect)
+
+    def registerEditorEffect(self) -> None:
+        """Register the Segment Editor effect "Text prompt" (TextSegmentEffect/SegmentEditorEffect.py)."""
+        import qSlicerSegmentationsEditorEffectsPythonQt as effects
+
+        instance = effects.qSlicerSegmentEditorScriptedEffect(None)
+        path = os.path.join(os.path.dirname(__file__), "TextSegmentEffect", "SegmentEditorEffect.py")
+        instance.setPythonSource(path.replace("\\", "/"))
+        instance.self().register()
 
 
 @parameterNodeWrapper

@@ -78,7 +78,7 @@ class TextPromptEffectLogic:
             if len(self._corners) != 1 or not self._onFirstCornerSlice(position):
                 self._corners = []
             self._corners.append(position)
-            node.RemoveAllControlPoints()
+            node = self._freshBox(node)
             for corner in self._corners:  # two corners: MRML makes the box (centre and size)
                 self._addPoint(node, corner)
             record_view_normal(node, normal)
@@ -91,6 +91,11 @@ class TextPromptEffectLogic:
         import vtk  # noqa: PLC0415 (slicer-core or Slicer)
 
         node.AddControlPointWorld(vtk.vtkVector3d(*position))
+
+    def _freshBox(self, node: Any) -> Any:
+        """An empty box node (a finished ROI keeps one control point, its centre, and takes no new corners)."""
+        self.scene.RemoveNode(node)
+        return self.markupsNode("box")
 
     def _onFirstCornerSlice(self, position: List[float]) -> bool:
         """Whether ``position`` lies on the slice of the box's first corner (else the box starts again)."""
