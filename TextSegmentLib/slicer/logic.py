@@ -16,6 +16,7 @@ Example (Slicer's Python console)::
     logic.undo(seg)
 """
 
+import inspect
 import logging
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -316,10 +317,14 @@ class TextSegmentLogic:
 
         def run(job: Job) -> Any:
             segmenter = self.segmenter()
-            load_current(result, index, before)  # the engine's refine(current=...) does the same
+            extra = {}
+            if "current" in inspect.signature(segmenter.refine).parameters:
+                extra["current"] = before  # the engine starts from it and its undo restores what it changed
+            else:
+                load_current(result, index, before)  # the same for an engine without ``current=``
             return segmenter.refine(
                 result, index, p.slice_ijk, box=p.box, points=p.points, labels=p.labels, coords="voxel",
-                plane=p.plane, progress=job.report, cancel=job.cancelled, max_propagation=maxPropagation,
+                plane=p.plane, progress=job.report, cancel=job.cancelled, max_propagation=maxPropagation, **extra,
             )  # fmt: skip
 
         return self.worker.submit(run, description=f"refining on the {p.plane} plane")
