@@ -28,6 +28,7 @@ import numpy as np
 
 from . import bridge
 from .edits import current_mask
+from .inputs import check_grid
 from .markups import POINT_LABEL_ATTRIBUTE, clear_records, record_view_normal
 from .planes import slice_normal_world
 from .worker import Job
@@ -133,9 +134,7 @@ class TextPromptEffectLogic:
     def segmentLabelmap(self, volumeNode: Any, segmentationNode: Any, segmentId: str, result: Any) -> Any:
         """The finished text result as a labelmap for the editor to write into ``segmentId``; the segment becomes
         refinable (the session registry knows its engine result)."""
-        from .logic import _check_grid  # noqa: PLC0415
-
-        _check_grid(volumeNode, result)
+        check_grid(volumeNode, result)
         self.logic.adoptSegment(segmentationNode, volumeNode, result, 0, segmentId)
         return self.labelmap(result.mask(0), volumeNode, segmentationNode)
 

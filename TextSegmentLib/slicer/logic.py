@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 from ..prompts import TAG_CONFIDENCE, TAG_FOUND, TAG_PROMPT, TAG_VOLUME, match_prompt
 from . import bridge
 from .edits import apply_voxels, current_mask, load_current
+from .inputs import VolumeSource, check_grid
 from .markups import PLANE_VIEW, RefinePrompts, markups_to_prompts
 from .session import MAX_UNDO, Session, SessionRegistry, UndoStep, VoxelChange, registry_for
 from .worker import Job, JobWatcher, Worker, default_worker
@@ -154,7 +155,7 @@ class TextSegmentLogic:
     def applySegmentation(self, volumeNode: Any, result: Any, segmentationNode: Any = None) -> Any:
         """Write an engine result into ``segmentationNode`` (a new one when None): one segment per prompt."""
         _, ijk_to_ras = bridge.volume_to_array(volumeNode, copy=False)
-        _check_grid(volumeNode, result)
+        check_grid(volumeNode, result)
         created = segmentationNode is None
         if created:
             segmentationNode = self.scene.AddNewNodeByClass(
@@ -271,7 +272,7 @@ class TextSegmentLogic:
         volumeNode = self.scene.GetNodeByID(session.volume_id)
         if volumeNode is None:
             raise bridge.BridgeError("the volume this segmentation was made from is no longer in the scene")
-        _check_grid(volumeNode, result)
+        check_grid(volumeNode, result)
         prompts = markups_to_prompts(roiNode, pointListNode, volumeNode, plane, _result_plane(result))
         planes = self._loadedRefinePlanes()  # not loaded yet: the engine checks on the worker
         if planes is not None and prompts.plane not in planes:
@@ -482,28 +483,3 @@ class TextSegmentLogic:
 def _result_plane(result: Any) -> str:
     """The plane an engine result was segmented in (its primary plane)."""
     return str(getattr(result.volume, "axis", "axial"))
-
-
-def _check_grid(volumeNode: Any, result: Any) -> None:
-    """Refuse to write a result computed on another grid (the volume changed while it was being segmented)."""
-    dims = tuple(volumeNode.GetImageData().GetDimensions())
-    if tuple(result.volume.image.GetSize()) != dims:
-        raise bridge.BridgeError(
-            f"volume '{volumeNode.GetName()}' changed (now {dims}) since it was segmented; segment it again"
-        )
-
-
-class VolumeSource:
-    """A volume's voxels and LPS geometry as read from MRML; :meth:`volume` builds the engine's input (on the
-    worker: it imports the engine, SimpleITK and torch) once."""
-
-    def __init__(self, array: Any, spacing: Any, origin: Any, direction: Any, meta: Optional[dict]) -> None:
-        self.array, self.spacing, self.origin, self.direction, self.meta = array, spacing, origin, direction, meta
-        self._volume: Any = None
-
-    def volume(self) -> Any:
-        if self._volume is None:
-            from ..engine import VolumeInput  # noqa: PLC0415
-
-            self._volume = VolumeInput(self.array, self.spacing, self.origin, self.direction, self.meta)
-        return self._volume
