@@ -82,3 +82,29 @@ def changed_indices(before, after, axis):
     numpy_axis = 2 - axis
     other = tuple(a for a in range(3) if a != numpy_axis)
     return set(np.flatnonzero((np.asarray(before) != np.asarray(after)).any(axis=other)).tolist())
+
+
+def oblique_matrix(degrees=30.0, spacing=(2.0, 2.0, 2.5)):
+    """IJK-to-RAS (4x4) of a volume acquired ``degrees`` about R (i along R, j and k tilted in the A-S plane)."""
+    import numpy as np
+
+    a = np.radians(degrees)
+    rotation = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(a), -np.sin(a)], [0.0, np.sin(a), np.cos(a)]])
+    m = np.eye(4)
+    m[:3, :3] = rotation @ np.diag(spacing)
+    m[:3, 3] = (-20.0, -30.0, -15.0)
+    return m
+
+
+def view_of_volume_slices(scene, ijk_to_ras, axis=2):
+    """A slice view turned to the volume's planes where index ``axis`` is fixed (Slicer's 'Rotate to volume
+    plane')."""
+    import numpy as np
+
+    m = np.asarray(ijk_to_ras, float)
+    d = m[:3, :3] / np.linalg.norm(m[:3, :3], axis=0)
+    in_plane = [a for a in range(3) if a != axis]
+    slice_to_ras = np.eye(4)
+    slice_to_ras[:3, 0], slice_to_ras[:3, 1] = d[:, in_plane[0]], d[:, in_plane[1]]
+    slice_to_ras[:3, 2] = np.cross(d[:, in_plane[0]], d[:, in_plane[1]])
+    return slice_view(scene, slice_to_ras=slice_to_ras)

@@ -11,7 +11,15 @@ slicer = pytest.importorskip("slicer")
 vtk = pytest.importorskip("vtk")
 pytest.importorskip("torch")
 
-from mrml_helpers import changed_indices, edit_segment, head_array, slice_view, three_plane_bundle  # noqa: E402
+from mrml_helpers import (  # noqa: E402
+    changed_indices,
+    edit_segment,
+    head_array,
+    oblique_matrix,
+    slice_view,
+    three_plane_bundle,
+    view_of_volume_slices,
+)
 
 from TextSegmentLib.slicer import bridge  # noqa: E402
 from TextSegmentLib.slicer.effect_logic import TextPromptEffectLogic  # noqa: E402
@@ -169,3 +177,24 @@ def test_a_click_on_another_view_starts_anew_and_a_refinement_needs_clicks(setup
         effect.refineAsync(seg, "Segment_1")
     with pytest.raises(bridge.BridgeError, match="type what to segment"):
         effect.segmentAsync(volume, "  ")
+
+
+def test_clicks_on_a_view_turned_to_an_oblique_volume_give_the_box_drawn(bundle, worker):
+    scene = slicer.vtkMRMLScene()
+    slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene)
+    m = oblique_matrix(30.0)
+    volume = bridge.array_to_volume(scene, head_array(), m, name="oblique")
+    effect = TextPromptEffectLogic(TextSegmentLogic(scene, model=str(bundle), device="cpu", worker=worker))
+    seg = effect.logic.segment(volume, ["brain"], **OPTIONS)
+    sid = seg.GetSegmentation().GetSegmentIdBySegmentName("brain")
+    view = view_of_volume_slices(scene, m, axis=2)
+    corners = ((6.0, 8.0, 7.0), (16.0, 20.0, 7.0))
+    for corner in corners:
+        effect.click("box", (m @ np.r_[corner, 1.0])[:3], view)
+    prompts = effect.prompts(seg, sid)
+    assert prompts.axis == 2 and prompts.plane == "axial"
+    np.testing.assert_allclose(prompts.box, corners, atol=1e-6)  # the rectangle clicked, not the ROI's bounds
+    before = bridge.segment_to_array(seg, sid, volume)
+    _wait(effect.refineAsync(seg, sid, maxPropagation=0))
+    after = effect.logic.refinementChange(seg, sid).apply(before.astype(bool), undo=False)
+    assert changed_indices(before.astype(bool), after, axis=2) == {7}

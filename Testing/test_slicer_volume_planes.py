@@ -14,7 +14,14 @@ import pytest
 slicer = pytest.importorskip("slicer")
 vtk = pytest.importorskip("vtk")
 
-from mrml_helpers import changed_indices, head_array, slice_view, three_plane_bundle  # noqa: E402
+from mrml_helpers import (  # noqa: E402
+    changed_indices,
+    head_array,
+    oblique_matrix,
+    slice_view,
+    three_plane_bundle,
+    view_of_volume_slices,
+)
 
 from TextSegmentLib.slicer import bridge, markups, planes  # noqa: E402
 from TextSegmentLib.slicer.bridge import BridgeError  # noqa: E402
@@ -29,11 +36,7 @@ def _rotation_x(degrees):
 
 
 def _oblique_matrix(degrees=30.0):
-    """IJK-to-RAS of a volume acquired ``degrees`` about R (i along R, j and k tilted in the A-S plane)."""
-    m = np.eye(4)
-    m[:3, :3] = _rotation_x(degrees) @ SPACING
-    m[:3, 3] = (-20.0, -30.0, -15.0)
-    return m
+    return oblique_matrix(degrees, np.diag(SPACING))
 
 
 def _ras(m, ijk):
@@ -48,14 +51,7 @@ def scene():
 
 
 def _view_of_volume_slices(scene, m, axis=2):
-    """A slice view turned to the volume's planes where index ``axis`` is fixed (Slicer's 'Rotate to volume
-    plane')."""
-    d = m[:3, :3] / np.linalg.norm(m[:3, :3], axis=0)
-    in_plane = [a for a in range(3) if a != axis]
-    slice_to_ras = np.eye(4)
-    slice_to_ras[:3, 0], slice_to_ras[:3, 1] = d[:, in_plane[0]], d[:, in_plane[1]]
-    slice_to_ras[:3, 2] = np.cross(d[:, in_plane[0]], d[:, in_plane[1]])
-    return slice_view(scene, slice_to_ras=slice_to_ras)
+    return view_of_volume_slices(scene, m, axis)
 
 
 def _two_click_roi(scene, a, b):
@@ -74,7 +70,6 @@ def _view_aligned_roi(scene, m, lo_ijk, hi_ijk):
     roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "aligned box")
     roi.SetAndObserveObjectToNodeMatrix(bridge.np_to_vtk(object_to_node))
     size = (np.asarray(hi_ijk, float) - lo_ijk) * np.diag(SPACING)
-    roi.SetSize(*np.maximum(size, 1.0))
     roi.AddControlPoint(vtk.vtkVector3d(*_ras(m, (np.asarray(lo_ijk) + hi_ijk) / 2)))
     roi.SetSize(*np.maximum(size, 1.0))
     return roi

@@ -96,6 +96,16 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             self._logic = TextPromptEffectLogic(TextSegmentLogic(slicer.mrmlScene))
         return self._logic
 
+    def _useModuleSettings(self):
+        """The model and device chosen in the TextSegment module (its parameter node), if it can be read."""
+        try:
+            import TextSegment
+
+            parameters = TextSegment.TextSegmentLogic().getParameterNode()
+            self.logic().logic.model, self.logic().logic.device = parameters.model or "default", parameters.device
+        except Exception:  # the module's settings are a convenience: the defaults work
+            logging.debug("Text prompt: TextSegment's settings not read", exc_info=True)
+
     def deactivate(self):
         if self._logic is not None:
             self._logic.clear()
@@ -119,6 +129,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             if self.newSegmentCheckBox.checked:
                 parameters.SetSelectedSegmentID(seg.GetSegmentation().AddEmptySegment("", prompt))
             segmentId = parameters.GetSelectedSegmentID()
+            self._useModuleSettings()
             job = self.logic().segmentAsync(volume, prompt)
             self._run(job, lambda result: self._write(self.logic().segmentLabelmap(volume, seg, segmentId, result)))
 

@@ -29,7 +29,7 @@ import numpy as np
 from . import bridge
 from .edits import current_mask
 from .inputs import check_grid
-from .markups import POINT_LABEL_ATTRIBUTE, clear_records, record_view_normal
+from .markups import POINT_LABEL_ATTRIBUTE, RefinePrompts, clear_records, record_view_normal
 from .planes import slice_normal_world
 from .worker import Job
 
@@ -143,14 +143,29 @@ class TextPromptEffectLogic:
         return result.segments[0]
 
     # ------------------------------------------------------------------------------------------ refine
-    def refineAsync(self, segmentationNode: Any, segmentId: str, maxPropagation: Optional[int] = None) -> Job:
-        """Refine ``segmentId`` from its current content with the clicks, on the worker."""
+    def prompts(self, segmentationNode: Any, segmentId: str) -> RefinePrompts:
+        """The clicks as the refinement's slice, box and points in the volume's voxels. The box is the rectangle of
+        the two corners clicked (an ROI node keeps only an axis-aligned box around them)."""
         if not self.ready():
             raise bridge.BridgeError("draw a box (two clicks) or place a + or - point on a slice view first")
         counts = self.clicks()
         box = self.markupsNode("box") if counts["box"] == 2 else None
         points = [self.markupsNode(k) for k in ("positive", "negative") if counts[k]]
-        return self.logic.refineAsync(segmentationNode, segmentId, box, points or None, None, maxPropagation)
+        _, p = self.logic.refinePrompts(segmentationNode, segmentId, box, points or None)
+        if box is not None:
+            session, _, _ = self.logic._session_for(segmentationNode, segmentId)
+            volumeNode = self.scene.GetNodeByID(session.volume_id)
+            ras_to_ijk = bridge.ras_to_ijk(volumeNode, None)
+            corners = [(ras_to_ijk @ np.r_[c, 1.0])[:3] for c in self._corners]
+            lo, hi = np.minimum(*corners), np.maximum(*corners)
+            lo[p.axis] = hi[p.axis] = p.slice_ijk[p.axis]
+            p.box = (tuple(float(v) for v in lo), tuple(float(v) for v in hi))  # type: ignore[assignment]
+        return p
+
+    def refineAsync(self, segmentationNode: Any, segmentId: str, maxPropagation: Optional[int] = None) -> Job:
+        """Refine ``segmentId`` from its current content with the clicks, on the worker."""
+        p = self.prompts(segmentationNode, segmentId)
+        return self.logic.refinePromptsAsync(segmentationNode, segmentId, p, maxPropagation)
 
     def refinedLabelmap(self, segmentationNode: Any, segmentId: str) -> Any:
         """The segment's content now with what the finished refinement changed, as a labelmap for the editor; the

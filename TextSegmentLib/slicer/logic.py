@@ -310,8 +310,14 @@ class TextSegmentLogic:
         It starts from the segment as it is now in the node (Segment Editor edits included), not from the engine's
         last result.
         """
-        session, result, _ = self._session_for(segmentationNode, segmentId)
-        index, p = self.refinePrompts(segmentationNode, segmentId, roiNode, pointListNode, plane)
+        _, p = self.refinePrompts(segmentationNode, segmentId, roiNode, pointListNode, plane)
+        return self.refinePromptsAsync(segmentationNode, segmentId, p, maxPropagation)
+
+    def refinePromptsAsync(
+        self, segmentationNode: Any, segmentId: str, p: RefinePrompts, maxPropagation: Optional[int] = None
+    ) -> Job:
+        """:meth:`refineAsync` with the slice, box and points given in voxels (see :meth:`refinePrompts`)."""
+        session, result, index = self._session_for(segmentationNode, segmentId)
         volumeNode = self.scene.GetNodeByID(session.volume_id)
         before = current_mask(segmentationNode, segmentId, volumeNode)
         session.pending[segmentId] = before
