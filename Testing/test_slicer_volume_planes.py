@@ -198,3 +198,15 @@ def test_refine_under_the_rotating_transform_changes_one_axial_slice(scene, bund
     roi = _two_click_roi(scene, _ras(ijk_to_world, (3.0, 4.0, 6.0)), _ras(ijk_to_world, (20.0, 24.0, 6.0)))
     markups.record_view_plane(roi, slice_view(scene, "Coronal"))
     _refine_changes_only(scene, volume, roi, bundle, worker, axis=2, index=6)
+
+
+def test_a_slightly_tilted_volume_in_a_world_view_uses_its_nearest_slices(scene):
+    """Slicer keeps world-aligned views for a volume tilted 12 degrees: a box drawn there refines the volume's
+    nearest slices (its section through the box's centre), as before."""
+    m = _oblique_matrix(12.0)
+    volume = bridge.array_to_volume(scene, head_array(), m, name="tilted")
+    centre = _ras(m, (12.0, 14.0, 7.0))
+    roi = _two_click_roi(scene, centre + (-10.0, -8.0, 0.0), centre + (10.0, 8.0, 0.0))  # on the world axial view
+    markups.record_view_plane(roi, slice_view(scene, "Axial"))
+    prompts = markups.markups_to_prompts(roi, None, volume)
+    assert prompts.axis == 2 and prompts.slice_ijk[2] == pytest.approx(7.0, abs=1e-6)

@@ -28,8 +28,9 @@ PLANE_NORMAL_RAS = {"sagittal": 0, "coronal": 1, "axial": 2}
 RAS_AXIS_PLANE = {v: k for k, v in PLANE_NORMAL_RAS.items()}
 #: Slicer's default slice view of each plane, for messages
 PLANE_VIEW = {"axial": "axial (red)", "coronal": "coronal (green)", "sagittal": "sagittal (yellow)"}
-#: a view within this angle of one of the volume's slice planes shows that plane
-MAX_OBLIQUE_DEG = 10.0
+#: a view within this angle of one of the volume's slice planes shows that plane (the box is projected onto the
+#: nearest slice); Slicer keeps world-aligned views for volumes tilted less than this and turns them beyond
+MAX_OBLIQUE_DEG = 20.0
 #: the index axes' names, for messages
 AXIS_NAMES = ("i", "j", "k")
 
