@@ -118,3 +118,14 @@ def test_voxel_change_is_exact_and_refuses_another_grid():
     assert change.count == int((a != b).sum())
     with pytest.raises(ValueError, match="grid changed"):
         change.apply(np.zeros((4, 5, 7), bool))
+
+
+def test_sessions_are_shared_per_scene_and_end_with_it(segmented):
+    from TextSegmentLib.slicer.session import registry_for
+
+    scene, logic, volume, seg, sid, roi = segmented
+    other = TextSegmentLogic(scene, model=logic.model, device="cpu", worker=logic.worker)
+    assert other.session(seg) is logic.session(seg) and other.canUndo(seg)  # e.g. the Segment Editor effect's
+    assert registry_for(slicer.vtkMRMLScene()).get(seg) is None  # another scene has its own
+    scene.Clear(0)  # File > Close scene: node ids start again, the sessions go
+    assert len(registry_for(scene)) == 0 and logic.session(seg) is None

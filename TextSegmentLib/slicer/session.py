@@ -144,8 +144,12 @@ _REGISTRIES: "weakref.WeakKeyDictionary[Any, SessionRegistry]" = weakref.WeakKey
 
 
 def registry_for(scene: Any) -> SessionRegistry:
-    """The registry shared by everything that works on ``scene`` (created on first use, gone with the scene)."""
+    """The registry shared by everything that works on ``scene`` (created on first use, gone with the scene; emptied
+    when the scene is closed, since node ids are reused afterwards)."""
     registry = _REGISTRIES.get(scene)
     if registry is None:
         registry = _REGISTRIES[scene] = SessionRegistry()
+        event = getattr(scene, "EndCloseEvent", None)
+        if event is not None and hasattr(scene, "AddObserver"):
+            scene.AddObserver(event, lambda caller, name: registry.clear())
     return registry
