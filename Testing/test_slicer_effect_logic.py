@@ -198,3 +198,22 @@ def test_clicks_on_a_view_turned_to_an_oblique_volume_give_the_box_drawn(bundle,
     _wait(effect.refineAsync(seg, sid, maxPropagation=0))
     after = effect.logic.refinementChange(seg, sid).apply(before.astype(bool), undo=False)
     assert changed_indices(before.astype(bool), after, axis=2) == {7}
+
+
+def test_module_and_effect_segments_stay_refinable_together(bundle, worker):
+    scene = slicer.vtkMRMLScene()
+    volume = bridge.array_to_volume(scene, head_array(), IJK_TO_RAS, name="head")
+    module_logic = TextSegmentLogic(scene, model=str(bundle), device="cpu", worker=worker)
+    seg = module_logic.segment(volume, ["brain", "left hippocampus"], **OPTIONS)
+    effect = TextPromptEffectLogic(TextSegmentLogic(scene, model=str(bundle), device="cpu", worker=worker))
+    assert effect.logic.session(seg) is module_logic.session(seg)  # one registry per scene
+    result = _wait(effect.segmentAsync(volume, "brain", **OPTIONS))
+    effect.segmentLabelmap(volume, seg, "brain", result)  # the effect re-made the module's "brain"
+    session = module_logic.session(seg)
+    assert session.lookup("brain")[0] is result and len(module_logic.results(seg)) == 2  # the table keeps its rows
+    module_logic.segment(volume, ["left hippocampus"], seg, **OPTIONS)  # the module re-segments the other one
+    session = module_logic.session(seg)
+    assert session.lookup("brain")[0] is result  # still refinable, with the effect's result
+    assert session.lookup("left_hippocampus")[0] is session.result
+    module_logic.undo(seg)  # the re-segmentation undone: back to the earlier session
+    assert module_logic.session(seg).lookup("brain")[0] is result

@@ -239,8 +239,7 @@ class TextSegmentLogic:
         if session is None or session.volume_id != volumeNode.GetID():
             self._sessions.set(segmentationNode, Session(volumeNode.GetID(), result, {index: segmentId}))
             return
-        session.segment_ids = {k: v for k, v in session.segment_ids.items() if v != segmentId}
-        session.extra[segmentId] = (result, index)
+        session.extra[segmentId] = (result, index)  # the module's results table keeps its rows
 
     def _session_for(self, segmentationNode: Any, segmentId: str) -> Tuple[Session, Any, int]:
         """``(session, engine result, prompt index)`` behind a segment, or a BridgeError saying what to do."""

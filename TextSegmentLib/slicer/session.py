@@ -87,16 +87,17 @@ class Session:
         return None
 
     def lookup(self, segment_id: str) -> Optional[Tuple[Any, int]]:
-        """``(engine result, prompt index)`` behind ``segment_id`` (None: no text run made it)."""
+        """``(engine result, prompt index)`` behind ``segment_id`` (None: no text run made it); the newest wins (a
+        segment re-made by the effect is in ``extra``)."""
+        if segment_id in self.extra:
+            return self.extra[segment_id]
         index = self.prompt_index(segment_id)
-        if index is not None:
-            return self.result, index
-        return self.extra.get(segment_id)
+        return (self.result, index) if index is not None else None
 
     def carried_over(self) -> Dict[str, Tuple[Any, int]]:
         """Every segment of this session as ``extra`` entries (for the session of the next text run)."""
-        out = dict(self.extra)
-        out.update({sid: (self.result, index) for index, sid in self.segment_ids.items()})
+        out = {sid: (self.result, index) for index, sid in self.segment_ids.items()}
+        out.update(self.extra)  # newer than the run's own
         return out
 
     def push(self, step: UndoStep) -> None:
