@@ -4,8 +4,10 @@ What is where (docs/slicer.md has the details):
 
 - this file: the module, its parameter node, the widget (wires the .ui to the logic and nothing else), the logic with
   Slicer's parameter node, and the self-test;
-- ``TextSegmentWidgets/`` next to it: the widget's parts (Qt/Slicer only);
-- ``TextSegmentLib``: engine and MRML logic without Qt, shared with the console and the command line.
+- ``TextSegmentWidgets/`` next to it: the widget's panels (Qt/Slicer only), each given the logic it works with;
+- ``TextSegmentEffect/``: the Segment Editor effect "Text prompt", registered on ``startupCompleted()``;
+- ``TextSegmentLib``: engine and MRML logic without Qt (``TextSegmentLib/slicer/``), shared with the effect, the
+  console and the command line.
 
 Threads: all torch work runs on one persistent worker thread. PythonQt keeps the interpreter lock while the main thread
 is in C++, so the worker runs only while the main thread runs Python: the widget does not poll it from a slow timer
