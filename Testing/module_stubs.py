@@ -16,6 +16,7 @@ UI_NAMES = [
     "promptEdit", "promptLineEdit", "recentPromptsComboBox", "progressBar", "statusLabel", "resultsTable",
     "refineSegmentComboBox", "segmentButton", "cancelButton", "applyRefineButton", "undoButton", "boxButton",
     "positivePointButton", "negativePointButton", "clearPromptsButton", "deviceComboBox", "deviceHintLabel",
+    "downloadButton", "importButton", "checkUpdatesButton", "inputVolumeSelector", "outputSegmentationSelector",
 ]  # fmt: skip
 
 
@@ -39,6 +40,12 @@ class FakeCombo:
 
     def clear(self):
         self.items, self.currentIndex = [], -1
+
+    def blockSignals(self, block):
+        return False
+
+    def itemData(self, index):
+        return self.items[index][1] if 0 <= index < len(self.items) else None
 
     def addItem(self, text, data=None):
         self.items.append((text, data))
@@ -117,10 +124,12 @@ def make_widget(module, logic, parameters, prompts=""):
     widget.ui.promptEdit.setPlainText(prompts)
     widget.ui.resultsTable = FakeTable()
     widget.ui.refineSegmentComboBox = FakeCombo()
+    widget.ui.modelComboBox = FakeCombo()
     widget.ui.deviceComboBox.currentText = "cpu"
     widget.logic = logic
     widget._timer = mock.MagicMock()
     widget._parameterNode = parameters
+    widget.makePanels()
     return widget
 
 
@@ -133,3 +142,51 @@ def parameters(**values):
     )  # fmt: skip
     fields.update(values)
     return types.SimpleNamespace(**fields)
+
+
+class FakeParameterNode:
+    """The parameterNodeWrapper object: the fields, connectGui/disconnectGui and vtk observers (nothing is wired)."""
+
+    def __init__(self, **values):
+        self.__dict__.update(vars(parameters(**values)))
+        self.connected = 0
+
+    def connectGui(self, ui):
+        self.connected += 1
+        return "gui-tag"
+
+    def disconnectGui(self, tag):
+        self.connected -= 1
+
+    def AddObserver(self, event, method, priority=0.0):
+        return 1
+
+    def RemoveObserver(self, tag):
+        pass
+
+
+def blocked_imports_finder(blocked, violations):
+    """A meta-path finder that makes the modules ``blocked`` unimportable on the main thread (and records each
+    attempt in ``violations``); other threads import them normally. ``importlib.util.find_spec`` still finds them."""
+    import importlib.abc
+    import importlib.machinery
+    import threading
+    import traceback
+
+    class Blocker(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] not in blocked or threading.current_thread() is not threading.main_thread():
+                return None
+            callers = [frame.filename.replace("\\", "/") for frame in traceback.extract_stack(limit=6)]
+            if any(n.endswith("importlib/util.py") or n == "<frozen importlib.util>" for n in callers):
+                return None  # importlib.util.find_spec asks whether it is installed: it is
+            violations.append("".join(traceback.format_stack(limit=12)))
+            return importlib.machinery.ModuleSpec(name, self)
+
+        def create_module(self, spec):
+            raise ImportError(f"{spec.name} may not be imported on the main thread")
+
+        def exec_module(self, module):
+            raise ImportError(f"{module.__name__} may not be imported on the main thread")
+
+    return Blocker()

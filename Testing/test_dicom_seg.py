@@ -221,12 +221,8 @@ def test_cli_writes_a_dicom_seg_from_a_dicom_folder(present_bundle, dicom_series
 
 def test_console_segment_files_writes_dicom_seg(present_bundle, dicom_series, tmp_path):
     slicer = pytest.importorskip("slicer")
-    try:  # the Slicer code moves into the TextSegmentLib.slicer package
-        from TextSegmentLib.slicer.logic import TextSegmentLogic
-        from TextSegmentLib.slicer.worker import Worker
-    except ImportError:
-        from TextSegmentLib.slicer_logic import TextSegmentLogic
-        from TextSegmentLib.worker import Worker
+    from TextSegmentLib.slicer.logic import TextSegmentLogic
+    from TextSegmentLib.slicer.worker import Worker
 
     worker = Worker(name="test-dicom-seg-worker")
     try:

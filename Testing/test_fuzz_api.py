@@ -120,8 +120,8 @@ def test_the_engine_takes_a_model_or_a_bundle_folder_only(tiny_bundle):
 # --- 1. the console's batch never writes an input ---------------------------------------------------------------------
 def test_segment_files_never_replaces_an_input(tiny_bundle, tmp_path):
     slicer = pytest.importorskip("slicer")
-    from TextSegmentLib.slicer_logic import TextSegmentLogic
-    from TextSegmentLib.worker import Worker
+    from TextSegmentLib.slicer.logic import TextSegmentLogic
+    from TextSegmentLib.slicer.worker import Worker
 
     scans = tmp_path / "scans"
     small_volume(scans / "a.nii.gz")

@@ -10,7 +10,7 @@ sitk = pytest.importorskip("SimpleITK")
 
 from mrml_helpers import save_and_reload  # noqa: E402
 
-from TextSegmentLib import slicer_bridge as bridge  # noqa: E402
+from TextSegmentLib.slicer import bridge  # noqa: E402
 
 
 def _rotation(axis, degrees):

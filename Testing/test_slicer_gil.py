@@ -24,7 +24,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from TextSegmentLib.worker import CANCELLED, DONE, JobWatcher, Worker  # noqa: E402
+from TextSegmentLib.slicer.worker import CANCELLED, DONE, JobWatcher, Worker  # noqa: E402
 
 LIBC = ctypes.PyDLL(ctypes.util.find_library("c"))  # PyDLL: the interpreter lock stays held during the call
 EVENT_S = 0.002  # C++ time of one event-loop iteration between two ticks

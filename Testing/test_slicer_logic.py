@@ -14,9 +14,9 @@ torch = pytest.importorskip("torch")
 
 from mrml_helpers import save_and_reload  # noqa: E402
 
-from TextSegmentLib import slicer_bridge as bridge  # noqa: E402
-from TextSegmentLib.slicer_logic import TAG_FOUND, TextSegmentLogic  # noqa: E402
-from TextSegmentLib.worker import Worker  # noqa: E402
+from TextSegmentLib.slicer import bridge  # noqa: E402
+from TextSegmentLib.slicer.logic import TAG_FOUND, TextSegmentLogic  # noqa: E402
+from TextSegmentLib.slicer.worker import Worker  # noqa: E402
 
 CH2 = Path("/usr/share/mricron/templates/ch2.nii.gz")
 #: keep every voxel that a random model paints, so that masks are non-trivial
@@ -280,7 +280,7 @@ def test_errors_leave_the_scene_as_it_was(scene, logic, brain_image, monkeypatch
 
 
 def test_undo_history_is_bounded(scene, logic, brain_image):
-    from TextSegmentLib.slicer_logic import MAX_UNDO
+    from TextSegmentLib.slicer.logic import MAX_UNDO
 
     volume = _volume_node(scene, brain_image)
     seg = logic.segment(volume, ["brain"], **OPTIONS)

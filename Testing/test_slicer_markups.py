@@ -10,9 +10,8 @@ import pytest
 slicer = pytest.importorskip("slicer")
 vtk = pytest.importorskip("vtk")
 
-from TextSegmentLib import slicer_bridge as bridge  # noqa: E402
-from TextSegmentLib import slicer_markups as markups  # noqa: E402
-from TextSegmentLib.slicer_bridge import BridgeError  # noqa: E402
+from TextSegmentLib.slicer import bridge, markups  # noqa: E402
+from TextSegmentLib.slicer.bridge import BridgeError  # noqa: E402
 
 #: IJK-to-RAS of the test volumes: i along L (LPS storage), j along P, k along S, 1 x 1 x 2 mm
 LPS = np.diag([-1.0, -1.0, 2.0, 1.0])

@@ -16,8 +16,8 @@ pytest.importorskip("torch")
 
 from module_stubs import forget_widget_parts, load_module, make_widget, parameters  # noqa: E402
 
-from TextSegmentLib import slicer_bridge as bridge  # noqa: E402
-from TextSegmentLib.worker import Worker  # noqa: E402
+from TextSegmentLib.slicer import bridge  # noqa: E402
+from TextSegmentLib.slicer.worker import Worker  # noqa: E402
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def test_segment_refine_undo_through_the_widget(module, scene, tiny_bundle, work
     widget._selectResultRow(0, 0)
     assert widget.ui.refineSegmentComboBox.currentData == sid
     before = bridge.segment_to_array(seg, sid, volume)
-    box = widget._markupsNode("box")
+    box = widget.tools.markupsNode("box")
     _, m = bridge.volume_to_array(volume, copy=False)
     lo, hi = (m @ [5.0, 5.0, 6.0, 1.0])[:3], (m @ [30.0, 34.0, 6.0, 1.0])[:3]
     box.SetCenter(*((lo + hi) / 2))

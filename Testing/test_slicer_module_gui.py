@@ -7,6 +7,7 @@ base classes are stand-ins (Testing/module_stubs.py).
 import importlib
 import importlib.metadata
 import importlib.util
+import json
 import sys
 import unittest
 from unittest import mock
@@ -17,9 +18,9 @@ import pytest
 slicer = pytest.importorskip("slicer")
 vtk = pytest.importorskip("vtk")
 
-from module_stubs import forget_widget_parts, load_module, make_widget, parameters  # noqa: E402
+from module_stubs import FakeParameterNode, forget_widget_parts, load_module, make_widget, parameters  # noqa: E402
 
-from TextSegmentLib.worker import Worker  # noqa: E402
+from TextSegmentLib.slicer.worker import Worker  # noqa: E402
 
 #: keys Slicer's slice views handle without modifier (Docs/user_guide/user_interface.md, "Slice views")
 SLICE_VIEW_KEYS = set("bfvrgt[]{}")
@@ -84,6 +85,9 @@ def test_self_test_runs_the_gui_flow_with_the_default_model(module, scene, monke
     try:
         logic = module.TextSegmentLogic(scene, model="default", device="cpu", worker=worker)
         widget = make_widget(module, logic, parameters())
+        widget._parameterNode = None  # the module was left and the scene cleared: Self Tests runs it like this
+        node = FakeParameterNode(device="cpu")
+        logic.getParameterNode = lambda: node
         monkeypatch.setattr(slicer, "modules", mock.MagicMock(), raising=False)
         slicer.modules.textsegment.widgetRepresentation().self.return_value = widget
         slicer.app.processEvents.side_effect = widget._tick  # the event loop runs the job timer
@@ -92,9 +96,10 @@ def test_self_test_runs_the_gui_flow_with_the_default_model(module, scene, monke
         test = module.TextSegmentTest()
         test.test_TextSegment1()
         assert errors == []
+        assert widget._parameterNode is node and node.connected == 1  # the self-test made and connected it
         seg = widget._parameterNode.outputSegmentation
         assert seg.GetSegmentation().GetNumberOfSegments() == 2
-        assert len(widget.logic._sessions[seg.GetID()].undo) == 1  # the segment step; the refinement was undone
+        assert len(widget.logic.session(seg).undo) == 1  # the segment step; the refinement was undone
     finally:
         worker.shutdown()
         torch.set_num_threads(threads)
@@ -116,8 +121,8 @@ def test_cleanup_removes_shortcuts_timer_and_observers(module, scene):
     timer = widget._timer
     widget._job = mock.MagicMock()
     job = widget._job
-    box = widget._markupsNode("box")
-    assert widget.hasObserver(box, box.PointPositionDefinedEvent, widget._onMarkupPlaced)
+    box = widget.tools.markupsNode("box")
+    assert widget.tools.hasObserver(box, box.PointPositionDefinedEvent, widget.tools.onMarkupPlaced)
     widget.cleanup()
     job.cancel.assert_called_once()
     timer.stop.assert_called_once()
@@ -127,24 +132,24 @@ def test_cleanup_removes_shortcuts_timer_and_observers(module, scene):
         shortcut.setParent.assert_called_once_with(None)
         shortcut.deleteLater.assert_called_once()
     assert widget._shortcuts == [] and widget._timer is None and widget.Observations == []
+    assert widget.tools.Observations == []
     widget._tick()  # a tick already queued by Qt finds nothing to do
 
 
 def test_placing_markups_records_the_view_under_the_mouse(module, scene):
-    from TextSegmentLib import slicer_bridge as bridge
-    from TextSegmentLib import slicer_markups as markups
+    from TextSegmentLib.slicer import bridge, markups
 
     widget = make_widget(module, mock.MagicMock(), parameters())
     crosshair = scene.GetFirstNodeByClass("vtkMRMLCrosshairNode")
     views = {n: scene.GetNodesByClass("vtkMRMLSliceNode").GetItemAsObject(i) for i, n in enumerate("RYG")}
 
-    box = widget._markupsNode("box")
+    box = widget.tools.markupsNode("box")
     crosshair.SetCursorPositionXYZ([10.0, 20.0, 0.0], views["G"])  # the mouse is over the coronal (green) view
     box.AddControlPoint(vtk.vtkVector3d(-30.0, -12.0, 10.0))
     box.AddControlPoint(vtk.vtkVector3d(30.0, -12.0, 50.0))
-    assert box.GetAttribute(markups.PLANE_ATTRIBUTE) == "coronal"
+    assert np.allclose(np.abs(json.loads(box.GetAttribute(markups.VIEW_NORMAL_ATTRIBUTE))), (0, 1, 0))
 
-    points = widget._markupsNode("positive")
+    points = widget.tools.markupsNode("positive")
     crosshair.SetCursorPositionXYZ([5.0, 5.0, 0.0], views["Y"])  # the sagittal (yellow) view
     points.AddControlPoint(vtk.vtkVector3d(-7.0, -10.0, 12.0))
     crosshair.SetCursorPositionXYZ([5.0, 5.0, 0.0], views["R"])
@@ -231,26 +236,26 @@ def test_changed_settings_prepare_again_and_unchanged_ones_do_not(module, scene)
         volume = headVolume(scene, shape=(12, 14, 12))
         widget = make_widget(module, logic, parameters(inputVolume=volume))
         widget._updateButtons()
-        first = widget._background.job
+        first = widget.background.job
         widget._parameterNode.prompts = "brain"  # not something the embeddings depend on
         widget._updateButtons()
-        assert widget._background is None or widget._background.job is first
+        assert widget.background.watcher is None or widget.background.job is first
         widget._parameterNode.ctWindow = "bone"
         widget._updateButtons()
-        second = widget._background.job
+        second = widget.background.job
         assert second is not first and first.cancelled()
         widget._parameterNode.sliceAxis = "coronal"
         widget._prepareIfChanged()
-        assert widget._background.job is not second
+        assert widget.background.job is not second
         widget._job = object()  # a segment job running: nothing is prepared until it is done
         widget._parameterNode.ctWindow = "brain"
-        widget._cancelBackground()
+        widget.background.cancel()
         widget._prepareIfChanged()
-        assert widget._background is None
+        assert widget.background.watcher is None
         widget._job = None
         widget._prepareIfChanged()
-        assert widget._background is not None
-        widget._cancelBackground()
+        assert widget.background.watcher is not None
+        widget.background.cancel()
     finally:
         worker.shutdown()
 
@@ -273,24 +278,24 @@ def test_a_selected_volume_is_prepared_in_the_background(module, scene, monkeypa
         widget = make_widget(module, logic, parameters(inputVolume=volume))
         with monkeypatch.context() as patch:
             patch.setattr(background, "dependencyProblems", lambda: ["torch is not installed"])
-            widget._prepareVolume()
-        assert widget._background is None and not widget._timer.start.called  # nothing to ask here: no start
+            widget.background.prepare()
+        assert widget.background.watcher is None and not widget._timer.start.called  # nothing to ask here: no start
 
-        widget._prepareVolume()
-        job = widget._background.job
+        widget.background.prepare()
+        job = widget.background.job
         assert widget._timer.start.called and job.description == "preparing TextSegment test head for prompts"
         deadline = time.monotonic() + 300
-        while widget._background is not None and time.monotonic() < deadline:
+        while widget.background.watcher is not None and time.monotonic() < deadline:
             widget._tick()
         assert job.state == "done" and sum(job.result.values()) == 26 + 34 + 28  # every slice of the three planes
         assert widget.ui.statusLabel.text.startswith("preparing TextSegment test head for prompts: ready in")
         assert widget._timer.stop.called
 
-        widget._prepareVolume()  # again: nothing left to encode, and a prompt cancels it at once
-        again = widget._background.job
+        widget.background.prepare()  # again: nothing left to encode, and a prompt cancels it at once
+        again = widget.background.job
         widget.ui.promptEdit.setPlainText("brain")
         widget.onSegment()
-        assert widget._background is None and again.cancelled()
+        assert widget.background.watcher is None and again.cancelled()
         deadline = time.monotonic() + 300
         while widget._job is not None and time.monotonic() < deadline:
             widget._tick()

@@ -15,9 +15,9 @@ torch = pytest.importorskip("torch")
 
 from mrml_helpers import save_and_reload  # noqa: E402
 
-from TextSegmentLib import slicer_bridge as bridge  # noqa: E402
-from TextSegmentLib.slicer_logic import TextSegmentLogic  # noqa: E402
-from TextSegmentLib.worker import Worker  # noqa: E402
+from TextSegmentLib.slicer import bridge  # noqa: E402
+from TextSegmentLib.slicer.logic import TextSegmentLogic  # noqa: E402
+from TextSegmentLib.slicer.worker import Worker  # noqa: E402
 
 CH2 = Path("/usr/share/mricron/templates/ch2.nii.gz")
 PROMPTS = ["left hippocampus", "right hippocampus", "left caudate nucleus", "right caudate nucleus"]

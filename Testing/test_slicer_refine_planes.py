@@ -15,10 +15,9 @@ vtk = pytest.importorskip("vtk")
 sitk = pytest.importorskip("SimpleITK")
 pytest.importorskip("torch")
 
-from TextSegmentLib import slicer_bridge as bridge  # noqa: E402
-from TextSegmentLib import slicer_markups as markups  # noqa: E402
-from TextSegmentLib.slicer_logic import TextSegmentLogic  # noqa: E402
-from TextSegmentLib.worker import Worker  # noqa: E402
+from TextSegmentLib.slicer import bridge, markups  # noqa: E402
+from TextSegmentLib.slicer.logic import TextSegmentLogic  # noqa: E402
+from TextSegmentLib.slicer.worker import Worker  # noqa: E402
 
 OPTIONS = {"presence_threshold": 0.0, "min_component_ml": 0.0, "min_slices": 1, "fill_holes": False}
 

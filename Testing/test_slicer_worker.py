@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from TextSegmentLib.worker import CANCELLED, DONE, FAILED, JobCancelled, Worker
+from TextSegmentLib.slicer.worker import CANCELLED, DONE, FAILED, JobCancelled, Worker
 
 
 @pytest.fixture

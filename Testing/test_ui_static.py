@@ -18,7 +18,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = ROOT / "TextSegment"
 UI = MODULE / "Resources" / "UI" / "TextSegment.ui"
-SOURCES = [MODULE / "TextSegment.py", *sorted((MODULE / "TextSegmentWidgets").glob("*.py"))]
+SOURCES = [
+    MODULE / "TextSegment.py",
+    *sorted((MODULE / "TextSegmentWidgets").glob("*.py")),
+    *sorted((MODULE / "TextSegmentEffect").glob("*.py")),
+]
 
 EXPECTED_CLASSES = {
     "inputVolumeSelector": "qMRMLNodeComboBox",
@@ -141,12 +145,15 @@ def test_module_structure_and_python39_syntax():
 
 
 def test_library_does_not_import_slicer_or_qt_at_import_time():
-    for name in ("slicer_bridge", "slicer_markups", "slicer_logic", "worker", "prompts", "progress", "requirements"):
-        tree = ast.parse((ROOT / "TextSegmentLib" / f"{name}.py").read_text(encoding="utf-8"))
+    lib = ROOT / "TextSegmentLib"
+    paths = sorted((lib / "slicer").glob("*.py")) + [lib / f"{n}.py" for n in ("progress", "requirements")]
+    paths += [p for p in (lib / "prompts.py", *sorted((lib / "prompts").glob("*.py"))) if p.is_file()]
+    for path in paths:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
         top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
         modules = {a.name.split(".")[0] for n in top if isinstance(n, ast.Import) for a in n.names}
-        modules |= {(n.module or "").split(".")[0] for n in top if isinstance(n, ast.ImportFrom)}
-        assert not modules & {"slicer", "vtk", "qt", "ctk", "torch"}, name
+        modules |= {(n.module or "").split(".")[0] for n in top if isinstance(n, ast.ImportFrom) and not n.level}
+        assert not modules & {"slicer", "vtk", "qt", "ctk", "torch", "SimpleITK", "scipy"}, path.name
 
 
 def test_cmake_lists_what_is_on_disk():

@@ -110,7 +110,7 @@ def test_seg_nrrd_layers_names_colours_and_tags_as_slicer_reads_them(result, tmp
     assert [segmentation.GetSegment(i).GetName() for i in ids] == ["brain", "left hippocampus", "lung"]
     assert [segmentation.GetLayerIndex(i) for i in ids] == [0, 1, 1]  # lung overlaps nothing in layer 1
     assert segmentation.GetSegment(ids[0]).GetColor() == pytest.approx((250 / 255, 250 / 255, 225 / 255), abs=1e-5)
-    from TextSegmentLib.slicer_bridge import get_tag
+    from TextSegmentLib.slicer.bridge import get_tag
 
     assert get_tag(segmentation.GetSegment(ids[1]), "TextSegment.Found") == "true"
     assert "12738006" in get_tag(segmentation.GetSegment(ids[0]), "TerminologyEntry")  # brain, from the terminology

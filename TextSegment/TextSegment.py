@@ -4,8 +4,10 @@ What is where (docs/slicer.md has the details):
 
 - this file: the module, its parameter node, the widget (wires the .ui to the logic and nothing else), the logic with
   Slicer's parameter node, and the self-test;
-- ``TextSegmentWidgets/`` next to it: the widget's parts (Qt/Slicer only);
-- ``TextSegmentLib``: engine and MRML logic without Qt, shared with the console and the command line.
+- ``TextSegmentWidgets/`` next to it: the widget's panels (Qt/Slicer only), each given the logic it works with;
+- ``TextSegmentEffect/``: the Segment Editor effect "Text prompt", registered on ``startupCompleted()``;
+- ``TextSegmentLib``: engine and MRML logic without Qt (``TextSegmentLib/slicer/``), shared with the effect, the
+  console and the command line.
 
 Threads: all torch work runs on one persistent worker thread. PythonQt keeps the interpreter lock while the main thread
 is in C++, so the worker runs only while the main thread runs Python: the widget does not poll it from a slow timer
@@ -47,16 +49,16 @@ def _addSourceTreeLibrary() -> None:
 
 
 _addSourceTreeLibrary()
-from TextSegmentWidgets.background import BackgroundPrepareMixin  # noqa: E402
+from TextSegmentWidgets.background import BackgroundPreparer  # noqa: E402
 from TextSegmentWidgets.dependencies import dependencyProblems, ensureDependencies  # noqa: E402
-from TextSegmentWidgets.model_panel import ModelPanelMixin  # noqa: E402
-from TextSegmentWidgets.prompts import PromptsMixin  # noqa: E402
-from TextSegmentWidgets.refine_tools import RefineToolsMixin  # noqa: E402
+from TextSegmentWidgets.model_panel import ModelPanel  # noqa: E402
+from TextSegmentWidgets.prompts import PromptsPanel  # noqa: E402
+from TextSegmentWidgets.refine_tools import RefineTools  # noqa: E402
 from TextSegmentWidgets.self_test import runSelfTest  # noqa: E402
 
 from TextSegmentLib.prompts import known_names  # noqa: E402
-from TextSegmentLib.slicer_logic import TextSegmentLogic as _LibraryLogic  # noqa: E402
-from TextSegmentLib.worker import CANCELLED, DONE, JobWatcher  # noqa: E402
+from TextSegmentLib.slicer.logic import TextSegmentLogic as _LibraryLogic  # noqa: E402
+from TextSegmentLib.slicer.worker import CANCELLED, DONE, JobWatcher  # noqa: E402
 
 #: (key sequence, widget method) while the module is shown
 SHORTCUTS = (("Ctrl+Return", "onSegment"), ("Ctrl+Enter", "onSegment"), ("Ctrl+Z", "onUndo"))
@@ -69,12 +71,13 @@ class TextSegment(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = "TextSegment"
         self.parent.categories = ["Segmentation"]
-        self.parent.dependencies = []
+        self.parent.dependencies = ["Segmentations"]  # its Segment Editor effect
         self.parent.contributors = ["TextSegment developers (TextSegment project)"]
         self.parent.helpText = (
             "Type what to segment, one structure per line, and press Segment (Ctrl+Enter). The default model knows "
             "brain MRI structures: for example <i>left hippocampus</i>, <i>brain</i>, <i>right putamen</i>. Fix a "
-            "result with a box or +/- points on the axial, coronal or sagittal view, then Apply; Ctrl+Z undoes. "
+            "result with a box or +/- points on the axial, coronal or sagittal view, then Apply; Ctrl+Z undoes. The "
+            "Segment Editor has the same as the effect <b>Text prompt</b>. "
             "From the Python console: <code>TextSegment.TextSegmentLogic().segment(volume, ['brain'])</code>. "
             "See <a href='https://github.com/TextSegment/SlicerTextSegment/blob/main/docs/slicer.md'>docs/slicer.md</a>."
         )
@@ -86,6 +89,17 @@ class TextSegment(ScriptedLoadableModule):
             "(nilearn). Prompts are encoded with all-MiniLM-L6-v2 (sentence-transformers). Built on 3D Slicer, "
             "PyTorch, SimpleITK and highdicom."
         )
+        # the Segment Editor effect "Text prompt", registered as Slicer's scripted-effect template does
+        slicer.app.connect("startupCompleted()", self.registerEditorEffect)
+
+    def registerEditorEffect(self) -> None:
+        """Register the Segment Editor effect "Text prompt" (TextSegmentEffect/SegmentEditorEffect.py)."""
+        import qSlicerSegmentationsEditorEffectsPythonQt as effects
+
+        instance = effects.qSlicerSegmentEditorScriptedEffect(None)
+        path = os.path.join(os.path.dirname(__file__), "TextSegmentEffect", "SegmentEditorEffect.py")
+        instance.setPythonSource(path.replace("\\", "/"))
+        instance.self().register()
 
 
 @parameterNodeWrapper
@@ -108,7 +122,7 @@ class TextSegmentParameterNode:
 
 
 class TextSegmentLogic(ScriptedLoadableModuleLogic, _LibraryLogic):
-    """The library's :class:`TextSegmentLib.slicer_logic.TextSegmentLogic` with Slicer's parameter node.
+    """The library's :class:`TextSegmentLib.slicer.logic.TextSegmentLogic` with Slicer's parameter node.
 
     Example (Python console)::
 
@@ -124,18 +138,16 @@ class TextSegmentLogic(ScriptedLoadableModuleLogic, _LibraryLogic):
         return TextSegmentParameterNode(super().getParameterNode())
 
 
-class TextSegmentWidget(
-    PromptsMixin,
-    RefineToolsMixin,
-    ModelPanelMixin,
-    BackgroundPrepareMixin,
-    ScriptedLoadableModuleWidget,
-    VTKObservationMixin,
-):
+class TextSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Wires the .ui to the logic. Its parts are panels that get the logic and what else they need passed in:
+    ``prompts`` (PromptsPanel), ``tools`` (RefineTools), ``models`` (ModelPanel), ``background``
+    (BackgroundPreparer)."""
+
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
+        self.prompts = self.tools = self.models = self.background = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._job = None
@@ -156,26 +168,27 @@ class TextSegmentWidget(
         self._timer = qt.QTimer()
         self._timer.setInterval(0)  # each tick waits on the job itself (JobWatcher); Qt runs its events in between
         self._timer.connect("timeout()", self._tick)
+        self.makePanels()
 
         self.ui.segmentButton.connect("clicked(bool)", self.onSegment)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
-        self.ui.promptEdit.connect("textChanged()", self._onPromptsEdited)
-        self.ui.promptLineEdit.connect("returnPressed()", self._addPromptLine)
-        self.ui.recentPromptsComboBox.connect("activated(int)", self._useRecent)
+        self.ui.promptEdit.connect("textChanged()", self.prompts.onEdited)
+        self.ui.promptLineEdit.connect("returnPressed()", self.prompts.addLine)
+        self.ui.recentPromptsComboBox.connect("activated(int)", self.prompts.useRecent)
         self.ui.outputSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._updateResults)
-        self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._prepareVolume)
+        self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.background.prepare)
         self.ui.resultsTable.connect("cellClicked(int,int)", self._selectResultRow)
-        self.ui.boxButton.connect("toggled(bool)", lambda on: self._place("box", on))
-        self.ui.positivePointButton.connect("toggled(bool)", lambda on: self._place("positive", on))
-        self.ui.negativePointButton.connect("toggled(bool)", lambda on: self._place("negative", on))
-        self.ui.clearPromptsButton.connect("clicked(bool)", self._clearMarkups)
+        self.ui.boxButton.connect("toggled(bool)", lambda on: self.tools.place("box", on))
+        self.ui.positivePointButton.connect("toggled(bool)", lambda on: self.tools.place("positive", on))
+        self.ui.negativePointButton.connect("toggled(bool)", lambda on: self.tools.place("negative", on))
+        self.ui.clearPromptsButton.connect("clicked(bool)", self.tools.clear)
         self.ui.applyRefineButton.connect("clicked(bool)", self.onApplyRefine)
         self.ui.undoButton.connect("clicked(bool)", self.onUndo)
-        self.ui.modelComboBox.connect("currentIndexChanged(int)", self._onModelChanged)
-        self.ui.downloadButton.connect("clicked(bool)", self.onDownload)
-        self.ui.importButton.connect("clicked(bool)", self.onImport)
-        self.ui.checkUpdatesButton.connect("clicked(bool)", self.onCheckUpdates)
-        self.ui.deviceComboBox.connect("currentIndexChanged(int)", self._updateDeviceHint)
+        self.ui.modelComboBox.connect("currentIndexChanged(int)", self.models.onModelChanged)
+        self.ui.downloadButton.connect("clicked(bool)", lambda: self._job is None and self.models.onDownload())
+        self.ui.importButton.connect("clicked(bool)", self.models.onImport)
+        self.ui.checkUpdatesButton.connect("clicked(bool)", self.models.onCheckUpdates)
+        self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.models.updateDeviceHint)
         for keys, slot in [(k, getattr(self, m)) for k, m in SHORTCUTS] + [
             (k, getattr(self.ui, b).toggle) for k, b in TOOL_SHORTCUTS
         ]:
@@ -186,17 +199,36 @@ class TextSegmentWidget(
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self._observeInteraction()
+        self.tools.observeInteraction()
         self.initializeParameterNode()
-        self._populateModels()
-        self._setCompletions(known_names() + self._vocabulary(self._parameterNode.model))
-        if "torch" in sys.modules:  # importing torch only for a hint would slow down opening the module
-            self._updateDeviceHint()
+        self.models.populate()
+        self.prompts.setCompletions(known_names() + self.models.vocabulary(self._parameterNode.model))
+        self.models.updateDeviceHint()  # reads torch only once the worker has imported it
+
+    def makePanels(self) -> None:
+        """The widget's parts, each given the logic and callbacks it needs (``self.ui`` and ``self.logic`` set)."""
+        parameters = lambda: self._parameterNode  # noqa: E731
+        self.prompts = PromptsPanel(self.ui, parameters, self._updateButtons)
+        self.tools = RefineTools(self.ui, self._updateButtons)
+        self.models = ModelPanel(
+            self.ui, self.logic, parameters, self._start, self._prepareIfChanged, self.prompts.setCompletions
+        )
+        self.background = BackgroundPreparer(
+            self.logic, self.ui, parameters, self._options, self.models, lambda: self._job is not None,
+            lambda: self._timer.start(),
+        )  # fmt: skip
+
+    def _prepareIfChanged(self, *args) -> None:
+        if self._timer is not None and self.background is not None:
+            self.background.prepareIfChanged()
 
     def cleanup(self) -> None:
         """Module reload or application exit: nothing of this widget may stay alive (shortcuts, timer, observers)."""
         self.removeObservers()
-        self._cancelBackground()
+        if self.tools is not None:
+            self.tools.cleanup()
+        if self.background is not None:
+            self.background.cancel()
         if self._job is not None:
             self._job.cancel()
         if self._timer is not None:
@@ -216,7 +248,7 @@ class TextSegmentWidget(
         self.initializeParameterNode()
         for shortcut in self._shortcuts:
             shortcut.setEnabled(True)
-        self._prepareVolume()
+        self.background.prepare()
 
     def exit(self) -> None:
         for shortcut in self._shortcuts:
@@ -227,7 +259,7 @@ class TextSegmentWidget(
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
 
     def onSceneStartClose(self, caller, event) -> None:
-        self._cancelBackground()
+        self.background.cancel()
         if self._job is not None:
             self._job.cancel()
         self.logic.forget()
@@ -254,13 +286,13 @@ class TextSegmentWidget(
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateButtons)
             if self.ui.promptEdit.toPlainText() != self._parameterNode.prompts:
                 self.ui.promptEdit.setPlainText(self._parameterNode.prompts)
-            self._fillRecent()
+            self.prompts.fillRecent()
             self._updateButtons()
             self._updateResults()
 
     # ------------------------------------------------------------------------------------------ jobs
     def _start(self, job, onDone, dialogTitle: Optional[str] = None) -> None:
-        self._cancelBackground()  # queued before this job on the worker: it stops at its next batch
+        self.background.cancel()  # queued before this job on the worker: it stops at its next batch
         self._job, self._onJobDone = job, onDone
         self._watcher = JobWatcher(job, self._showStatus, self._jobEnded)
         self.ui.progressBar.value = 0
@@ -272,10 +304,12 @@ class TextSegmentWidget(
 
     def _tick(self) -> None:
         """Zero-interval timer: wait up to 30 ms on the job (worker at full speed), then back to Qt's events."""
-        watcher = self._watcher or self._background  # a job the user started, else the volume's preparation
+        background = self.background.watcher if self.background is not None else None
+        watcher = self._watcher or background  # a job the user started, else the volume's preparation
         if watcher is not None:
             watcher.tick()
-        if self._watcher is None and self._background is None and self._timer is not None:
+        background = self.background.watcher if self.background is not None else None
+        if self._watcher is None and background is None and self._timer is not None:
             self._timer.stop()
 
     def _showStatus(self, status) -> None:
@@ -329,16 +363,16 @@ class TextSegmentWidget(
         return options
 
     def onSegment(self) -> None:
-        prompts, volume = self._prompts(), self._parameterNode.inputVolume if self._parameterNode else None
+        prompts, volume = self.prompts.prompts(), self._parameterNode.inputVolume if self._parameterNode else None
         if self._job is not None or not prompts or volume is None:
             return
         with slicer.util.tryWithErrorDisplay("TextSegment could not start.", waitCursor=True):
             if not ensureDependencies():
                 return
-            self._configureLogic()
-            if not self._ensureModel(self.onSegment):
+            self.models.configureLogic()
+            if not self.models.ensureModel(self.onSegment):
                 return
-            self._remember(prompts)
+            self.prompts.remember(prompts)
             output = self._parameterNode.outputSegmentation
             job = self.logic.segmentAsync(volume, prompts, **self._options())
             self._start(job, lambda result: self._applySegmentation(volume, result, output))
@@ -348,7 +382,7 @@ class TextSegmentWidget(
         self._parameterNode.outputSegmentation = segmentation
         segmentation.CreateClosedSurfaceRepresentation()
         self._updateResults()
-        self._updateDeviceHint()
+        self.models.updateDeviceHint()
 
     def _updateResults(self, *args) -> None:
         node = self._parameterNode.outputSegmentation if self._parameterNode else None
@@ -379,8 +413,8 @@ class TextSegmentWidget(
         node, sid = self._parameterNode.outputSegmentation, self.ui.refineSegmentComboBox.currentData
         if self._job is not None or node is None or not sid:
             return
-        box = self._existingMarkups("box")
-        points = [self._existingMarkups(kind) for kind in ("positive", "negative")]
+        box = self.tools.existing("box")
+        points = [self.tools.existing(kind) for kind in ("positive", "negative")]
         # A box or points the model cannot use (another plane than it refines in, points on several slices or
         # views, an oblique view) raise here with a message that the dialog shows.
         with slicer.util.tryWithErrorDisplay("TextSegment could not refine.", waitCursor=True):
@@ -389,7 +423,7 @@ class TextSegmentWidget(
 
     def _applyRefinement(self, node, sid) -> None:
         self.logic.applyRefinement(node, sid)
-        self._clearMarkups()
+        self.tools.clear()
         self._updateResults()
 
     def onUndo(self) -> None:
@@ -399,12 +433,11 @@ class TextSegmentWidget(
                 self.logic.undo(node)
             self._updateResults()
 
-    # ------------------------------------------------------------------------------------------ model
     # ------------------------------------------------------------------------------------------ state
     def _updateButtons(self, *args) -> None:
         p = self._parameterNode
         busy = self._job is not None
-        ready = bool(p and p.inputVolume and self._prompts())
+        ready = bool(p and p.inputVolume and self.prompts.prompts())
         self.ui.segmentButton.enabled = ready and not busy
         self.ui.cancelButton.enabled = busy
         node = p.outputSegmentation if p else None

@@ -1,8 +1,13 @@
-"""Model section: catalog list, download with progress and cancel, import, update check, device hint."""
+"""Model section: catalog list, download with progress and cancel, import, update check, device hint.
 
-import importlib.util
+Nothing here imports torch: the device hint reads it only once the worker has loaded it (opening the module must not
+freeze Slicer for the seconds a torch import takes).
+"""
+
 import logging
 import os
+import sys
+from typing import Any, Callable
 
 import qt
 import slicer
@@ -10,10 +15,25 @@ import slicer
 from TextSegmentLib.prompts import known_names
 
 
-class ModelPanelMixin:
-    """Model management for TextSegmentWidget (uses ``self.ui``, ``self.logic``, ``self._start``)."""
+class ModelPanel:
+    """Model management. ``ui``: the module's widgets; ``logic``: the module's logic; ``parameters()``: the
+    parameter node; ``start(job, onDone, dialogTitle)``: runs a job with progress; ``modelChanged()``: called after
+    another model was chosen (the widget prepares the volume again); ``completions(names)``: sets the prompt
+    completion."""
 
-    def _populateModels(self) -> None:
+    def __init__(
+        self,
+        ui: Any,
+        logic: Any,
+        parameters: Callable[[], Any],
+        start: Callable[..., None],
+        modelChanged: Callable[[], None],
+        completions: Callable[[list], None],
+    ) -> None:
+        self.ui, self.logic, self.parameters, self.start = ui, logic, parameters, start
+        self.modelChanged, self.completions = modelChanged, completions
+
+    def populate(self) -> None:
         combo = self.ui.modelComboBox
         combo.blockSignals(True)
         combo.clear()
@@ -27,19 +47,21 @@ class ModelPanelMixin:
         except Exception as exc:
             logging.warning(f"TextSegment: the model catalog cannot be read: {exc}")
         combo.addItem("default (catalog default)", "default")
-        wanted = self._parameterNode.model if self._parameterNode else "default"
+        p = self.parameters()
+        wanted = p.model if p else "default"
         combo.setCurrentIndex(max(0, combo.findData(wanted)))
         combo.blockSignals(False)
 
-    def _onModelChanged(self, index: int) -> None:
+    def onModelChanged(self, index: int) -> None:
         model = self.ui.modelComboBox.itemData(index) or "default"
-        if self._parameterNode:
-            self._parameterNode.model = model
-        self._setCompletions(known_names() + self._vocabulary(model))
-        if self._parameterNode and self._timer is not None:  # set up: the new model's embeddings, in the background
-            self._prepareVolume()
+        p = self.parameters()
+        if p:
+            p.model = model
+        self.completions(known_names() + self.vocabulary(model))
+        if p:  # the new model's embeddings, in the background
+            self.modelChanged()
 
-    def _vocabulary(self, model: str) -> list:
+    def vocabulary(self, model: str) -> list:
         """Structure names of a catalog model (no model loading): used for prompt completion."""
         try:
             from TextSegmentLib.catalog import load_catalog
@@ -50,47 +72,47 @@ class ModelPanelMixin:
         except Exception:  # a missing or broken catalog only costs the completion
             return []
 
-    def _configureLogic(self) -> None:
-        self.logic.model = self._parameterNode.model or "default"
-        self.logic.device = self._parameterNode.device
+    def configureLogic(self) -> None:
+        self.logic.model = self.parameters().model or "default"
+        self.logic.device = self.parameters().device
 
-    def _modelStatus(self):
+    def modelStatus(self):
         """The catalog's entry for the chosen model (None: not a catalog id, e.g. a bundle folder)."""
         from TextSegmentLib.catalog import list_models
 
-        return {m.id: m for m in list_models()}.get(self._parameterNode.model or "default")
+        return {m.id: m for m in list_models()}.get(self.parameters().model or "default")
 
-    def _modelInstalled(self) -> bool:
-        status = self._modelStatus()
+    def modelInstalled(self) -> bool:
+        status = self.modelStatus()
         return status is None or status.installed
 
-    def _ensureModel(self, thenCall) -> bool:
+    def ensureModel(self, thenCall) -> bool:
         """True when the chosen model is usable now; else offer to download it (then call ``thenCall``)."""
         model = self.logic.model
-        status = self._modelStatus()
+        status = self.modelStatus()
         if status is None or status.installed:
             return True
         if slicer.util.confirmOkCancelDisplay(f"Download the model {model} ({(status.size or 0) / 1e6:.0f} MB)?"):
-            self._download(model, thenCall)
+            self.download(model, thenCall)
         return False
 
-    def _download(self, model: str, thenCall=None) -> None:
+    def download(self, model: str, thenCall=None) -> None:
         from TextSegmentLib.app import resolve_bundle  # the one place where a model id becomes a bundle folder
 
         def run(job):
             return resolve_bundle(model, progress=job.report, cancel=job.cancelled)
 
         def done(path):
-            self._populateModels()
+            self.populate()
             if thenCall is not None:
                 thenCall()
 
-        self._start(self.logic.worker.submit(run, description=f"downloading {model}"), done, f"Downloading {model}...")
+        self.start(self.logic.worker.submit(run, description=f"downloading {model}"), done, f"Downloading {model}...")
 
     def onDownload(self) -> None:
         model = self.ui.modelComboBox.currentData
-        if self._job is None and model and model != "default":
-            self._download(model)
+        if model and model != "default":
+            self.download(model)
 
     def onImport(self) -> None:
         from TextSegmentLib.catalog import import_model
@@ -102,7 +124,7 @@ class ModelPanelMixin:
             path = os.path.dirname(path) if path.endswith("model.json") else path
             with slicer.util.tryWithErrorDisplay("The model could not be imported.", waitCursor=True):
                 folder = import_model(path)
-                self._populateModels()
+                self.populate()
                 slicer.util.infoDisplay(f"Installed {os.path.basename(str(folder))}")
 
     def onCheckUpdates(self) -> None:
@@ -119,21 +141,20 @@ class ModelPanelMixin:
             text = ("Newer versions: " + ", ".join(newer) + ". Select one and press Download.") if newer else None
             slicer.util.infoDisplay(text or "The installed models are the newest in the catalog.")
 
-    def _updateDeviceHint(self, *args) -> None:
+    def updateDeviceHint(self, *args) -> None:
+        """A hint about the chosen device; it needs torch, which is read only once the worker has imported it."""
+        torch = sys.modules.get("torch")
         hint = ""
         device = self.ui.deviceComboBox.currentText
-        if device in ("auto", "cuda") and importlib.util.find_spec("torch") is not None:
-            import torch
-
+        if torch is None:
+            hint = ""
+        elif device in ("auto", "cuda"):
             if torch.cuda.is_available():
                 gb = torch.cuda.get_device_properties(0).total_memory / 2**30
                 if gb < 4:
                     hint = f"The GPU has {gb:.1f} GB; large volumes may fall back to the CPU (slower)."
             elif device == "cuda":
                 hint = "No CUDA GPU was found; use auto or cpu."
-        elif device == "mps" and importlib.util.find_spec("torch") is not None:
-            import torch
-
-            if not torch.backends.mps.is_available():
-                hint = "Apple MPS is not available here; use auto or cpu."
+        elif device == "mps" and not torch.backends.mps.is_available():
+            hint = "Apple MPS is not available here; use auto or cpu."
         self.ui.deviceHintLabel.text = hint

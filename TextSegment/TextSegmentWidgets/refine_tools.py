@@ -1,26 +1,29 @@
-"""Box and +/- point tools: markups nodes, place mode in the slice views, and the plane of the view they were drawn on.
+"""Box and +/- point tools: markups nodes, place mode in the slice views, and the view they were drawn on.
 
 Slicer does not record which view a markup was placed in; when a box or point is placed (or moved), the tool asks
-the crosshair node which slice view is under the mouse and records its plane (``record_view_plane``), so that the
-refinement happens in that plane whichever of the axial, coronal or sagittal views was used.
+the crosshair node which slice view is under the mouse and records its slice normal in world coordinates
+(``record_view_under_cursor``); the refinement maps it onto the volume's own slices.
 """
 
-import slicer
+from typing import Any, Callable
 
-from TextSegmentLib.slicer_markups import (
-    PLANE_ATTRIBUTE,
-    POINT_LABEL_ATTRIBUTE,
-    POINT_PLANES_ATTRIBUTE,
-    record_view_plane,
-)
+import slicer
+from slicer.util import VTKObservationMixin
+
+from TextSegmentLib.slicer.markups import POINT_LABEL_ATTRIBUTE, clear_records, record_view_under_cursor
 
 MARKUPS = {"box": "TextSegment box", "positive": "TextSegment +", "negative": "TextSegment -"}
 
 
-class RefineToolsMixin:
-    """Markups tools for TextSegmentWidget (uses ``self.ui``)."""
+class RefineTools(VTKObservationMixin):
+    """The markups tools. ``ui``: the module's widgets (the three tool buttons); ``changed()``: called when a tool
+    is switched on (the widget updates its buttons). Call :meth:`cleanup` when the widget goes."""
 
-    def _markupsNode(self, kind: str):
+    def __init__(self, ui: Any, changed: Callable[[], None]) -> None:
+        VTKObservationMixin.__init__(self)
+        self.ui, self.changed = ui, changed
+
+    def markupsNode(self, kind: str):
         node = slicer.mrmlScene.GetFirstNodeByName(MARKUPS[kind])
         if node is None:
             cls = "vtkMRMLMarkupsROINode" if kind == "box" else "vtkMRMLMarkupsFiducialNode"
@@ -37,43 +40,41 @@ class RefineToolsMixin:
         if kind != "box":  # a box keeps the view it was drawn on when its handles are dragged elsewhere
             events.append(node.PointEndInteractionEvent)
         for event in events:
-            if not self.hasObserver(node, event, self._onMarkupPlaced):
-                self.addObserver(node, event, self._onMarkupPlaced)
+            if not self.hasObserver(node, event, self.onMarkupPlaced):
+                self.addObserver(node, event, self.onMarkupPlaced)
         return node
 
-    def _onMarkupPlaced(self, caller, event) -> None:
-        """Record the plane of the slice view under the mouse for the markup just placed (or the point moved)."""
-        crosshair = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLCrosshairNode")
-        sliceNode = crosshair.GetCursorPositionXYZ([0.0, 0.0, 0.0]) if crosshair is not None else None
-        record_view_plane(caller, sliceNode)
+    def onMarkupPlaced(self, caller, event) -> None:
+        """Record the slice normal of the view under the mouse for the markup just placed (or the point moved)."""
+        record_view_under_cursor(caller, slicer.mrmlScene)
 
-    def _existingMarkups(self, kind: str):
+    def existing(self, kind: str):
         """The tool's markups node when it holds something (else None)."""
         node = slicer.mrmlScene.GetFirstNodeByName(MARKUPS[kind])
         return node if node is not None and node.GetNumberOfControlPoints() > 0 else None
 
-    def _toolButtons(self) -> dict:
+    def buttons(self) -> dict:
         return {
             "box": self.ui.boxButton,
             "positive": self.ui.positivePointButton,
             "negative": self.ui.negativePointButton,
         }
 
-    def _observeInteraction(self) -> None:
+    def observeInteraction(self) -> None:
         """Un-check the tool buttons when place mode ends (one box placed, Escape, another module's tool)."""
         interaction = slicer.app.applicationLogic().GetInteractionNode()
-        self.addObserver(interaction, interaction.InteractionModeChangedEvent, self._onInteractionModeChanged)
+        self.addObserver(interaction, interaction.InteractionModeChangedEvent, self.onInteractionModeChanged)
 
-    def _onInteractionModeChanged(self, caller, event) -> None:
+    def onInteractionModeChanged(self, caller, event) -> None:
         if caller.GetCurrentInteractionMode() == caller.Place:
             return
-        for button in self._toolButtons().values():
+        for button in self.buttons().values():
             button.blockSignals(True)
             button.checked = False
             button.blockSignals(False)
 
-    def _place(self, kind: str, on: bool) -> None:
-        buttons = self._toolButtons()
+    def place(self, kind: str, on: bool) -> None:
+        buttons = self.buttons()
         interaction = slicer.app.applicationLogic().GetInteractionNode()
         if not on:
             if not any(b.checked for b in buttons.values()):
@@ -84,7 +85,7 @@ class RefineToolsMixin:
                 button.blockSignals(True)
                 button.checked = False
                 button.blockSignals(False)
-        node = self._markupsNode(kind)
+        node = self.markupsNode(kind)
         if kind == "box":
             node.RemoveAllControlPoints()
         selection = slicer.app.applicationLogic().GetSelectionNode()
@@ -92,12 +93,14 @@ class RefineToolsMixin:
         selection.SetActivePlaceNodeID(node.GetID())
         interaction.SetPlaceModePersistence(0 if kind == "box" else 1)
         interaction.SetCurrentInteractionMode(interaction.Place)
-        self._updateButtons()
+        self.changed()
 
-    def _clearMarkups(self) -> None:
+    def clear(self) -> None:
         for kind in MARKUPS:
             node = slicer.mrmlScene.GetFirstNodeByName(MARKUPS[kind])
             if node is not None:
                 node.RemoveAllControlPoints()
-                for attribute in (PLANE_ATTRIBUTE, POINT_PLANES_ATTRIBUTE):
-                    node.RemoveAttribute(attribute)
+                clear_records(node)
+
+    def cleanup(self) -> None:
+        self.removeObservers()

@@ -17,7 +17,7 @@ VIEWS = {"axial": "Red", "coronal": "Green", "sagittal": "Yellow"}
 
 def headVolume(scene, shape=(24, 36, 30), spacing=3.0):
     """A synthetic T1-like head (bright scalp, grey brain, darker ventricles), LPS-stored, ``spacing`` mm."""
-    from TextSegmentLib import slicer_bridge as bridge
+    from TextSegmentLib.slicer import bridge
 
     k, j, i = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
     r = np.sqrt(i**2 + (j / 1.15) ** 2 + (k / 0.9) ** 2)
@@ -29,7 +29,7 @@ def headVolume(scene, shape=(24, 36, 30), spacing=3.0):
 
 def sliceNodeShowing(scene, plane):
     """The slice view node that shows ``plane`` (Red/Yellow/Green in Slicer's default layout)."""
-    from TextSegmentLib.slicer_markups import plane_of_slice_node
+    from TextSegmentLib.slicer.markups import plane_of_slice_node
 
     nodes = scene.GetNodesByClass("vtkMRMLSliceNode")
     candidates = [nodes.GetItemAsObject(n) for n in range(nodes.GetNumberOfItems())]
@@ -53,9 +53,9 @@ def waitForJob(widget, timeout=600.0):
 def runSelfTest(test, widget, timeout=600.0):
     """Segment two prompts through the widget, then a box on the coronal view (or the plane the model refines in),
     Apply and Undo; ``test`` is a unittest.TestCase (its asserts are used)."""
-    from TextSegmentLib import slicer_bridge as bridge
     from TextSegmentLib.catalog import list_models
-    from TextSegmentLib.slicer_markups import record_view_plane
+    from TextSegmentLib.slicer import bridge
+    from TextSegmentLib.slicer.markups import record_view_plane
 
     default = [m for m in list_models() if m.default]
     if not default or not default[0].installed:
@@ -67,10 +67,12 @@ def runSelfTest(test, widget, timeout=600.0):
     volumeItem = hierarchy.GetItemByDataNode(volume) or hierarchy.CreateItem(study, volume)
     hierarchy.SetItemParent(volumeItem, study)
 
+    if widget._parameterNode is None:  # run from Self Tests after the module was left (the scene was cleared)
+        widget.initializeParameterNode()
     p = widget._parameterNode
     p.inputVolume, p.outputSegmentation, p.model = volume, None, "default"
     p.presenceThreshold, p.minComponentMl = 0.0, 0.0
-    widget._prepareVolume()  # what selecting the volume starts: the model loads and the slices encode meanwhile
+    widget.background.prepare()  # what selecting the volume starts: the model loads and the slices encode meanwhile
     widget.ui.promptEdit.setPlainText("brain\nleft hippocampus")
     widget.onSegment()  # cancels the preparation (what it encoded stays) and runs next
     waitForJob(widget, timeout)
@@ -85,7 +87,7 @@ def runSelfTest(test, widget, timeout=600.0):
     # A box drawn with two clicks on a slice view, through the volume's centre.
     sid = segmentation.GetSegmentIdBySegmentName("brain")
     before = bridge.segment_to_array(seg, sid, volume)
-    planes = widget.logic.refinePlanes(widget.logic._sessions[seg.GetID()].result)
+    planes = widget.logic.refinePlanes(widget.logic.session(seg).result)
     plane = "coronal" if "coronal" in planes else planes[0]
     bounds = [0.0] * 6
     volume.GetRASBounds(bounds)
@@ -95,7 +97,7 @@ def runSelfTest(test, widget, timeout=600.0):
     a[normal] = b[normal] = centre[normal]
     combo = widget.ui.refineSegmentComboBox
     combo.setCurrentIndex(combo.findData(sid))
-    box = widget._markupsNode("box")
+    box = widget.tools.markupsNode("box")
     box.RemoveAllControlPoints()
     for corner in (a, b):
         box.AddControlPoint(*corner)

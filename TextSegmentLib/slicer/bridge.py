@@ -205,7 +205,8 @@ def array_to_volume(
 # ---------------------------------------------------------------------------------------------------- segments
 
 
-def _oriented_image(mask: np.ndarray, image_to_world: np.ndarray) -> Any:
+def oriented_image(mask: np.ndarray, image_to_world: np.ndarray) -> Any:
+    """A (k, j, i) 0/1 mask -> vtkOrientedImageData (uint8) with ``image_to_world`` as its geometry."""
     import vtk  # noqa: PLC0415
     from vtk.util import numpy_support  # noqa: PLC0415
 
@@ -247,7 +248,7 @@ def write_segment(
     register_converter_rules()
     slicer = _slicer()
     image_to_seg = transform_between(volume_node, segmentation_node) if volume_node is not None else np.eye(4)
-    image = _oriented_image(np.asarray(mask) > 0, image_to_seg @ np.asarray(ijk_to_ras, float))
+    image = oriented_image(np.asarray(mask) > 0, image_to_seg @ np.asarray(ijk_to_ras, float))
     segmentation = segmentation_node.GetSegmentation()
     old_id = segment_id or segmentation.GetSegmentIdBySegmentName(name) or None
     old_segment = segmentation.GetSegment(old_id) if old_id else None
@@ -325,7 +326,7 @@ def segment_to_array(segmentation_node: Any, segment_id: str, volume_node: Any) 
     segmentation_node.GetBinaryLabelmapRepresentation(segment_id, source)
     array, ijk_to_ras = volume_to_array(volume_node, copy=False)
     reference_to_seg = transform_between(volume_node, segmentation_node) @ ijk_to_ras
-    reference = _oriented_image(np.zeros(array.shape, np.uint8), reference_to_seg)
+    reference = oriented_image(np.zeros(array.shape, np.uint8), reference_to_seg)
     out = slicer.vtkOrientedImageData()
     if source.GetPointData() is None or source.GetPointData().GetScalars() is None or _empty_extent(source):
         return np.zeros(array.shape, np.uint8)

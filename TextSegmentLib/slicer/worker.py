@@ -27,7 +27,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple
 
-from .progress import Cancelled
+from ..progress import Cancelled
 
 log = logging.getLogger(__name__)
 

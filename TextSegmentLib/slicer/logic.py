@@ -1,9 +1,10 @@
 """TextSegmentLogic: text prompts -> segments in Slicer's scene; refine with a box or +/- points; undo; batches.
 
 Usable without the widget, from Slicer's Python console or under plain Python with ``slicer-core``. MRML is read
-and written on the calling (main) thread only; every torch call runs on the one persistent worker thread
-(:mod:`TextSegmentLib.worker`), so the GUI can stay responsive (``segmentAsync`` / ``refineAsync`` + ``apply*``) and
-the console can simply block (``segment`` / ``refine``).
+and written on the calling (main) thread only; every torch, SimpleITK and scipy call (and import) runs on the one
+persistent worker thread (:mod:`.worker`), so the GUI can stay responsive (``segmentAsync`` / ``refineAsync`` +
+``apply*``) and the console can simply block (``segment`` / ``refine``). Sessions (engine result, undo) live in the
+scene's registry (:mod:`.session`), shared with the Segment Editor effect.
 
 Example (Slicer's Python console)::
 
@@ -15,43 +16,26 @@ Example (Slicer's Python console)::
     logic.undo(seg)
 """
 
+import inspect
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from . import slicer_bridge as bridge
-from .prompts import TAG_CONFIDENCE, TAG_FOUND, TAG_PROMPT, TAG_VOLUME, match_prompt
-from .slicer_markups import PLANE_VIEW, RefinePrompts, markups_to_prompts
+from ..prompts import TAG_CONFIDENCE, TAG_FOUND, TAG_PROMPT, TAG_VOLUME, match_prompt
+from . import bridge
+from .edits import apply_voxels, current_mask, load_current
+from .inputs import VolumeSource, check_grid
+from .markups import PLANE_VIEW, RefinePrompts, markups_to_prompts
+from .session import MAX_UNDO, Session, SessionRegistry, UndoStep, VoxelChange, registry_for
 from .worker import Job, JobWatcher, Worker, default_worker
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Optional[Callable[[float, str], None]]
-#: undo steps kept per segmentation node (each may hold segment copies and an engine result)
-MAX_UNDO = 10
+__all__ = ["MAX_UNDO", "TextSegmentLogic"]
 
 #: segmenters per (model key, device): loading a model once per session is enough
 _SEGMENTERS: Dict[Tuple[Any, str], Any] = {}
-
-
-@dataclass
-class _UndoStep:
-    """What one segment/refine call changed: (segment id, previous vtkSegment or None, index) per segment."""
-
-    kind: str  # "segment" or "refine"
-    segments: List[Tuple[str, Any, int]]
-    session: Optional["_Session"] = None  # for "segment": the node's session before the call
-
-
-@dataclass
-class _Session:
-    """The engine result behind a segmentation node, and which segment holds which prompt."""
-
-    volume_id: str
-    result: Any
-    segment_ids: Dict[int, str]
-    undo: List[_UndoStep] = field(default_factory=list)
 
 
 def _model_key(model: Any) -> Any:
@@ -71,7 +55,12 @@ class TextSegmentLogic:
     """
 
     def __init__(
-        self, scene: Any = None, model: Any = "default", device: str = "auto", worker: Optional[Worker] = None
+        self,
+        scene: Any = None,
+        model: Any = "default",
+        device: str = "auto",
+        worker: Optional[Worker] = None,
+        sessions: Optional[SessionRegistry] = None,
     ) -> None:
         if scene is None:
             import slicer  # noqa: PLC0415
@@ -81,8 +70,9 @@ class TextSegmentLogic:
         self.model = model
         self.device = device
         self.worker = worker or default_worker()
-        self._sessions: Dict[str, _Session] = {}
-        self._inputs: Dict[str, Tuple[Any, Any]] = {}  # volume node id -> ((mtime, matrix), VolumeInput)
+        #: one session per segmentation node, shared with the Segment Editor effect (see :mod:`.session`)
+        self._sessions: SessionRegistry = sessions if sessions is not None else registry_for(scene)
+        self._inputs: Dict[str, Tuple[Any, Any]] = {}  # volume node id -> (stamp, VolumeSource)
 
     # ------------------------------------------------------------------------------------------ engine access
     def segmenter(self) -> Any:
@@ -90,7 +80,7 @@ class TextSegmentLogic:
         key = (_model_key(self.model), self.device)
         if key not in _SEGMENTERS:
             try:
-                from .app import open_segmenter  # noqa: PLC0415
+                from ..app import open_segmenter  # noqa: PLC0415
             except ImportError as exc:
                 raise ImportError(
                     f"TextSegment needs PyTorch and its other Python packages ({exc}); open the TextSegment module "
@@ -107,21 +97,26 @@ class TextSegmentLogic:
         """Forget loaded models (e.g. after a model update)."""
         _SEGMENTERS.clear()
 
-    def volumeInput(self, volumeNode: Any) -> Any:
-        """Volume node -> engine ``VolumeInput`` (LPS geometry); cached per (node, image modified time, geometry)."""
-        from .engine import VolumeInput  # noqa: PLC0415
-
-        image = volumeNode.GetImageData() if volumeNode is not None else None
-        stamp = (image.GetMTime() if image is not None else None, volumeNode.GetMTime() if volumeNode else None)
-        cached = self._inputs.get(volumeNode.GetID()) if volumeNode is not None else None
+    def volumeSource(self, volumeNode: Any) -> "VolumeSource":
+        """Volume node -> its voxels and LPS geometry (read on the calling thread, MRML only; cached per node, image
+        modified time and geometry). :meth:`VolumeSource.volume` makes the engine's input on the worker."""
+        if volumeNode is None:
+            raise bridge.BridgeError("no input volume was given")
+        image = volumeNode.GetImageData()
+        stamp = (image.GetMTime() if image is not None else None, volumeNode.GetMTime())
+        cached = self._inputs.get(volumeNode.GetID())
         if cached is not None and cached[0] == stamp:
             return cached[1]
         array, ijk_to_ras = bridge.volume_to_array(volumeNode)
         spacing, origin, direction = bridge.lps_geometry(ijk_to_ras)
         modality = volumeNode.GetAttribute("DICOM.Modality")
-        volume = VolumeInput(array, spacing, origin, direction, {"0008|0060": modality} if modality else None)
-        self._inputs = {volumeNode.GetID(): (stamp, volume)}  # keep one volume's copy only
-        return volume
+        source = VolumeSource(array, spacing, origin, direction, {"0008|0060": modality} if modality else None)
+        self._inputs = {volumeNode.GetID(): (stamp, source)}  # keep one volume's copy only
+        return source
+
+    def volumeInput(self, volumeNode: Any) -> Any:
+        """Volume node -> engine ``VolumeInput`` (imports the engine: call it on the worker, or from the console)."""
+        return self.volumeSource(volumeNode).volume()
 
     # ------------------------------------------------------------------------------------------ ahead of a prompt
     def precomputeAsync(self, volumeNode: Any, **options: Any) -> Job:
@@ -130,7 +125,7 @@ class TextSegmentLogic:
         :meth:`segment` (the planes and CT window the next prompt will use). Cancel it before submitting other work
         (it would run first): it stops at the next batch and what it encoded stays, so the prompt loses nothing.
         """
-        volume = self.volumeInput(volumeNode)
+        source = self.volumeSource(volumeNode)
         axis = options.get("slice_axis")
         views = None if axis in (None, "auto") else (axis,)
         window = options.get("ct_window")
@@ -138,29 +133,29 @@ class TextSegmentLogic:
         def run(job: Job) -> Any:
             job.report(0.0, "loading the model")
             segmenter = self.segmenter()
-            return segmenter.precompute(volume, views, window, progress=job.report, cancel=job.cancelled)
+            return segmenter.precompute(source.volume(), views, window, progress=job.report, cancel=job.cancelled)
 
         return self.worker.submit(run, description=f"preparing {volumeNode.GetName()} for prompts")
 
     # ------------------------------------------------------------------------------------------ segment
     def segmentAsync(self, volumeNode: Any, prompts: Union[str, Sequence[str]], **options: Any) -> Job:
         """Start segmenting on the worker; returns the :class:`Job` (its result goes to :meth:`applySegmentation`)."""
-        volume = self.volumeInput(volumeNode)
+        source = self.volumeSource(volumeNode)
         prompts = prompts.splitlines() if isinstance(prompts, str) else list(prompts)  # one prompt per line
         prompts = [p.strip() for p in prompts if isinstance(p, str) and p.strip()] or list(prompts)
 
         def run(job: Job) -> Any:
-            from .app import segment_case  # noqa: PLC0415
+            from ..app import segment_case  # noqa: PLC0415
 
             job.report(0.0, "loading the model")
-            return segment_case(self.segmenter(), volume, prompts, job.report, job.cancelled, **options)
+            return segment_case(self.segmenter(), source.volume(), prompts, job.report, job.cancelled, **options)
 
         return self.worker.submit(run, description=f"segmenting {volumeNode.GetName()}")
 
     def applySegmentation(self, volumeNode: Any, result: Any, segmentationNode: Any = None) -> Any:
         """Write an engine result into ``segmentationNode`` (a new one when None): one segment per prompt."""
         _, ijk_to_ras = bridge.volume_to_array(volumeNode, copy=False)
-        _check_grid(volumeNode, result)
+        check_grid(volumeNode, result)
         created = segmentationNode is None
         if created:
             segmentationNode = self.scene.AddNewNodeByClass(
@@ -188,11 +183,13 @@ class TextSegmentLogic:
             raise
         if created:
             bridge.place_with_volume(segmentationNode, volumeNode)
-        old = self._sessions.get(segmentationNode.GetID())
-        session = _Session(volumeNode.GetID(), result, ids, list(old.undo) if old else [])
-        session.undo.append(_UndoStep("segment", changed, old))
-        _trim(session)
-        self._sessions[segmentationNode.GetID()] = session
+        old = self._sessions.get(segmentationNode)
+        session = Session(volumeNode.GetID(), result, ids, list(old.undo) if old else [])
+        if old is not None and old.volume_id == volumeNode.GetID():  # earlier segments stay refinable
+            replaced = set(ids.values())
+            session.extra = {sid: v for sid, v in old.carried_over().items() if sid not in replaced}
+        session.push(UndoStep("segment", changed, old))
+        self._sessions.set(segmentationNode, session)
         return segmentationNode
 
     def segment(
@@ -217,13 +214,13 @@ class TextSegmentLogic:
 
     def results(self, segmentationNode: Any) -> List[Any]:
         """The engine's per-prompt reports (prompt, found, confidence, volume_ml, ...) of the last run, if any."""
-        session = self._sessions.get(segmentationNode.GetID()) if segmentationNode is not None else None
+        session = self._sessions.get(segmentationNode)
         return list(session.result.segments) if session else []
 
     def segmentIds(self, segmentationNode: Any, existingOnly: bool = True) -> List[str]:
         """Ids of the segments of the last run on this node, in prompt order (refinable); with
         ``existingOnly=False`` also those the user has deleted since (one per prompt, like :meth:`results`)."""
-        session = self._sessions.get(segmentationNode.GetID()) if segmentationNode is not None else None
+        session = self._sessions.get(segmentationNode)
         if session is None:
             return []
         segmentation = segmentationNode.GetSegmentation()
@@ -231,15 +228,29 @@ class TextSegmentLogic:
         return [sid for sid in ids if not existingOnly or segmentation.GetSegment(sid) is not None]
 
     # ------------------------------------------------------------------------------------------ refine
-    def _session_for(self, segmentationNode: Any, segmentId: str) -> Tuple[_Session, int]:
-        session = self._sessions.get(segmentationNode.GetID()) if segmentationNode is not None else None
+    def session(self, segmentationNode: Any) -> Optional[Session]:
+        """The node's session (engine result, prompt -> segment, undo), shared with the Segment Editor effect."""
+        return self._sessions.get(segmentationNode)
+
+    def adoptSegment(self, segmentationNode: Any, volumeNode: Any, result: Any, index: int, segmentId: str) -> None:
+        """Make ``segmentId`` refinable as prompt ``index`` of ``result`` (a segment written by someone else, e.g. the
+        Segment Editor effect, from this engine result)."""
+        session = self._sessions.get(segmentationNode)
+        if session is None or session.volume_id != volumeNode.GetID():
+            self._sessions.set(segmentationNode, Session(volumeNode.GetID(), result, {index: segmentId}))
+            return
+        session.extra[segmentId] = (result, index)  # the module's results table keeps its rows
+
+    def _session_for(self, segmentationNode: Any, segmentId: str) -> Tuple[Session, Any, int]:
+        """``(session, engine result, prompt index)`` behind a segment, or a BridgeError saying what to do."""
+        session = self._sessions.get(segmentationNode)
         if session is None:
             raise bridge.BridgeError(
                 "this segmentation was not made by TextSegment in this session; run Segment first, then refine"
             )
-        for index, sid in session.segment_ids.items():
-            if sid == segmentId:
-                return session, index
+        found = session.lookup(segmentId)
+        if found is not None:
+            return session, found[0], found[1]
         raise bridge.BridgeError(f"segment '{segmentId}' was not made by the last TextSegment run; segment it first")
 
     def refinePrompts(
@@ -252,15 +263,16 @@ class TextSegmentLogic:
     ) -> Tuple[int, RefinePrompts]:
         """Markups -> ``(prompt index, RefinePrompts)``: the plane, slice, box and +/- points in voxels.
 
-        The plane is the view the box or points were drawn on (see :mod:`TextSegmentLib.slicer_markups`), or
-        ``plane``; a plane the model cannot refine in raises :class:`BridgeError` with what to do instead.
+        The plane is that of the volume's slices the view the box or points were drawn on shows (see
+        :mod:`.markups` and :mod:`.planes`), or ``plane``; an oblique view or a plane the model cannot refine in
+        raises :class:`BridgeError` with what to do instead.
         """
-        session, index = self._session_for(segmentationNode, segmentId)
+        session, result, index = self._session_for(segmentationNode, segmentId)
         volumeNode = self.scene.GetNodeByID(session.volume_id)
         if volumeNode is None:
             raise bridge.BridgeError("the volume this segmentation was made from is no longer in the scene")
-        _check_grid(volumeNode, session.result)
-        prompts = markups_to_prompts(roiNode, pointListNode, volumeNode, plane, _result_plane(session.result))
+        check_grid(volumeNode, result)
+        prompts = markups_to_prompts(roiNode, pointListNode, volumeNode, plane, _result_plane(result))
         planes = self._loadedRefinePlanes()  # not loaded yet: the engine checks on the worker
         if planes is not None and prompts.plane not in planes:
             views = " or ".join(PLANE_VIEW[p] for p in planes)
@@ -292,35 +304,56 @@ class TextSegmentLogic:
         plane: Optional[str] = None,
         maxPropagation: Optional[int] = None,
     ) -> Job:
-        """Start a refinement on the worker; its result goes to :meth:`applyRefinement`."""
-        session, _ = self._session_for(segmentationNode, segmentId)
-        index, p = self.refinePrompts(segmentationNode, segmentId, roiNode, pointListNode, plane)
+        """Start a refinement on the worker; its result goes to :meth:`applyRefinement`.
+
+        It starts from the segment as it is now in the node (Segment Editor edits included), not from the engine's
+        last result.
+        """
+        _, p = self.refinePrompts(segmentationNode, segmentId, roiNode, pointListNode, plane)
+        return self.refinePromptsAsync(segmentationNode, segmentId, p, maxPropagation)
+
+    def refinePromptsAsync(
+        self, segmentationNode: Any, segmentId: str, p: RefinePrompts, maxPropagation: Optional[int] = None
+    ) -> Job:
+        """:meth:`refineAsync` with the slice, box and points given in voxels (see :meth:`refinePrompts`)."""
+        session, result, index = self._session_for(segmentationNode, segmentId)
+        volumeNode = self.scene.GetNodeByID(session.volume_id)
+        before = current_mask(segmentationNode, segmentId, volumeNode)
+        session.pending[segmentId] = before
 
         def run(job: Job) -> Any:
-            return self.segmenter().refine(
-                session.result, index, p.slice_ijk, box=p.box, points=p.points, labels=p.labels, coords="voxel",
-                plane=p.plane, progress=job.report, cancel=job.cancelled, max_propagation=maxPropagation,
+            segmenter = self.segmenter()
+            extra = {}
+            if "current" in inspect.signature(segmenter.refine).parameters:
+                extra["current"] = before  # the engine starts from it and its undo restores what it changed
+            else:
+                load_current(result, index, before)  # the same for an engine without ``current=``
+            return segmenter.refine(
+                result, index, p.slice_ijk, box=p.box, points=p.points, labels=p.labels, coords="voxel",
+                plane=p.plane, progress=job.report, cancel=job.cancelled, max_propagation=maxPropagation, **extra,
             )  # fmt: skip
 
         return self.worker.submit(run, description=f"refining on the {p.plane} plane")
 
     def applyRefinement(self, segmentationNode: Any, segmentId: str) -> Any:
-        """Write the refined mask of ``segmentId`` back into the node (undo restores the previous one)."""
-        session, index = self._session_for(segmentationNode, segmentId)
+        """Write what the refinement changed into ``segmentId`` as it is now (other voxels keep their content; undo
+        puts back exactly the changed voxels)."""
+        session, result, index = self._session_for(segmentationNode, segmentId)
+        change = self.refinementChange(segmentationNode, segmentId)
         volumeNode = self.scene.GetNodeByID(session.volume_id)
-        _, ijk_to_ras = bridge.volume_to_array(volumeNode, copy=False)
-        report = session.result.segments[index]
-        segment = segmentationNode.GetSegmentation().GetSegment(segmentId)
-        name = segment.GetName() if segment is not None else report.prompt
-        sid, previous = bridge.write_segment(
-            segmentationNode, session.result.mask(index), ijk_to_ras, name, None, None, volumeNode, segmentId
-        )
-        self._tag(segmentationNode, sid, report)
-        bridge.share_layers(segmentationNode)
-        index = segmentationNode.GetSegmentation().GetSegmentIndex(sid)
-        session.undo.append(_UndoStep("refine", [(sid, previous, index)]))
-        _trim(session)
+        apply_voxels(segmentationNode, volumeNode, change, undo=False)
+        self._tag(segmentationNode, segmentId, result.segments[index])
+        session.push(UndoStep("refine", voxels=change, result=result))
         return segmentationNode
+
+    def refinementChange(self, segmentationNode: Any, segmentId: str) -> VoxelChange:
+        """What the finished refinement of ``segmentId`` changed, against its content when the refinement started
+        (nothing is written; :meth:`applyRefinement` writes it, the Segment Editor effect writes it its own way)."""
+        session, result, index = self._session_for(segmentationNode, segmentId)
+        before = session.pending.pop(segmentId, None)
+        if before is None:
+            raise bridge.BridgeError(f"no refinement of '{segmentId}' is waiting to be applied; refine it first")
+        return VoxelChange.between(segmentId, before, result.mask(index))
 
     def refine(
         self,
@@ -353,27 +386,31 @@ class TextSegmentLogic:
             self._sessions.clear()
             self._inputs.clear()
         else:
-            self._sessions.pop(segmentationNode.GetID(), None)
+            self._sessions.pop(segmentationNode)
 
     def canUndo(self, segmentationNode: Any) -> bool:
-        session = self._sessions.get(segmentationNode.GetID()) if segmentationNode is not None else None
+        session = self._sessions.get(segmentationNode)
         return bool(session and session.undo)
 
     def undo(self, segmentationNode: Any) -> bool:
         """Undo the last segment or refine call on this node; False when there is nothing to undo."""
-        session = self._sessions.get(segmentationNode.GetID()) if segmentationNode is not None else None
+        session = self._sessions.get(segmentationNode)
         if not session or not session.undo:
             return False
         step = session.undo.pop()
+        if step.kind == "refine":  # exactly the voxels the refinement changed; the engine's state follows
+            volumeNode = self.scene.GetNodeByID(session.volume_id)
+            apply_voxels(segmentationNode, volumeNode, step.voxels, undo=True)
+            result = step.result if step.result is not None else session.result
+            self.worker.run(lambda job: self.segmenter().undo(result), description="undo")
+            return True
         self._revert(segmentationNode, step.segments)
         bridge.share_layers(segmentationNode)
-        if step.kind == "refine":  # keep the engine's state in step with the node
-            self.worker.run(lambda job: self.segmenter().undo(session.result), description="undo")
-        elif step.session is None:
-            del self._sessions[segmentationNode.GetID()]
+        if step.session is None:
+            self._sessions.pop(segmentationNode)
         else:
             step.session.undo = session.undo
-            self._sessions[segmentationNode.GetID()] = step.session
+            self._sessions.set(segmentationNode, step.session)
         return True
 
     # ------------------------------------------------------------------------------------------ batches
@@ -399,7 +436,7 @@ class TextSegmentLogic:
             >>> logic.segmentFiles("/data/scans", ["liver", "spleen"], "/data/out")  # doctest: +SKIP
             [PosixPath('/data/out/case01.seg.nrrd'), ...]
         """
-        from .app import check_options, check_overlap, plan_jobs, run_jobs, validate_jobs  # noqa: PLC0415
+        from ..app import check_options, check_overlap, plan_jobs, run_jobs, validate_jobs  # noqa: PLC0415
 
         items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
         prompt_list = [p for p in prompts.splitlines() if p.strip()] if isinstance(prompts, str) else list(prompts)
@@ -448,23 +485,6 @@ class TextSegmentLogic:
         segment.SetTag(TAG_VOLUME, f"{report.volume_ml:.3f}")
 
 
-def _trim(session: _Session) -> None:
-    """Keep the last MAX_UNDO steps; older engine results are released with them."""
-    del session.undo[:-MAX_UNDO]
-    for step in session.undo:
-        if step.session is not None:
-            step.session.undo = []  # an old session's own history is never used again (it gets the current one)
-
-
 def _result_plane(result: Any) -> str:
     """The plane an engine result was segmented in (its primary plane)."""
     return str(getattr(result.volume, "axis", "axial"))
-
-
-def _check_grid(volumeNode: Any, result: Any) -> None:
-    """Refuse to write a result computed on another grid (the volume changed while it was being segmented)."""
-    dims = tuple(volumeNode.GetImageData().GetDimensions())
-    if tuple(result.volume.image.GetSize()) != dims:
-        raise bridge.BridgeError(
-            f"volume '{volumeNode.GetName()}' changed (now {dims}) since it was segmented; segment it again"
-        )
