@@ -18,7 +18,7 @@ import torch
 from .atomic import file_mode, make_temp_dir, replace_dir
 from .device import resolve_device
 from .model import ModelConfig, TextSegmentModel, build_model
-from .model.text_encoder import TextEncoderUnavailable, resolve_text_encoder_path
+from .model.text_encoder import TextEncoderUnavailable, resolve_text_encoder_path, text_encoder_problem
 
 FORMAT_VERSION = 1
 #: the first TextSegment release able to read each bundle format version
@@ -26,6 +26,12 @@ FORMAT_MIN_RELEASE = {1: "0.1.0"}
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model.json"
 REQUIRED_CARD_FIELDS = ("format_version", "name", "architecture", "text_encoder", "input", "vocabulary", "license")
+#: the JSON type each card field must have (a hand-edited card with another type is refused, never half-used)
+CARD_FIELD_TYPES = {
+    **dict.fromkeys(("name", "license", "weights_sha256", "version"), str),
+    **dict.fromkeys(("architecture", "text_encoder", "input", "training_data", "metrics"), dict),
+    "vocabulary": list,
+}
 DEFAULT_INPUT_SPEC: Dict[str, Any] = {
     "slice_axis": "axial",
     "orientation": "LPS",
@@ -133,13 +139,28 @@ def read_card(directory: PathLike) -> Dict[str, Any]:
             card = json.load(fh)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{path} is not valid JSON ({exc}); the bundle is corrupt, download it again") from exc
+    except RecursionError:
+        raise BundleError(f"{path} is nested too deeply to be a model card; the bundle is corrupt") from None
+    except OSError as exc:
+        raise BundleError(f"{path} cannot be read ({exc.strerror or exc})") from exc
     if not isinstance(card, dict):
         raise BundleError(f"{path} must hold a JSON object")
     missing = [f for f in REQUIRED_CARD_FIELDS if f not in card]
     if missing:
         raise BundleError(f"{path} lacks the fields {missing}; the bundle is incomplete")
+    wrong = [
+        f"{key} must be {kind.__name__.replace('dict', 'an object').replace('list', 'a list').replace('str', 'text')}"
+        for key, kind in CARD_FIELD_TYPES.items()
+        if key in card and card[key] is not None and not isinstance(card[key], kind)
+    ]
+    if wrong:
+        raise BundleError(f"{path}: {'; '.join(wrong)}; the model card is damaged or hand-edited wrongly")
+    encoder = card["text_encoder"]
+    problem = text_encoder_problem(encoder.get("package"), encoder.get("path"), directory)
+    if problem:
+        raise BundleError(f"{path}: {problem}; the model was not used (nothing was imported)")
     version = card["format_version"]
-    if not isinstance(version, int) or version < 1:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise BundleError(f"{path}: unknown bundle format version {version!r}")
     if version > FORMAT_VERSION:
         raise BundleError(
@@ -156,8 +177,17 @@ def config_from_card(card: Dict[str, Any]) -> ModelConfig:
     text["revision"] = card["text_encoder"].get("revision")
     arch["text"] = text
     try:
-        return ModelConfig.from_dict(arch)
-    except (TypeError, ValueError) as exc:
+        config = ModelConfig.from_dict(arch)
+        numbers = [config.image_size, config.embed_dim, config.in_chans, config.window_size, config.decoder_depth,
+                   config.decoder_heads, config.decoder_mlp_dim, config.attention_downsample, config.detail_channels,
+                   config.text.dim, config.text.max_tokens]  # fmt: skip
+        numbers += list(config.encoder_dims) + list(config.encoder_depths) + list(config.encoder_heads)
+        if any(isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 1 << 16 for v in numbers):
+            raise ValueError("its sizes must be whole numbers from 0 to 65536")
+        if not isinstance(config.mlp_ratio, (int, float)) or not 0 < float(config.mlp_ratio) <= 64:
+            raise ValueError(f"mlp_ratio {config.mlp_ratio!r} must be a number from 0 to 64")
+        return config
+    except (TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:
         raise BundleError(f"model card architecture is invalid: {exc}") from exc
 
 

@@ -10,7 +10,6 @@ import importlib.util
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
@@ -18,7 +17,14 @@ from typing import Any, Dict, Optional, Tuple
 from .. import __version__
 from ..atomic import dir_mode, replace_dir
 from .archive import find_bundle_root, safe_unpack
-from .cache import cache_dir, install_record_or_problem, model_dir, work_dir, write_install_record
+from .cache import (
+    cache_dir,
+    install_record_or_problem,
+    model_dir,
+    work_dir,
+    work_temp_dir,
+    write_install_record,
+)
 from .catalog import CatalogEntry
 from .errors import ModelIncompatible, VerificationError
 
@@ -56,6 +62,13 @@ def incompatible_message(what: str, format_version: int, min_release: Optional[s
     )
 
 
+def text_encoder_problem(package: Any, path: Any) -> Optional[str]:
+    """:func:`~TextSegmentLib.model.text_encoder.text_encoder_problem`, imported when needed (it pulls torch)."""
+    from ..model.text_encoder import text_encoder_problem as problem
+
+    return problem(package, path)
+
+
 def check_compatible(entry: CatalogEntry) -> None:
     """Refuse, before any download, a model this installation cannot run. Raises :class:`ModelIncompatible`."""
     supported, _ = _format_support()
@@ -64,6 +77,9 @@ def check_compatible(entry: CatalogEntry) -> None:
             incompatible_message(f"model '{entry.id}'", entry.format_version, entry.min_textsegment_version)
         )
     package = entry.text_encoder.get("package")
+    problem = text_encoder_problem(package, None)
+    if problem:
+        raise ModelIncompatible(f"model '{entry.id}': {problem}")
     if package and importlib.util.find_spec(package) is None:
         raise ModelIncompatible(
             f"model '{entry.id}' needs the text encoder package '{package}', which is not installed: "
@@ -223,7 +239,7 @@ def install_archive(
     archive: Path, model_id: str, sha256: str, entry: Optional[CatalogEntry] = None, source: str = ""
 ) -> Path:
     """Unpack a verified archive into ``.tmp``, check the bundle, and rename it to the cache folder of ``model_id``."""
-    staging = Path(tempfile.mkdtemp(prefix=f"{model_id}.", dir=work_dir(".tmp")))
+    staging = work_temp_dir(f"{model_id}.")
     try:
         safe_unpack(archive, staging / "unpacked", fmt=entry.archive if entry is not None else None)
         root = find_bundle_root(staging / "unpacked")
@@ -234,7 +250,7 @@ def install_archive(
 
 def install_folder(folder: Path, model_id: str, entry: Optional[CatalogEntry] = None, source: str = "") -> Path:
     """Copy a bundle folder into ``.tmp``, check it, and rename it to the cache folder of ``model_id``."""
-    staging = Path(tempfile.mkdtemp(prefix=f"{model_id}.", dir=work_dir(".tmp")))
+    staging = work_temp_dir(f"{model_id}.")
     try:
         root = staging / "bundle"
         shutil.copytree(folder, root, ignore=shutil.ignore_patterns("install.json", ".*"))
@@ -249,7 +265,7 @@ def uninstall(model_id: str) -> bool:
     target = model_dir(model_id)
     if not target.exists():
         return False
-    aside = Path(tempfile.mkdtemp(prefix=f"{model_id}.removed-", dir=work_dir(".tmp")))
+    aside = work_temp_dir(f"{model_id}.removed-")
     os.rmdir(aside)
     os.replace(target, aside)
     shutil.rmtree(aside, ignore_errors=True)

@@ -170,6 +170,7 @@ class Segmenter:
         while len(self._mr_ranges) > 64:  # a batch over many volumes: the oldest ranges go
             self._mr_ranges.pop(next(iter(self._mr_ranges)))
         volume.name = name  # type: ignore[attr-defined]
+        volume.source_path = Path(source) if isinstance(source, (str, Path)) else None  # type: ignore[attr-defined]
         return volume
 
     def segment(
