@@ -12,7 +12,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .. import __version__
 from ..atomic import dir_mode, replace_dir
@@ -152,6 +152,41 @@ def verify_embedded(entry: CatalogEntry) -> Path:
     return folder
 
 
+def _stat_key(path: Path) -> List[int]:
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns]
+
+
+def quick_problem(model_id: str, entry: Optional[CatalogEntry] = None) -> Optional[str]:
+    """What a fast look (no hashing of the weights) finds wrong with an installed model, or None: the install record,
+    the catalog's file, the model card (its hash and its fields) and the weights file's size and time as installed.
+    ``models list`` shows a model as installed only when this finds nothing (``models verify`` checks everything)."""
+    from ..checkpoint import BundleError, read_card
+
+    folder = model_dir(model_id)
+    try:
+        record, problem = install_record_or_problem(folder)
+    except FileNotFoundError:
+        return "its install record is missing"
+    if record is None:
+        return problem
+    if entry is not None and record.get("sha256") not in (entry.sha256, entry.weights_sha256):
+        return "it is not the file the catalog lists now (SHA-256 differs)"
+    card_sha = record.get("card_sha256")
+    try:
+        if isinstance(card_sha, str) and sha256_of(folder / CARD_FILE) != card_sha:
+            return f"its model card {folder / CARD_FILE} was changed after it was installed"
+        read_card(folder)
+        now = _stat_key(folder / WEIGHTS_FILE)
+    except BundleError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"its weights {folder / WEIGHTS_FILE} cannot be read ({exc.strerror or exc})"
+    if isinstance(record.get("weights_stat"), list) and record["weights_stat"] != now:
+        return f"its weights {folder / WEIGHTS_FILE} were changed after it was installed; run: models verify {model_id}"
+    return None
+
+
 def check_card(folder: Path, expected: Optional[str], what: str, todo: str) -> None:
     """Refuse a bundle whose model card is not the one expected (SHA-256 of ``model.json``; None: no check)."""
     if expected and sha256_of(Path(folder) / CARD_FILE) != expected:
@@ -221,6 +256,7 @@ def _install_root(
         "format_version": card.get("format_version"),
         "weights_sha256": sha256_of(root / WEIGHTS_FILE),
         "card_sha256": sha256_of(root / CARD_FILE),
+        "weights_stat": _stat_key(root / WEIGHTS_FILE),
         "installed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "installed_by": f"TextSegment {__version__}",
         "in_catalog": entry is not None,

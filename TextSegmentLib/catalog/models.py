@@ -19,7 +19,6 @@ from .cache import (
     INSTALL_FILE,
     ModelLock,
     check_model_id,
-    install_record_or_problem,
     installed_ids,
     model_dir,
     read_install_record,
@@ -36,6 +35,7 @@ from .install import (
     forget_verified,
     install_archive,
     install_folder,
+    quick_problem,
     sha256_of,
     uninstall,
     verify_embedded,
@@ -385,14 +385,6 @@ class ModelStatus:
     broken: Optional[str] = None  # what is wrong with an installed copy (then ``installed`` is False)
 
 
-def _problem(model_id: str) -> Optional[str]:
-    """What is wrong with the install record of an installed model (the check ``verify`` starts with), or None."""
-    try:
-        return install_record_or_problem(model_dir(model_id))[1]
-    except FileNotFoundError:
-        return "its install record is missing"
-
-
 def list_models(catalog: Optional[Catalog] = None) -> List[ModelStatus]:
     """Catalog entries then custom installed models, with install state; fast (no hashing, no network).
 
@@ -406,7 +398,7 @@ def list_models(catalog: Optional[Catalog] = None) -> List[ModelStatus]:
     out: List[ModelStatus] = []
     for e in catalog.entries:
         cached = e.id in installed
-        broken = _problem(e.id) if cached else None
+        broken = quick_problem(e.id, e) if cached else None
         embedded = bool(e.embedded and e.embedded_path is not None and e.embedded_path.is_dir())
         path = model_dir(e.id) if cached else (e.embedded_path if embedded else None)
         usable = (cached and broken is None) or embedded
@@ -418,7 +410,7 @@ def list_models(catalog: Optional[Catalog] = None) -> List[ModelStatus]:
     for model_id in installed:
         if catalog.get(model_id) is None:
             folder = model_dir(model_id)
-            broken = _problem(model_id)
+            broken = quick_problem(model_id)
             record = read_install_record(folder) or {}
             weights = folder / "model.safetensors"
             size = weights.stat().st_size if weights.is_file() else None

@@ -35,12 +35,16 @@ def check_prompts(prompts: Union[str, Sequence[str]]) -> List[str]:
     """Validate prompts: a string or a non-empty list of non-empty strings. Raises InputError."""
     if isinstance(prompts, str):
         prompts = [prompts]
+    if prompts is not None and not isinstance(prompts, (list, tuple)):
+        raise InputError(f"prompts must be a text or a list of texts, got {type(prompts).__name__} {prompts!r:.60}")
     prompts = list(prompts or [])
     if not prompts:
         raise InputError("no prompt given; give at least one text prompt such as 'liver'")
     out = []
     for p in prompts:
-        if not isinstance(p, str) or not p.strip():
+        if not isinstance(p, str):
+            raise InputError(f"prompt {p!r:.60} is a {type(p).__name__}, not a text; every prompt must be a text")
+        if not p.strip():
             raise InputError(f"prompt {p!r} is empty; every prompt must name what to segment")
         try:
             out.append(clean_prompt(p))

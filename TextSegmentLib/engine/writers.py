@@ -13,6 +13,7 @@ trusted only once it has been read back. On any failure the temporary files are 
 
 import json
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
@@ -87,7 +88,7 @@ def check_name_length(path: Path) -> None:
     is longer than the folder's file system allows (OSError naming the path; checked before anything is computed)."""
     path = Path(path)
     folder = path.parent
-    while not folder.exists() and folder.parent != folder:
+    while not os.path.isdir(folder) and folder.parent != folder:
         folder = folder.parent
     try:
         limit = os.pathconf(str(folder), "PC_NAME_MAX")
@@ -150,6 +151,21 @@ def _check_target(path: Path, overwrite: bool, what: str = "") -> None:
         raise FileExistsError(f"{path} exists{what}; pass overwrite=True (or --overwrite) to replace it")
 
 
+def own_report(report_path: Path, output: Path) -> bool:
+    """Whether ``report_path`` is a report TextSegment wrote for ``output`` (a regular file, not a link, holding a
+    report whose ``output`` is this output): such a file may be replaced when the output is written again; any other
+    file at that name is the user's and is never replaced without ``overwrite``."""
+    try:
+        st = os.lstat(report_path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 1 << 24:
+            return False
+        with open(report_path, encoding="utf-8") as fh:
+            report = json.load(fh)
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(report, dict) and report.get("output") == str(output) and isinstance(report.get("segments"), list)
+
+
 def check_targets(path: Union[str, Path], overwrite: bool, inputs: Iterable[Path] = ()) -> None:
     """Everything about an output that can be known before computing: a labelmap suffix, a name the file system
     can hold, neither the output nor its report ``<output>.json`` a folder, neither replacing a file without
@@ -161,7 +177,7 @@ def check_targets(path: Union[str, Path], overwrite: bool, inputs: Iterable[Path
     report_path = Path(str(path) + ".json")
     refuse_input_targets([path, report_path], inputs)
     _check_target(path, overwrite)
-    _check_target(report_path, overwrite, " (the report written next to the output)")
+    _check_target(report_path, overwrite or own_report(report_path, path), " (the report written next to the output)")
 
 
 def write_image(image: sitk.Image, path: Union[str, Path], overwrite: bool = False, report: str = "") -> Path:
@@ -181,8 +197,9 @@ def write_image(image: sitk.Image, path: Union[str, Path], overwrite: bool = Fal
     suffix = suffix_of(path)
     report_path = Path(str(path) + ".json")
     if report:
-        _check_target(report_path, overwrite, " (the report written next to the output)")
-        with atomic_file(report_path, ".json", overwrite=overwrite, verify=_verify_text(report, report_path)) as rtmp:
+        replace = overwrite or own_report(report_path, path)
+        _check_target(report_path, replace, " (the report written next to the output)")
+        with atomic_file(report_path, ".json", overwrite=replace, verify=_verify_text(report, report_path)) as rtmp:
             Path(rtmp).write_text(report, encoding="utf-8")
             _verify_text(report, report_path)(rtmp)  # before the image is committed (the report's commit follows)
             with atomic_file(path, suffix, overwrite=overwrite, verify=_verify_image(image, path)) as tmp:
