@@ -18,6 +18,8 @@ import SimpleITK as sitk
 from .errors import InputError
 from .readcheck import check_image_file
 
+#: metadata key of the warnings about how an input was read (they go into the report)
+INPUT_WARNINGS = "TextSegment_input_warnings"
 #: the largest voxel magnitude accepted (CT in HU, MR and PET values are far below; 1e300 would overflow)
 MAX_VALUE = 1e20
 #: the output formats of a labelmap (one writer each, engine/writers.py)
@@ -192,6 +194,29 @@ def read_path(path: Union[str, Path]) -> Tuple[sitk.Image, Dict[str, str]]:
     return image, meta
 
 
+def follow_sform(image: sitk.Image, path: Path) -> Optional[str]:
+    """When a NIfTI file's qform and sform disagree, give ``image`` the sform's geometry (what FSL, nibabel, ANTs and
+    FreeSurfer show; SimpleITK may have taken the qform) and return a warning for the report; None when they agree.
+    The labelmap written for it then carries that one geometry in both its qform and its sform."""
+    from .readcheck import nifti_sform
+
+    found = nifti_sform(path)
+    if found is None or found[2] <= 0.01:
+        return None
+    sform, _, apart = found
+    matrix = sform[:3, :3]
+    spacing = np.linalg.norm(matrix, axis=0)
+    if not np.isfinite(sform).all() or (spacing <= 0).any():
+        raise InputError(f"{path} has a damaged sform; the file cannot be read safely. Export it again")
+    image.SetSpacing([float(v) for v in spacing])
+    image.SetOrigin([float(v) for v in sform[:3, 3]])
+    image.SetDirection([float(v) for v in (matrix / spacing).ravel()])
+    return (
+        f"{path.name}: its qform and sform disagree (by up to {apart:.3g} mm); the sform was followed, as FSL, nibabel "
+        "and ANTs do (other tools may show the scan elsewhere). The labelmap's qform and sform both carry the sform"
+    )
+
+
 def to_image(volume: Any) -> sitk.Image:
     """A :class:`VolumeInput`-like object (array, spacing, origin, direction) -> SimpleITK image."""
     array = np.asarray(volume.array)
@@ -218,6 +243,10 @@ def load_input(source: InputLike) -> Tuple[sitk.Image, Dict[str, str], str]:
     if isinstance(source, (str, Path)):
         image, meta = read_path(source)
         name = str(source)
+        if str(source).lower().endswith((".nii", ".nii.gz")) and image.GetDimension() == 3:
+            warning = follow_sform(image, Path(source))
+            if warning:
+                meta[INPUT_WARNINGS] = warning
     elif isinstance(source, sitk.Image):
         image, meta, name = source, {k: source.GetMetaData(k) for k in source.GetMetaDataKeys()}, "image"
     elif hasattr(source, "array") and hasattr(source, "spacing"):

@@ -131,8 +131,9 @@ def _damaged(path: Path, what: str) -> InputError:
 
 
 def _nifti_geometry(path: Path, h: Dict[str, Any]) -> None:
-    """Refuse a qform and an sform that disagree (tools differ in which one they follow: the segmentation would land
-    elsewhere in one of them) and a sheared sform (a grid that is not rectangular: volumes would be wrong)."""
+    """Refuse a sheared sform (a grid that is not rectangular: volumes would be wrong) and NaN or infinite geometry.
+    A qform that disagrees with the sform is not refused here: the reader follows the sform and says so
+    (:func:`nifti_sform`, ``engine.io.follow_sform``)."""
     import numpy as np
 
     qcode, scode = h["codes"]
@@ -154,26 +155,44 @@ def _nifti_geometry(path: Path, h: Dict[str, Any]) -> None:
             )
     if qcode > 0 and scode > 0:
         b, c, d, qx, qy, qz = (float(v) for v in h["quatern"])
-        pix = [float(v) for v in h["pixdim"]]
-        if not all(math.isfinite(v) for v in (b, c, d, qx, qy, qz, *pix[:4])):
+        if not all(math.isfinite(v) for v in (b, c, d, qx, qy, qz)):
             raise _damaged(path, "its qform holds NaN or infinite numbers")
-        a = math.sqrt(max(1.0 - (b * b + c * c + d * d), 0.0))
-        rot = np.array([
-            [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
-            [2 * (b * c + a * d), a * a + c * c - b * b - d * d, 2 * (c * d - a * b)],
-            [2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - c * c - b * b],
-        ])  # fmt: skip
-        qfac = -1.0 if pix[0] < 0 else 1.0
-        q = rot * np.array([pix[1], pix[2], qfac * pix[3]])
-        scale = max(float(np.abs(q).max()), 1e-6)
-        shift = float(np.abs(srow[:, 3] - [qx, qy, qz]).max())
-        turn = float(np.abs(srow[:, :3] - q).max())
-        if turn > 1e-3 * scale or shift > 1e-2 + 1e-5 * float(np.abs(srow[:, 3]).max()):
-            raise InputError(
-                f"{path} has a qform and an sform that disagree (by up to {max(turn, shift):.3g} mm): tools differ in "
-                "which one they follow, so the segmentation would land in another place in some of them. Make them "
-                "agree first (for example fslorient -copysform2qform, or nibabel's set_qform(img.get_sform()))"
-            )
+
+
+def nifti_sform(path: Union[str, Path]) -> Optional[Tuple[Any, Any, float]]:
+    """``(sform 4x4 in LPS, qform 4x4 in LPS, how far apart in mm)`` of a NIfTI file whose header has both (codes > 0),
+    else None. Most tools (FSL, nibabel, ANTs, FreeSurfer) follow the sform when the two disagree."""
+    import numpy as np
+
+    path = Path(path)
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:  # type: ignore[operator]
+            head = fh.read(544)
+    except (OSError, EOFError, zlib.error):
+        return None
+    h = _nifti_header(path, head) if len(head) >= 348 else None
+    if h is None or h["codes"][0] <= 0 or h["codes"][1] <= 0:
+        return None
+    b, c, d, qx, qy, qz = (float(v) for v in h["quatern"])
+    pix = [float(v) for v in h["pixdim"]]
+    a = math.sqrt(max(1.0 - (b * b + c * c + d * d), 0.0))
+    rot = np.array([
+        [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
+        [2 * (b * c + a * d), a * a + c * c - b * b - d * d, 2 * (c * d - a * b)],
+        [2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - c * c - b * b],
+    ])  # fmt: skip
+    qform = np.eye(4)
+    qform[:3, :3] = rot * np.array([pix[1], pix[2], (-1.0 if pix[0] < 0 else 1.0) * pix[3]])
+    qform[:3, 3] = (qx, qy, qz)
+    sform = np.eye(4)
+    sform[:3, :] = np.asarray(h["srow"], float).reshape(3, 4)
+    ras_to_lps = np.diag([-1.0, -1.0, 1.0, 1.0])
+    sform, qform = ras_to_lps @ sform, ras_to_lps @ qform
+    corners = np.array([[i, j, k, 1.0] for i in (0, max(h["dims"][1] - 1, 0)) for j in (0, max(h["dims"][2] - 1, 0))
+                        for k in (0, max(h["dims"][3] - 1, 0))])  # fmt: skip
+    apart = float(np.linalg.norm((corners @ sform.T - corners @ qform.T)[:, :3], axis=1).max())
+    return sform, qform, apart
 
 
 def _check_nifti(path: Path) -> None:

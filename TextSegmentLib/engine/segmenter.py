@@ -20,7 +20,7 @@ from .allocator import keep_freed_memory
 from .batching import Batcher, CancelFn, ProgressFn, check_cancel
 from .coords import Coords, in_plane, slice_of
 from .embeddings import EmbeddingCache, EmbeddingStore, SliceEmbeddings
-from .io import InputError, InputLike, check_refine_prompts, load_input
+from .io import INPUT_WARNINGS, InputError, InputLike, check_refine_prompts, load_input
 from .multiview import decode_views, fuse_views
 from .options import DEFAULT_OPTIONS, resolve_options
 from .refine import apply_changes, refine_slices
@@ -175,6 +175,7 @@ class Segmenter:
             self._mr_ranges.pop(next(iter(self._mr_ranges)))
         volume.name = name  # type: ignore[attr-defined]
         volume.source_path = Path(source) if isinstance(source, (str, Path)) else None  # type: ignore[attr-defined]
+        volume.input_warnings = [w for w in meta.get(INPUT_WARNINGS, "").split("\n") if w]  # type: ignore[attr-defined]
         return volume
 
     def segment(
@@ -312,6 +313,7 @@ class Segmenter:
         card = self.card
         info = {
             "input": getattr(volume, "name", "volume"),
+            "input_warnings": list(getattr(volume, "input_warnings", [])),
             "model": {"name": card.get("name"), "version": card.get("version"), "image_size": model.config.image_size},
             "device": str(model.device),
             "precision": str(self.dtype).replace("torch.", ""),

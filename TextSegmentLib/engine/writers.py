@@ -304,7 +304,7 @@ def report_dict(result: Any, path: Path, visible: np.ndarray, overlap: str) -> D
             )
             entry["warnings"] = list(entry.get("warnings") or []) + [text]
             hidden.append(text)
-    report["warnings"] = hidden
+    report["warnings"] = list(result.info.get("input_warnings") or []) + hidden
     return report
 
 
