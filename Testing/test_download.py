@@ -222,7 +222,10 @@ def test_newer_bundle_format_is_refused_before_download(home, server, tiny):
     assert server._server.routes["/tiny-v1.0.0.zip"].gets == 0
 
 
-def test_missing_text_encoder_package_is_refused_before_download(home, server, tiny):
+def test_missing_text_encoder_package_is_refused_before_download(home, server, tiny, monkeypatch):
+    from TextSegmentLib.model import text_encoder
+
+    monkeypatch.setattr(text_encoder, "KNOWN_TEXT_ENCODER_PACKAGES", ("no_such_encoder_pkg",))
     url = _serve(server, tiny)
     encoder = {"name": "x/y", "package": "no_such_encoder_pkg"}
     _catalog(home, [entry("tiny-v1.0.0", tiny["zip"], [url], text_encoder=encoder)])

@@ -106,8 +106,14 @@ def atomic_file(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = str(path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp{suffix}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for any new file
+    for attempt in range(8):  # a new name of our own: never a file or link that is already there
+        tmp = str(path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp{suffix}")
+        try:  # the umask applies, as for any new file
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+            break
+        except FileExistsError:
+            if attempt == 7:
+                raise
     os.close(fd)
     try:
         yield tmp

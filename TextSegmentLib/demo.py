@@ -11,6 +11,7 @@ Example:
 """
 
 import importlib.util
+import os
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
@@ -20,6 +21,8 @@ from .imaging import to_canonical
 
 DEMO_PROMPTS = ["left hippocampus", "right hippocampus", "left putamen", "right thalamus", "cerebellum", "liver"]
 MNI152_FILE = "datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+#: the files the demo writes into its output folder
+DEMO_FILES = ("segments.nii.gz", "segments.nii.gz.json", "segments.png")
 COLORS = [(0.9, 0.2, 0.2), (0.2, 0.6, 1.0), (1.0, 0.8, 0.1), (0.3, 0.9, 0.3), (0.8, 0.3, 0.9), (1.0, 0.5, 0.0)]
 
 
@@ -72,11 +75,44 @@ def render_overlay(result, title: str, path: Path) -> Path:
         fig.legend(handles, [s.prompt for s in found], loc="lower center", ncol=len(found))
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.07, 1, 0.95))
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
+    from .atomic import atomic_file
+
+    try:
+        with atomic_file(path, ".png") as tmp:  # a name of its own: never a file or a link already there
+            fig.savefig(tmp, dpi=90, format="png")
+    finally:
+        plt.close(fig)
     return path
+
+
+def _created_folders(folder: Path) -> List[Path]:
+    """``folder`` and its parents that do not exist yet, deepest first (removed again when the demo fails)."""
+    missing = []
+    probe = Path(folder)
+    while not os.path.lexists(probe) and probe.parent != probe:
+        missing.append(probe)
+        probe = probe.parent
+    return missing
+
+
+def check_demo_request(output: Path, source: Path, device: str) -> None:
+    """Everything the demo can check before it computes: the input is a readable image file or folder, the output
+    is a folder (or can be made), none of the files written into it is the input, the device exists. Raises
+    ValueError (or a subclass) naming the problem; nothing is created."""
+    from .device import resolve_device
+    from .engine.writers import check_name_length, input_files, refuse_input_targets
+
+    if not source.exists():
+        raise FileNotFoundError(f"input {source} does not exist")
+    if os.path.lexists(output) and not output.is_dir():
+        raise ValueError(f"--output {output} is a file; the demo writes into a folder: give a folder name")
+    targets = [output / name for name in DEMO_FILES]
+    for target in targets:
+        check_name_length(target)
+        if target.is_dir():
+            raise ValueError(f"{target} is a folder; the demo writes a file there: choose another --output folder")
+    refuse_input_targets(targets, input_files(source))
+    resolve_device(device)
 
 
 def run_demo(
@@ -93,13 +129,23 @@ def run_demo(
     source = Path(input_path) if input_path else demo_volume()
     prompts = list(prompts or DEMO_PROMPTS)
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    check_demo_request(output, source, device)
     print_fn(f"input:  {source}")
     print_fn(f"model:  {model} (device {device})")
     segmenter = open_segmenter(model, device=device)  # a catalog id or a folder, resolved once
     result = segmenter.segment(str(source), prompts)
-    labelmap = result.save(output / "segments.nii.gz", overwrite=True)
-    png = render_overlay(result, f"TextSegment demo: {source.name}", output / "segments.png")
+    made = _created_folders(output)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        labelmap = result.save(output / DEMO_FILES[0], overwrite=True)
+        png = render_overlay(result, f"TextSegment demo: {source.name}", output / DEMO_FILES[2])
+    except BaseException:
+        for folder in made:  # a refused or failed demo leaves no empty folder behind
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
     print_fn("")
     print_fn(f"{'prompt':<22} {'found':<6} {'confidence':>10} {'volume mL':>10}  where (slices)")
     for seg in result.segments:

@@ -9,6 +9,10 @@ DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 PRECISION_CHOICES = ("auto", "float32", "bfloat16")
 
 
+class DeviceUnavailable(ValueError):
+    """The device asked for is unknown or not present on this machine; the message says what to use instead."""
+
+
 def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.device:
     """``auto`` picks cuda, then mps, then cpu; an explicit name is honoured or refused with a clear message.
 
@@ -27,11 +31,11 @@ def resolve_device(device: Union[str, torch.device, None] = "auto") -> torch.dev
         return torch.device("cpu")
     kind = name.split(":")[0]
     if kind not in DEVICE_CHOICES:
-        raise ValueError(f"unknown device '{device}'; choose one of {', '.join(DEVICE_CHOICES)}")
+        raise DeviceUnavailable(f"unknown device '{device}'; choose one of {', '.join(DEVICE_CHOICES)}")
     if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu or auto")
+        raise DeviceUnavailable("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu or auto")
     if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("device 'mps' was asked for but Apple MPS is not available; use --device cpu or auto")
+        raise DeviceUnavailable("device 'mps' was asked for but Apple MPS is not available; use --device cpu or auto")
     return torch.device(name)
 
 

@@ -124,6 +124,8 @@ def read_jobs_file(path: PathLike, output: Optional[PathLike] = None, fmt: str =
         data = json.loads(where.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise RequestError(f"cannot read jobs file {where}: {exc}") from exc
+    except RecursionError:
+        raise RequestError(f"jobs file {where} is nested too deeply to be a list of jobs; give a flat list") from None
     if not isinstance(data, list) or not data:
         raise RequestError(f"jobs file {where} must hold a non-empty JSON list of {{input, prompts, output}}")
     jobs = []
@@ -177,4 +179,10 @@ def plan_jobs(
         return [Job(paths[0], list(prompts), out, str(paths[0]))], False
     if out.exists() and not out.is_dir():
         raise RequestError(f"output {out} must be a folder when segmenting several inputs")
-    return [Job(p, list(prompts), out / (case_name(p) + fmt), str(p)) for p in paths], True
+    jobs = [Job(p, list(prompts), out / (case_name(p) + fmt), str(p)) for p in paths]
+    # a batch written into its own input folder: a file that another case writes is that case's output (from an
+    # earlier run), not a new input; an identical rerun then skips what is done instead of failing
+    key = lambda p: os.path.normcase(os.path.abspath(p))  # noqa: E731
+    written = {key(j.output) for j in jobs if key(j.output) != key(j.input)}
+    jobs = [j for j in jobs if key(j.input) not in written]
+    return jobs, True

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
-from ..filelock import Busy, ExclusiveFile
+from ..filelock import Busy, ExclusiveFile, NotALock
 from ..progress import CancelFn, Cancelled, ProgressFn, check_cancel
 from .jobs import Job
 
@@ -136,7 +136,7 @@ def run_jobs(
         (0, [PosixPath('out/case01.nii.gz')])
     """
     from ..engine.errors import InputError
-    from ..engine.writers import save_result
+    from ..engine.writers import check_targets, input_files, save_result
 
     options = dict(options or {})
     outcomes: List[Outcome] = []
@@ -149,6 +149,11 @@ def run_jobs(
     todo = []
     for job in jobs:
         if overwrite or not os.path.lexists(job.output):
+            try:  # a folder or a user's file at the report's name, a name too long: known before any computing
+                check_targets(job.output, overwrite, input_files(job.input))
+            except (ValueError, OSError) as exc:
+                finish(Outcome(job, FAILED, f"{exc}; nothing was computed for it"))
+                continue
             todo.append(job)
             continue
         problem = output_problem(job)
@@ -181,6 +186,8 @@ def run_jobs(
             raise
         except Busy as exc:
             finish(Outcome(job, BUSY, str(exc)))
+        except NotALock as exc:
+            finish(Outcome(job, FAILED, str(exc)))
         except InputError as exc:
             finish(Outcome(job, FAILED, str(exc), bad_input=True))
         except Exception as exc:  # noqa: BLE001 - one failing case must not stop the batch

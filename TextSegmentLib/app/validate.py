@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from ..engine.io import LABELMAP_SUFFIXES, suffix_of
 from ..engine.labelmap import OVERLAP_ORDERS
+from ..engine.writers import check_name_length
 from ..prompts import CT_WINDOW_NAMES, clean_prompt
 from .errors import RequestError
 from .jobs import Job
@@ -38,8 +39,10 @@ _AUTO_FLAGS = ("largest_only",)  # None: the model card decides per structure
 
 def check_prompt_list(prompts: Union[str, Sequence[Any]], where: str = "") -> List[str]:
     """Prompts as a clean, non-empty list of texts (white space collapsed); RequestError otherwise."""
-    items = [prompts] if isinstance(prompts, str) else list(prompts or [])
     prefix = f"{where}: " if where else ""
+    if not isinstance(prompts, (str, list, tuple)) and prompts is not None:
+        raise RequestError(f"{prefix}prompts {prompts!r:.60} are not text: give a text or a list of texts")
+    items = [prompts] if isinstance(prompts, str) else list(prompts or [])
     if not items:
         raise RequestError(f"{prefix}no prompt given; give at least one text prompt such as 'liver'")
     try:
@@ -183,9 +186,14 @@ def check_outputs(jobs: Sequence[Job]) -> None:
             raise RequestError(
                 f"{job.origin}: output {out} must end in one of {', '.join(LABELMAP_SUFFIXES)} (a labelmap format)"
             )
-        if out.is_dir():
-            raise RequestError(f"{job.origin}: output {out} is an existing folder; give a file name (a folder is never "
-                               "replaced, even with --overwrite)")  # fmt: skip
+        try:
+            check_name_length(out)
+        except OSError as exc:
+            raise RequestError(f"{job.origin}: {exc}") from None
+        if out.is_dir() or job.report.is_dir():
+            folder = out if out.is_dir() else job.report
+            raise RequestError(f"{job.origin}: output {folder} is an existing folder; give a file name (a folder is "
+                               "never replaced, even with --overwrite)")  # fmt: skip
         key = os.path.normcase(os.path.realpath(out))
         if key in seen:
             raise RequestError(

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -79,16 +80,27 @@ def model_dir(model_id: str) -> Path:
     return cache_dir() / check_model_id(model_id)
 
 
+def _unwritable(exc: OSError) -> str:
+    return f"cannot write to the model cache {cache_dir()} ({exc}); set {HOME_ENV} to a writable folder"
+
+
 def work_dir(kind: str) -> Path:
     """``.partial``, ``.tmp`` or ``.locks`` under the cache folder, created."""
     path = cache_dir() / kind
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DownloadError(
-            f"cannot write to the model cache {cache_dir()} ({exc}); set {HOME_ENV} to a writable folder"
-        ) from exc
+        raise DownloadError(_unwritable(exc)) from exc
     return path
+
+
+def work_temp_dir(prefix: str) -> Path:
+    """A new folder of this process in ``.tmp`` (DownloadError naming the cache when it cannot be made, e.g. a
+    read-only cache that still holds a ``.tmp`` left over from an earlier run)."""
+    try:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=work_dir(".tmp")))
+    except OSError as exc:
+        raise DownloadError(_unwritable(exc)) from exc
 
 
 def read_install_record(folder: Path) -> Optional[Dict[str, Any]]:
@@ -156,7 +168,10 @@ class ModelLock:
         self._fd: Optional[int] = None
 
     def acquire(self) -> None:
-        fd = os.open(str(self.path), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(str(self.path), os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as exc:
+            raise DownloadError(_unwritable(exc)) from None
         start = time.monotonic()
         waited = False
         try:

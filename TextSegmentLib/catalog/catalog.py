@@ -9,6 +9,7 @@ code relies on without needing the ``jsonschema`` package.
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -197,6 +198,16 @@ def _fail(path: Path, where: str, message: str) -> CatalogError:
     return CatalogError(f"catalog {path}: {where}: {message}")
 
 
+#: the JSON type of each entry field the code uses (a hand-edited catalog with another type is refused with a message)
+_FIELD_TYPES: Dict[str, Tuple[Any, str]] = {
+    **dict.fromkeys(("title", "description", "license", "archive", "embedded"), (str, "text")),
+    "min_textsegment_version": (str, "text"),
+    **dict.fromkeys(("modalities", "structures", "urls", "sample_data"), (list, "a list")),
+    **dict.fromkeys(("text_encoder", "timings"), (dict, "an object")),
+    "deprecated": (bool, "true or false"),
+}
+
+
 def _entry(raw: Any, index: int, path: Path) -> CatalogEntry:
     where = f"models[{index}]"
     if not isinstance(raw, dict):
@@ -217,6 +228,15 @@ def _entry(raw: Any, index: int, path: Path) -> CatalogEntry:
         raise _fail(path, where, "size must be a positive number of bytes")
     if not isinstance(raw["format_version"], int) or raw["format_version"] < 1:
         raise _fail(path, where, "format_version must be an integer >= 1")
+    wrong = [
+        f"{key} must be {what}"
+        for key, (kinds, what) in _FIELD_TYPES.items()
+        if key in raw and (raw[key] is not None or key in REQUIRED_FIELDS) and not isinstance(raw[key], kinds)
+    ]
+    if wrong:
+        raise _fail(path, where, "; ".join(wrong))
+    if not all(isinstance(v, str) for v in raw["modalities"] + raw["structures"]):
+        raise _fail(path, where, "modalities and structures must be lists of names")
     urls = raw.get("urls", [])
     if not isinstance(urls, list) or not all(isinstance(u, str) and u for u in urls):
         raise _fail(path, where, "urls must be a list of URLs")
@@ -258,7 +278,7 @@ def _entry(raw: Any, index: int, path: Path) -> CatalogEntry:
         min_textsegment_version=raw.get("min_textsegment_version"),
         embedded=embedded,
         embedded_path=embedded_path,
-        sample_data=list(raw.get("sample_data", [])),
+        sample_data=list(raw.get("sample_data") or []),
         deprecated=bool(raw.get("deprecated", False)),
         raw=raw,
     )
@@ -276,12 +296,16 @@ def load_catalog(path: Optional[PathLike] = None) -> Catalog:
     """
     path = Path(path) if path is not None else default_catalog_path()
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the read forever
+            raise CatalogError(f"model catalog {path} is not a regular file (a folder, FIFO or device)")
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
     except FileNotFoundError as exc:
         raise CatalogError(f"model catalog {path} does not exist (set {CATALOG_ENV} to a catalog file)") from exc
     except (OSError, ValueError) as exc:
         raise CatalogError(f"model catalog {path} cannot be read: {exc}") from exc
+    except RecursionError:
+        raise CatalogError(f"model catalog {path} is nested too deeply to be a catalog; the file is damaged") from None
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
         raise CatalogError(f"catalog {path}: must be an object with a 'models' list")
     version = data.get("catalog_version", CATALOG_VERSION)
@@ -295,6 +319,8 @@ def load_catalog(path: Optional[PathLike] = None) -> Catalog:
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise CatalogError(f"catalog {path}: the ids {dupes} are listed more than once")
+    if data.get("default") is not None and not isinstance(data.get("default"), str):
+        raise CatalogError(f"catalog {path}: default must be a model name or id (text), got {data['default']!r}")
     catalog = Catalog(entries, default=data.get("default"), path=path)
     default = catalog.default
     if default and catalog.get(default) is None and default not in catalog.names():

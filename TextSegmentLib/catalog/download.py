@@ -7,8 +7,10 @@ site's own authority). ``file://`` URLs work too, for mirrors on a shared drive.
 
 import http.client
 import logging
+import os
 import socket
 import ssl
+import stat
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from .errors import DownloadCancelled, DownloadError
 
@@ -42,6 +45,14 @@ class DownloadOptions:
     backoff: float = 1.0
     max_backoff: float = 30.0
     chunk_size: int = 1 << 16
+
+    def __post_init__(self) -> None:
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+            raise ValueError(f"retries must be a whole number >= 0, got {self.retries!r}")
+        for name in ("connect_timeout", "read_timeout", "backoff", "max_backoff"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
 
 
 class _Retryable(Exception):
@@ -84,6 +95,19 @@ def _sleep(seconds: float, cancel: Optional[CancelFn]) -> None:
         time.sleep(min(left, 0.1))
 
 
+def _check_local_source(url: str) -> None:
+    """A ``file://`` URL must name a regular file: a FIFO or a device would block the download forever."""
+    parts = urlsplit(url)
+    share = f"//{parts.netloc}" if parts.netloc and parts.netloc != "localhost" else ""
+    path = url2pathname(share + parts.path)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise DownloadError(f"{url} cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DownloadError(f"{url} is not a regular file (a folder, FIFO or device); check the URL in the catalog")
+
+
 def _attempt(
     url: str,
     dest: Path,
@@ -94,6 +118,8 @@ def _attempt(
 ) -> None:
     """One request; appends to ``dest`` from its current size. Raises _Retryable or DownloadError."""
     host = urlsplit(url).netloc or url
+    if urlsplit(url).scheme.lower() == "file":
+        _check_local_source(url)
     offset = dest.stat().st_size if dest.exists() else 0
     if expected_size is not None and offset > expected_size:
         dest.unlink()

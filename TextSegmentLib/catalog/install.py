@@ -10,15 +10,21 @@ import importlib.util
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .. import __version__
 from ..atomic import dir_mode, replace_dir
 from .archive import find_bundle_root, safe_unpack
-from .cache import cache_dir, install_record_or_problem, model_dir, work_dir, write_install_record
+from .cache import (
+    cache_dir,
+    install_record_or_problem,
+    model_dir,
+    work_dir,
+    work_temp_dir,
+    write_install_record,
+)
 from .catalog import CatalogEntry
 from .errors import ModelIncompatible, VerificationError
 
@@ -56,6 +62,13 @@ def incompatible_message(what: str, format_version: int, min_release: Optional[s
     )
 
 
+def text_encoder_problem(package: Any, path: Any) -> Optional[str]:
+    """:func:`~TextSegmentLib.model.text_encoder.text_encoder_problem`, imported when needed (it pulls torch)."""
+    from ..model.text_encoder import text_encoder_problem as problem
+
+    return problem(package, path)
+
+
 def check_compatible(entry: CatalogEntry) -> None:
     """Refuse, before any download, a model this installation cannot run. Raises :class:`ModelIncompatible`."""
     supported, _ = _format_support()
@@ -64,6 +77,9 @@ def check_compatible(entry: CatalogEntry) -> None:
             incompatible_message(f"model '{entry.id}'", entry.format_version, entry.min_textsegment_version)
         )
     package = entry.text_encoder.get("package")
+    problem = text_encoder_problem(package, None)
+    if problem:
+        raise ModelIncompatible(f"model '{entry.id}': {problem}")
     if package and importlib.util.find_spec(package) is None:
         raise ModelIncompatible(
             f"model '{entry.id}' needs the text encoder package '{package}', which is not installed: "
@@ -136,6 +152,41 @@ def verify_embedded(entry: CatalogEntry) -> Path:
     return folder
 
 
+def _stat_key(path: Path) -> List[int]:
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns]
+
+
+def quick_problem(model_id: str, entry: Optional[CatalogEntry] = None) -> Optional[str]:
+    """What a fast look (no hashing of the weights) finds wrong with an installed model, or None: the install record,
+    the catalog's file, the model card (its hash and its fields) and the weights file's size and time as installed.
+    ``models list`` shows a model as installed only when this finds nothing (``models verify`` checks everything)."""
+    from ..checkpoint import BundleError, read_card
+
+    folder = model_dir(model_id)
+    try:
+        record, problem = install_record_or_problem(folder)
+    except FileNotFoundError:
+        return "its install record is missing"
+    if record is None:
+        return problem
+    if entry is not None and record.get("sha256") not in (entry.sha256, entry.weights_sha256):
+        return "it is not the file the catalog lists now (SHA-256 differs)"
+    card_sha = record.get("card_sha256")
+    try:
+        if isinstance(card_sha, str) and sha256_of(folder / CARD_FILE) != card_sha:
+            return f"its model card {folder / CARD_FILE} was changed after it was installed"
+        read_card(folder)
+        now = _stat_key(folder / WEIGHTS_FILE)
+    except BundleError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"its weights {folder / WEIGHTS_FILE} cannot be read ({exc.strerror or exc})"
+    if isinstance(record.get("weights_stat"), list) and record["weights_stat"] != now:
+        return f"its weights {folder / WEIGHTS_FILE} were changed after it was installed; run: models verify {model_id}"
+    return None
+
+
 def check_card(folder: Path, expected: Optional[str], what: str, todo: str) -> None:
     """Refuse a bundle whose model card is not the one expected (SHA-256 of ``model.json``; None: no check)."""
     if expected and sha256_of(Path(folder) / CARD_FILE) != expected:
@@ -205,6 +256,7 @@ def _install_root(
         "format_version": card.get("format_version"),
         "weights_sha256": sha256_of(root / WEIGHTS_FILE),
         "card_sha256": sha256_of(root / CARD_FILE),
+        "weights_stat": _stat_key(root / WEIGHTS_FILE),
         "installed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "installed_by": f"TextSegment {__version__}",
         "in_catalog": entry is not None,
@@ -223,7 +275,7 @@ def install_archive(
     archive: Path, model_id: str, sha256: str, entry: Optional[CatalogEntry] = None, source: str = ""
 ) -> Path:
     """Unpack a verified archive into ``.tmp``, check the bundle, and rename it to the cache folder of ``model_id``."""
-    staging = Path(tempfile.mkdtemp(prefix=f"{model_id}.", dir=work_dir(".tmp")))
+    staging = work_temp_dir(f"{model_id}.")
     try:
         safe_unpack(archive, staging / "unpacked", fmt=entry.archive if entry is not None else None)
         root = find_bundle_root(staging / "unpacked")
@@ -234,7 +286,7 @@ def install_archive(
 
 def install_folder(folder: Path, model_id: str, entry: Optional[CatalogEntry] = None, source: str = "") -> Path:
     """Copy a bundle folder into ``.tmp``, check it, and rename it to the cache folder of ``model_id``."""
-    staging = Path(tempfile.mkdtemp(prefix=f"{model_id}.", dir=work_dir(".tmp")))
+    staging = work_temp_dir(f"{model_id}.")
     try:
         root = staging / "bundle"
         shutil.copytree(folder, root, ignore=shutil.ignore_patterns("install.json", ".*"))
@@ -249,7 +301,7 @@ def uninstall(model_id: str) -> bool:
     target = model_dir(model_id)
     if not target.exists():
         return False
-    aside = Path(tempfile.mkdtemp(prefix=f"{model_id}.removed-", dir=work_dir(".tmp")))
+    aside = work_temp_dir(f"{model_id}.removed-")
     os.rmdir(aside)
     os.replace(target, aside)
     shutil.rmtree(aside, ignore_errors=True)

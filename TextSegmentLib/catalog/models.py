@@ -8,7 +8,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Union
@@ -17,13 +16,14 @@ from urllib.request import url2pathname
 
 from .archive import find_bundle_root, safe_unpack
 from .cache import (
+    INSTALL_FILE,
     ModelLock,
     check_model_id,
-    install_record_or_problem,
     installed_ids,
     model_dir,
     read_install_record,
     work_dir,
+    work_temp_dir,
 )
 from .catalog import Catalog, CatalogEntry, archive_format, id_from_card, load_catalog, parse_id
 from .download import CancelFn, DownloadOptions, ProgressFn, fetch
@@ -35,6 +35,7 @@ from .install import (
     forget_verified,
     install_archive,
     install_folder,
+    quick_problem,
     sha256_of,
     uninstall,
     verify_embedded,
@@ -290,7 +291,7 @@ def import_model(path_or_file_url: PathLike, model_id: Optional[str] = None, cat
             entry, model_id or "", catalog, lambda mid: install_archive(source, mid, digest, entry, str(source))
         )
     # a custom archive: unpack once to learn its id from the card, then install that folder under the lock
-    staging = Path(tempfile.mkdtemp(prefix="import.", dir=work_dir(".tmp")))
+    staging = work_temp_dir("import.")
     try:
         root = find_bundle_root(safe_unpack(source, staging / "unpacked"))
         card = check_folder(root)
@@ -351,12 +352,20 @@ def remove_model(model_id: str, catalog: Optional[Catalog] = None) -> bool:
     entry = catalog.get(model_id)
     if entry is not None and entry.embedded and not model_dir(model_id).exists():
         raise CatalogError(f"model '{model_id}' is embedded in the TextSegment extension and cannot be removed")
+    folder = model_dir(model_id)
+    if os.path.lexists(folder) and model_id not in installed_ids():
+        raise CatalogError(
+            f"{folder} was not installed by TextSegment (it has no install record {INSTALL_FILE}, and `models list` "
+            "does not show it); nothing was removed. Delete it yourself if it is yours to delete"
+        )
     partial = list(work_dir(".partial").glob(f"{model_id}-*.part"))
-    if not model_dir(model_id).exists() and not partial:
+    if not folder.exists() and not partial:
         return False  # nothing to remove: no lock file is created for it
     with ModelLock(model_id):
         for part in work_dir(".partial").glob(f"{model_id}-*.part"):
             _unlink(part)
+        if os.path.lexists(folder) and (folder.is_symlink() or model_id not in installed_ids()):
+            raise CatalogError(f"{folder} is not a model folder TextSegment installed; nothing was removed")
         return uninstall(model_id)
 
 
@@ -387,14 +396,6 @@ class ModelStatus:
         return self.installed or (self.downloadable and not self.deprecated)
 
 
-def _problem(model_id: str) -> Optional[str]:
-    """What is wrong with the install record of an installed model (the check ``verify`` starts with), or None."""
-    try:
-        return install_record_or_problem(model_dir(model_id))[1]
-    except FileNotFoundError:
-        return "its install record is missing"
-
-
 def list_models(catalog: Optional[Catalog] = None) -> List[ModelStatus]:
     """Catalog entries then custom installed models, with install state; fast (no hashing, no network).
 
@@ -408,7 +409,7 @@ def list_models(catalog: Optional[Catalog] = None) -> List[ModelStatus]:
     out: List[ModelStatus] = []
     for e in catalog.entries:
         cached = e.id in installed
-        broken = _problem(e.id) if cached else None
+        broken = quick_problem(e.id, e) if cached else None
         embedded = bool(e.embedded and e.embedded_path is not None and e.embedded_path.is_dir())
         path = model_dir(e.id) if cached else (e.embedded_path if embedded else None)
         usable = (cached and broken is None) or embedded
@@ -430,7 +431,7 @@ def list_models(catalog: Optional[Catalog] = None) -> List[ModelStatus]:
     for model_id in installed:
         if catalog.get(model_id) is None:
             folder = model_dir(model_id)
-            broken = _problem(model_id)
+            broken = quick_problem(model_id)
             record = read_install_record(folder) or {}
             weights = folder / "model.safetensors"
             size = weights.stat().st_size if weights.is_file() else None

@@ -23,6 +23,6 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         run_demo(Path(args.output), args.model, args.device, args.prompt, args.input)
-    except (BundleError, InputError, FileNotFoundError, ValueError) as exc:
+    except (BundleError, InputError, OSError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
     return 0

@@ -6,8 +6,11 @@ Exit codes: 0 success, 1 some cases of a batch failed, 2 bad input or usage (wit
 import argparse
 import importlib
 import logging
+import signal
 import sys
-from typing import List, Optional
+import threading
+from contextlib import contextmanager
+from typing import Iterator, List, Optional
 
 from .. import __version__
 
@@ -34,12 +37,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextmanager
+def stop_cleanly_on_sigterm() -> Iterator[None]:
+    """While the block runs, SIGTERM (``kill``, a job scheduler's time limit) ends the program as an exception does:
+    temporary files and the output's lock file are removed on the way out (exit code 143)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGTERM"):
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     try:
-        return int(args._run(args) or 0)
+        with stop_cleanly_on_sigterm():
+            return int(args._run(args) or 0)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

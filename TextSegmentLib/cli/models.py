@@ -18,6 +18,28 @@ from typing import Callable, Optional, Tuple
 from .main import UsageError
 
 
+def _retries(text: str) -> int:
+    """``--retries``: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """``--timeout``: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text}")
+    return value
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "models",
@@ -34,8 +56,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     d = actions.add_parser("download", help="download and verify a model (id or name; default: the default model)")
     d.add_argument("id", nargs="?", default="default", help="model id (name-v1.2.3) or name")
     d.add_argument("--force", action="store_true", help="download again even if a verified copy is installed")
-    d.add_argument("--retries", type=int, default=4, help="retries per URL after a network failure (default 4)")
-    d.add_argument("--timeout", type=float, default=60.0, help="seconds without data before a try fails (default 60)")
+    d.add_argument("--retries", type=_retries, default=4, help="retries per URL after a network failure (default 4)")
+    d.add_argument("--timeout", type=_seconds, default=60.0, help="seconds without data before a try fails")
     i = actions.add_parser("import", help="install a model from a local archive, folder or file:// URL (offline)")
     i.add_argument("path", help=".zip / .tar.gz archive, bundle folder, or file:// URL")
     i.add_argument("--id", dest="model_id", help="catalog id to check the file against, or the id of a custom model")

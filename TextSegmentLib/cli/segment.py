@@ -108,10 +108,15 @@ def _print_written(outcome) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..app import RequestError, plan_jobs, run_jobs, validate_jobs
     from ..catalog import DownloadError
+    from ..device import DeviceUnavailable, resolve_device
     from ..progress import Cancelled
 
     if args.batch_size < 1:
         raise UsageError("--batch-size must be >= 1")
+    try:
+        resolve_device(args.device)  # before anything is read or computed
+    except DeviceUnavailable as exc:
+        raise UsageError(str(exc)) from None
     try:
         options = _options(args)
         jobs, batch = plan_jobs(args.inputs, args.prompt, args.output, args.format, args.jobs)

@@ -339,7 +339,7 @@ def save_dicom_seg(result: Any, path: Path, overwrite: bool, report_of) -> Dict[
     whole in a binary SEG, so each prompt's visible voxels are its own.
     """
     from ..atomic import atomic_file
-    from .writers import _verify_text, report_text
+    from .writers import _check_target, _verify_text, own_report, report_text
 
     seg = build_dicom_seg(result)
     visible = np.array([int(s.mask.sum()) for s in result.states], dtype=np.int64)
@@ -348,7 +348,9 @@ def save_dicom_seg(result: Any, path: Path, overwrite: bool, report_of) -> Dict[
         entry["dicom_segment_number"] = seg.numbers.get(i)
     text = report_text(report)
     report_path = Path(str(path) + ".json")
-    with atomic_file(report_path, ".json", overwrite=True, verify=_verify_text(text, report_path)) as rtmp:
+    replace = overwrite or own_report(report_path, path)  # a user's own file there is never replaced
+    _check_target(report_path, replace, " (the report written next to the output)")
+    with atomic_file(report_path, ".json", overwrite=replace, verify=_verify_text(text, report_path)) as rtmp:
         Path(rtmp).write_text(text, encoding="utf-8")
         _verify_text(text, report_path)(rtmp)  # before the segmentation is committed (the report's commit follows)
         with atomic_file(path, ".dcm", overwrite=overwrite, verify=lambda tmp: verify_dicom_seg(tmp, seg, path)) as tmp:

@@ -18,6 +18,10 @@ import SimpleITK as sitk
 from .errors import InputError
 from .readcheck import check_image_file
 
+#: metadata key of the warnings about how an input was read (they go into the report)
+INPUT_WARNINGS = "TextSegment_input_warnings"
+#: the largest voxel magnitude accepted (CT in HU, MR and PET values are far below; 1e300 would overflow)
+MAX_VALUE = 1e20
 #: the output formats of a labelmap (one writer each, engine/writers.py)
 #: the output formats (".dcm": a DICOM Segmentation object, see engine/dicomseg.py)
 LABELMAP_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha", ".dcm")
@@ -100,6 +104,58 @@ def suffix_of(path: Union[str, Path]) -> str:
     return Path(name).suffix
 
 
+def _dicom_numbers(reader: sitk.ImageFileReader, tag: str, count: int) -> Optional[np.ndarray]:
+    if not reader.HasMetaDataKey(tag):
+        return None
+    try:
+        values = np.array([float(v) for v in reader.GetMetaData(tag).replace(" ", "").split("\\") if v], float)
+    except ValueError:
+        return None
+    return values if values.size == count and np.isfinite(values).all() else None
+
+
+def check_dicom_slices(folder: Path, files: Sequence[str]) -> None:
+    """Refuse a DICOM series that cannot be one regular grid: slices of different orientations under one series UID,
+    or a gap where slices are missing (SimpleITK would read it with an averaged spacing: the anatomy would be squeezed
+    and volumes wrong). InputError naming the folder and the slices."""
+    if len(files) < 3:
+        return
+    orientations, positions = [], []
+    for name in files:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(name)
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            return  # SimpleITK's reader gives its own message
+        orientation = _dicom_numbers(reader, "0020|0037", 6)
+        position = _dicom_numbers(reader, "0020|0032", 3)
+        if orientation is None or position is None:
+            return  # not the tags of a cross-sectional series: nothing to check
+        orientations.append(orientation)
+        positions.append(position)
+    first = orientations[0]
+    odd = [Path(f).name for f, o in zip(files, orientations) if np.abs(o - first).max() > 1e-3]
+    if odd:
+        raise InputError(
+            f"{folder} holds slices of different orientations under one series ({len(odd)} of {len(files)}, e.g. "
+            f"{odd[0]}): they are not one volume. Put each orientation (each acquisition) in its own folder"
+        )
+    normal = np.cross(first[:3], first[3:])
+    depth = np.sort(np.asarray(positions) @ normal)
+    steps = np.diff(depth)
+    step = float(np.median(steps))
+    if step <= 1e-6:
+        raise InputError(f"{folder} holds several slices at the same position; it is not one volume")
+    gaps = np.flatnonzero(np.abs(steps - step) > max(0.1 * step, 0.01))
+    if gaps.size:
+        where = ", ".join(f"{depth[g]:.2f}..{depth[g + 1]:.2f} mm" for g in gaps[:3])
+        raise InputError(
+            f"{folder} is not evenly spaced: the slices are {step:.3g} mm apart but {gaps.size} gap(s) differ "
+            f"({where}); a slice is missing or the series mixes acquisitions. Export the complete series again"
+        )
+
+
 def _read_dicom_folder(folder: Path) -> Tuple[sitk.Image, Dict[str, str]]:
     reader = sitk.ImageSeriesReader()
     series = reader.GetGDCMSeriesIDs(str(folder))
@@ -108,6 +164,7 @@ def _read_dicom_folder(folder: Path) -> Tuple[sitk.Image, Dict[str, str]]:
     if len(series) > 1:
         raise InputError(f"{folder} holds {len(series)} DICOM series; put each series in its own folder")
     files = reader.GetGDCMSeriesFileNames(str(folder), series[0])
+    check_dicom_slices(folder, files)
     reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()
     reader.LoadPrivateTagsOff()
@@ -138,6 +195,29 @@ def read_path(path: Union[str, Path]) -> Tuple[sitk.Image, Dict[str, str]]:
     return image, meta
 
 
+def follow_sform(image: sitk.Image, path: Path) -> Optional[str]:
+    """When a NIfTI file's qform and sform disagree, give ``image`` the sform's geometry (what FSL, nibabel, ANTs and
+    FreeSurfer show; SimpleITK may have taken the qform) and return a warning for the report; None when they agree.
+    The labelmap written for it then carries that one geometry in both its qform and its sform."""
+    from .readcheck import nifti_sform
+
+    found = nifti_sform(path)
+    if found is None or found[2] <= 0.01:
+        return None
+    sform, _, apart = found
+    matrix = sform[:3, :3]
+    spacing = np.linalg.norm(matrix, axis=0)
+    if not np.isfinite(sform).all() or (spacing <= 0).any():
+        raise InputError(f"{path} has a damaged sform; the file cannot be read safely. Export it again")
+    image.SetSpacing([float(v) for v in spacing])
+    image.SetOrigin([float(v) for v in sform[:3, 3]])
+    image.SetDirection([float(v) for v in (matrix / spacing).ravel()])
+    return (
+        f"{path.name}: its qform and sform disagree (by up to {apart:.3g} mm); the sform was followed, as FSL, nibabel "
+        "and ANTs do (other tools may show the scan elsewhere). The labelmap's qform and sform both carry the sform"
+    )
+
+
 def to_image(volume: Any) -> sitk.Image:
     """A :class:`VolumeInput`-like object (array, spacing, origin, direction) -> SimpleITK image."""
     array = np.asarray(volume.array)
@@ -164,6 +244,10 @@ def load_input(source: InputLike) -> Tuple[sitk.Image, Dict[str, str], str]:
     if isinstance(source, (str, Path)):
         image, meta = read_path(source)
         name = str(source)
+        if str(source).lower().endswith((".nii", ".nii.gz")) and image.GetDimension() == 3:
+            warning = follow_sform(image, Path(source))
+            if warning:
+                meta[INPUT_WARNINGS] = warning
     elif isinstance(source, sitk.Image):
         image, meta, name = source, {k: source.GetMetaData(k) for k in source.GetMetaDataKeys()}, "image"
     elif hasattr(source, "array") and hasattr(source, "spacing"):
@@ -208,6 +292,12 @@ def check_image(image: sitk.Image, name: str = "input") -> None:
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())
         raise InputError(f"{name} has {bad} NaN or infinite voxels; replace them (for example with the minimum) first")
+    low, high = float(array.min()), float(array.max())
+    if max(abs(low), abs(high)) > MAX_VALUE:
+        raise InputError(
+            f"{name} has voxel values from {low:.3g} to {high:.3g}, beyond any scanner's range (|value| <= "
+            f"{MAX_VALUE:.0e}): computing with them would overflow. Rescale the image (or fix its scaling) first"
+        )
     if float(array.min()) == float(array.max()):
         raise InputError(f"{name} is constant (every voxel {float(array.min())}); there is nothing to segment")
 

@@ -20,7 +20,7 @@ from .allocator import keep_freed_memory
 from .batching import Batcher, CancelFn, ProgressFn, check_cancel
 from .coords import Coords, in_plane, slice_of
 from .embeddings import EmbeddingCache, EmbeddingStore, SliceEmbeddings
-from .io import InputError, InputLike, check_refine_prompts, load_input
+from .io import INPUT_WARNINGS, InputError, InputLike, check_refine_prompts, load_input
 from .multiview import decode_views, fuse_views
 from .options import DEFAULT_OPTIONS, resolve_options
 from .refine import apply_changes, refine_slices
@@ -35,12 +35,16 @@ def check_prompts(prompts: Union[str, Sequence[str]]) -> List[str]:
     """Validate prompts: a string or a non-empty list of non-empty strings. Raises InputError."""
     if isinstance(prompts, str):
         prompts = [prompts]
+    if prompts is not None and not isinstance(prompts, (list, tuple)):
+        raise InputError(f"prompts must be a text or a list of texts, got {type(prompts).__name__} {prompts!r:.60}")
     prompts = list(prompts or [])
     if not prompts:
         raise InputError("no prompt given; give at least one text prompt such as 'liver'")
     out = []
     for p in prompts:
-        if not isinstance(p, str) or not p.strip():
+        if not isinstance(p, str):
+            raise InputError(f"prompt {p!r:.60} is a {type(p).__name__}, not a text; every prompt must be a text")
+        if not p.strip():
             raise InputError(f"prompt {p!r} is empty; every prompt must name what to segment")
         try:
             out.append(clean_prompt(p))
@@ -170,6 +174,8 @@ class Segmenter:
         while len(self._mr_ranges) > 64:  # a batch over many volumes: the oldest ranges go
             self._mr_ranges.pop(next(iter(self._mr_ranges)))
         volume.name = name  # type: ignore[attr-defined]
+        volume.source_path = Path(source) if isinstance(source, (str, Path)) else None  # type: ignore[attr-defined]
+        volume.input_warnings = [w for w in meta.get(INPUT_WARNINGS, "").split("\n") if w]  # type: ignore[attr-defined]
         return volume
 
     def segment(
@@ -307,6 +313,7 @@ class Segmenter:
         card = self.card
         info = {
             "input": getattr(volume, "name", "volume"),
+            "input_warnings": list(getattr(volume, "input_warnings", [])),
             "model": {"name": card.get("name"), "version": card.get("version"), "image_size": model.config.image_size},
             "device": str(model.device),
             "precision": str(self.dtype).replace("torch.", ""),

@@ -14,9 +14,10 @@ trusted only once it has been read back. On any failure the temporary files are 
 
 import json
 import os
+import stat
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -75,11 +76,109 @@ def _write_itk(image: sitk.Image, tmp: str, path: Path) -> None:
         raise WriteFailed(f"{path} could not be written completely ({reason}); is the disk full?") from exc
 
 
-def _check_target(path: Path, overwrite: bool) -> None:
+class WriteRefused(ValueError):
+    """A write that would destroy something the user owns (the input itself); nothing was written."""
+
+
+#: the longest file name (bytes) a writer may need next to an output: ``.<name>.json.<12 hex>.tmp.json``
+_TEMP_EXTRA = len(".") + len(".json") + 1 + 12 + len(".tmp") + len(".json")
+
+
+def check_name_length(path: Path) -> None:
+    """Refuse an output whose own name, or the name of a file written next to it (report, lock, temporary file),
+    is longer than the folder's file system allows (OSError naming the path; checked before anything is computed)."""
+    path = Path(path)
+    folder = path.parent
+    while not os.path.isdir(folder) and folder.parent != folder:
+        folder = folder.parent
+    try:
+        limit = os.pathconf(str(folder), "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        limit = 255
+    for part in path.parts[:-1]:
+        if len(os.fsencode(part)) > limit:
+            raise OSError(
+                f"the folder name {part[:40]}... of {path} is {len(os.fsencode(part))} bytes, more than the "
+                f"{limit} this file system allows; choose a shorter name"
+            )
+    need = len(os.fsencode(path.name)) + _TEMP_EXTRA
+    if need > limit:
+        raise OSError(
+            f"the file name {path.name[:40]}... is too long: with its report and temporary files it needs {need} "
+            f"bytes, more than the {limit} this file system allows; choose a name shorter by {need - limit} bytes"
+        )
+
+
+def _identity(path: Path) -> Optional[Tuple[int, int]]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def input_files(source: Optional[Path]) -> List[Path]:
+    """The files of an input: the file itself, or every file of a DICOM folder."""
+    if source is None:
+        return []
+    source = Path(source)
+    if source.is_dir():
+        return [p for p in source.iterdir() if p.is_file()]
+    return [source]
+
+
+def refuse_input_targets(targets: Iterable[Path], inputs: Iterable[Path]) -> None:
+    """:class:`WriteRefused` when a target is one of ``inputs``: the same resolved path, or the same file by identity
+    (a hard link or a symbolic link to an input is the input). An input is never written, whatever ``overwrite``."""
+    inputs = list(inputs)
+    ids = {i for i in (_identity(p) for p in inputs) if i is not None}
+    paths = {os.path.normcase(os.path.realpath(p)) for p in inputs}
+    for target in targets:
+        same = _identity(target) in ids if os.path.exists(target) else False
+        if same or os.path.normcase(os.path.realpath(target)) in paths:
+            raise WriteRefused(
+                f"{target} is the input of this result (the same file); an input is never written, even with "
+                "overwrite: choose another output file or folder. Nothing was written"
+            )
+
+
+def _check_target(path: Path, overwrite: bool, what: str = "") -> None:
     if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder; give a file name ending in one of {', '.join(LABELMAP_SUFFIXES)}")
+        raise IsADirectoryError(
+            f"{path} is a folder{what}; give a file name ending in one of {', '.join(LABELMAP_SUFFIXES)} whose "
+            "report name (<output>.json) is free too (a folder is never replaced)"
+        )
     if not overwrite and os.path.lexists(path):
-        raise FileExistsError(f"{path} exists; pass overwrite=True (or --overwrite) to replace it")
+        raise FileExistsError(f"{path} exists{what}; pass overwrite=True (or --overwrite) to replace it")
+
+
+def own_report(report_path: Path, output: Path) -> bool:
+    """Whether ``report_path`` is a report TextSegment wrote for ``output`` (a regular file, not a link, holding a
+    report whose ``output`` is this output): such a file may be replaced when the output is written again; any other
+    file at that name is the user's and is never replaced without ``overwrite``."""
+    try:
+        st = os.lstat(report_path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 1 << 24:
+            return False
+        with open(report_path, encoding="utf-8") as fh:
+            report = json.load(fh)
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(report, dict) and report.get("output") == str(output) and isinstance(report.get("segments"), list)
+
+
+def check_targets(path: Union[str, Path], overwrite: bool, inputs: Iterable[Path] = ()) -> None:
+    """Everything about an output that can be known before computing: a labelmap suffix, a name the file system
+    can hold, neither the output nor its report ``<output>.json`` a folder, neither replacing a file without
+    ``overwrite``, neither one of ``inputs``. Raises (ValueError, OSError or their subclasses) naming the path."""
+    path = Path(path)
+    if suffix_of(path) not in LABELMAP_SUFFIXES:
+        raise ValueError(f"unsupported output type {path.name}; use one of {', '.join(LABELMAP_SUFFIXES)}")
+    check_name_length(path)
+    report_path = Path(str(path) + ".json")
+    refuse_input_targets([path, report_path], inputs)
+    _check_target(path, overwrite)
+    _check_target(report_path, overwrite or own_report(report_path, path), " (the report written next to the output)")
 
 
 def write_image(image: sitk.Image, path: Union[str, Path], overwrite: bool = False, report: str = "") -> Path:
@@ -99,8 +198,9 @@ def write_image(image: sitk.Image, path: Union[str, Path], overwrite: bool = Fal
     suffix = suffix_of(path)
     report_path = Path(str(path) + ".json")
     if report:
-        _check_target(report_path, True)
-        with atomic_file(report_path, ".json", overwrite=True, verify=_verify_text(report, report_path)) as rtmp:
+        replace = overwrite or own_report(report_path, path)
+        _check_target(report_path, replace, " (the report written next to the output)")
+        with atomic_file(report_path, ".json", overwrite=replace, verify=_verify_text(report, report_path)) as rtmp:
             Path(rtmp).write_text(report, encoding="utf-8")
             _verify_text(report, report_path)(rtmp)  # before the image is committed (the report's commit follows)
             with atomic_file(path, suffix, overwrite=overwrite, verify=_verify_image(image, path)) as tmp:
@@ -205,7 +305,7 @@ def report_dict(result: Any, path: Path, visible: np.ndarray, overlap: str) -> D
             )
             entry["warnings"] = list(entry.get("warnings") or []) + [text]
             hidden.append(text)
-    report["warnings"] = hidden
+    report["warnings"] = list(result.info.get("input_warnings") or []) + hidden
     return report
 
 
@@ -222,14 +322,13 @@ def save_result(
 ) -> Dict[str, Any]:
     """Write ``result`` as the labelmap format of ``path``'s suffix, and ``<path>.json``; returns the report written.
 
-    Raises ``FileExistsError`` if ``path`` exists and not ``overwrite``; :class:`WriteFailed` when a file does not
-    read back as written (nothing is replaced then).
+    Raises ``FileExistsError`` if ``path`` or its report exists and not ``overwrite``; :class:`WriteRefused` when
+    ``path`` or its report is the result's input file (whatever ``overwrite``); :class:`WriteFailed` when a file does
+    not read back as written (nothing is replaced then).
     """
     path = Path(path)
     suffix = suffix_of(path)
-    if suffix not in LABELMAP_SUFFIXES:
-        raise ValueError(f"unsupported output type {path.name}; use one of {', '.join(LABELMAP_SUFFIXES)}")
-    _check_target(path, overwrite)
+    check_targets(path, overwrite, input_files(getattr(result.volume, "source_path", None)))
     if suffix == ".dcm":  # a DICOM Segmentation (see .dicomseg): every segment whole, one per found prompt
         from .dicomseg import save_dicom_seg
 

