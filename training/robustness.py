@@ -212,10 +212,12 @@ def evaluate(model: str, out: Path, device: str = "cpu", resume: bool = False) -
     labels = _like(mni, reference_labels(mni).astype(np.uint8))
     r = Runner(model, out, device, resume)
     r.run("as shipped", mni, labels)
-    for name, image in contrast_variants(mni).items():
+    contrasts = contrast_variants(mni)
+    for name, image in contrasts.items():
         r.run(name, image, labels)
     for name, (image, ref, coarse) in spatial_variants(mni, labels).items():
         r.run(name, image, ref, on_reference_grid=coarse)
+    edges = _edge_variants(r, mni, labels, contrasts["T2-like"], out)
     for name, tpl in PHRASINGS.items():
         r.run(f"phrasing: {name}", mni, labels, prompts=lambda n, t=tpl: t.format(**_side_parts(n)))
     for bucket, tpl in LENGTH_PROMPTS.items():
@@ -238,11 +240,36 @@ def evaluate(model: str, out: Path, device: str = "cpu", resume: bool = False) -
             for g in groups
         },
         "timings_s": r.timings,
+        **edges,
         "rows": r.rows,
     }
     (out / "robustness.json").write_text(json.dumps(summary, indent=2))
     (out / "robustness.md").write_text(markdown(summary))
     return summary
+
+
+def _edge_variants(r: "Runner", mni: sitk.Image, labels: sitk.Image, t2: sitk.Image, out: Path) -> Dict:
+    """The edges of clinical scans (:mod:`training.robustness_edges`): fields of view cut through the deep grey
+    structures, large rotations, PD-like contrast, an oblique grid (with the orientation agreement) and atrophy
+    (with the volume tracking)."""
+    from . import robustness_edges as e
+
+    shipped = [row for row in r.rows if row["group"] == "as shipped"]
+    for name, (image, ref) in e.fov_variants(mni, labels).items():
+        r.run(name, image, ref)
+    for name, (image, ref) in e.rotation_variants(mni, labels, t2).items():
+        r.run(name, image, ref)
+    r.run("PD-like", e.pd_like(mni), labels)
+    r.run("oblique grid 15 deg", e.oblique_grid(mni, 15), e.oblique_grid(labels, 15, sitk.sitkNearestNeighbor))
+    report = json.loads((out / "seg_as_shipped.nii.gz.json").read_text())
+    values = [int(seg["label"]) for seg in report["segments"]]
+    agree = e.agreement(out / "seg_as_shipped.nii.gz", out / "seg_oblique_grid_15_deg.nii.gz", values)
+    image, ref = e.atrophic(mni, labels)
+    atrophy = r.run("atrophy (ventricles and sulci +2 mm, hippocampal rim)", image, ref)
+    return {
+        "orientation_agreement_15deg": {row["structure"]: a for row, a in zip(shipped, agree)},
+        "volume_tracking": e.volume_tracking(shipped, atrophy),
+    }
 
 
 def markdown(s: Dict) -> str:
@@ -254,6 +281,15 @@ def markdown(s: Dict) -> str:
     for g, v in s["variants"].items():
         ratio = s["volume_ratio"][g]
         lines.append(f"| {g} | {v['dice']:.3f} | {v['nsd_1mm']:.3f} | {v['nsd_2mm']:.3f} | {ratio:.2f} |")
+    if s.get("orientation_agreement_15deg"):
+        lines += ["", "| structure | agreement, straight vs 15-degree oblique grid (Dice) |", "|---|---|"]
+        lines += [f"| {k} | {v:.3f} |" for k, v in s["orientation_agreement_15deg"].items()]
+    if s.get("volume_tracking"):
+        lines += ["", "| structure | true volume change under atrophy | predicted change |", "|---|---|---|"]
+        lines += [
+            f"| {t['structure']} | {t['true_change_pct']:+.1f} % | {t['predicted_change_pct']:+.1f} % |"
+            for t in s["volume_tracking"]
+        ]
     return "\n".join(lines) + "\n"
 
 
