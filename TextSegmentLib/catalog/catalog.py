@@ -235,7 +235,7 @@ def _entry(raw: Any, index: int, path: Path) -> CatalogEntry:
     ]
     if wrong:
         raise _fail(path, where, "; ".join(wrong))
-    if not all(isinstance(v, str) for v in raw["modalities"] + raw["structures"]):
+    if not all(isinstance(v, str) for v in raw["modalities"] + (raw.get("structures") or [])):
         raise _fail(path, where, "modalities and structures must be lists of names")
     urls = raw.get("urls", [])
     if not isinstance(urls, list) or not all(isinstance(u, str) and u for u in urls):
