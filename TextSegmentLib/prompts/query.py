@@ -50,7 +50,8 @@ class Query:
     ``parts``: the vocabulary names segmented and united (or chosen from); ``window``: CT window name; ``color``
     (RGB 0..1), ``entry`` (Slicer terminology) and ``structure`` (terminology name); ``score``: 1 a vocabulary name
     or synonym occurs in the prompt, < 1 a close spelling or word overlap, 0 none; ``warnings``: what the user should
-    know (a side word that could not be read...); ``reason``: why nothing is segmented (findings, refusals)."""
+    know (a side word that could not be read...); ``reason``: why nothing is segmented (findings, refusals);
+    ``content``: the prompt's words without side and filler words (what a vocabulary gate compares)."""
 
     prompt: str
     kind: str = "structure"
@@ -66,6 +67,7 @@ class Query:
     score: float = 0.0
     warnings: Tuple[str, ...] = ()
     reason: Optional[str] = None
+    content: Tuple[str, ...] = ()
 
     @property
     def name(self) -> Optional[str]:
@@ -162,10 +164,10 @@ def parse_query(
     index = index_of(vocabulary)
     found = words(prompt)
     reading = read_side(found, index.known)
-    warnings = [
-        f"'{w}' looks like a side word but could not be read; type left or right" for w in reading.unreadable
-    ]
-    base_q = dict(prompt=prompt, side=reading.side, side_read=reading.how, warnings=tuple(warnings))
+    warnings = [f"'{w}' looks like a side word but could not be read; type left or right" for w in reading.unreadable]
+    base_q = dict(
+        prompt=prompt, side=reading.side, side_read=reading.how, warnings=tuple(warnings), content=tuple(reading.rest)
+    )
     finding = finding_in(found, index.known)
     if finding:
         q = Query(kind="finding", reason=f"this model segments anatomy, not {finding}", **base_q)
@@ -228,9 +230,7 @@ def _read_structure(index: VocabularyIndex, reading: Any, base_q: Dict[str, Any]
     return Query(**dict(base_q, term=phrase.name, score=score, warnings=tuple(warnings)))
 
 
-def parse_queries(
-    prompts: Sequence[Any], vocabulary: Iterable[Any] = (), windows: Iterable[str] = ()
-) -> List[Query]:
+def parse_queries(prompts: Sequence[Any], vocabulary: Iterable[Any] = (), windows: Iterable[str] = ()) -> List[Query]:
     """:func:`parse_query` of every prompt (a :class:`Query` passes through unchanged)."""
     vocabulary = list(vocabulary or ())
     return [p if isinstance(p, Query) else parse_query(p, vocabulary, windows) for p in prompts]

@@ -47,7 +47,7 @@ NOT_SIDES = {
     "light", "night", "sight", "tight", "might", "fight", "eight", "bright", "fright", "wright", "lift", "loft",
     "lent", "lest", "deft", "heft", "weft", "let", "lens", "rift", "rigid", "lefts", "rights", "ridge", "rest",
     "feet", "felt", "lead", "list", "lean", "last", "lost", "legs", "leg", "leaf", "life", "lake", "late", "lefty",
-    "rich", "rise", "ride", "road", "rate", "root", "rigs", "riot", "rite", "lens", "lobe", "lobi", "loop",
+    "rich", "rise", "ride", "road", "rate", "root", "rigs", "riot", "rite", "lobe", "lobi", "loop",
     "reset", "rivet", "fifth", "left-", "lump", "lumen", "loss",
 }  # fmt: skip
 
@@ -88,7 +88,8 @@ class SideReading:
 def misspelt_side(word: str, known: Iterable[str] = ()) -> Tuple[Optional[str], bool]:
     """(side, looks like a side) for a word not in :data:`SIDE_TABLE`: a word one edit from "left" or "right" that
     starts like it (or with its first two letters swapped) reads as that side; any other word one edit away, or two
-    edits away with the same start and about the same length, looks like a side but cannot be read. Known words (vocabulary, :data:`NOT_SIDES`) are never sides.
+    edits away with the same start and about the same length, looks like a side but cannot be read. Known words
+    (vocabulary, :data:`NOT_SIDES`) are never sides.
 
     Example:
         >>> misspelt_side("lfet"), misspelt_side("rihgt"), misspelt_side("reft"), misspelt_side("light")

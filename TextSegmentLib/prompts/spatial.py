@@ -36,7 +36,9 @@ RELATIONS = [
     ("medial", "to"), ("in", "front", "of"), ("left", "of"), ("right", "of"), ("touching",), ("lateral", "of"),
     ("medial", "of"),
 ]  # fmt: skip
-_ON_SIDE = re.compile(r"^(?P<target>.+?)\s*,?\s+on\s+(?:the\s+)?(?:patient'?s\s+)?(?P<side>\S+?)(?:\s+side)?\s*\.?$", re.I)
+_ON_SIDE = re.compile(
+    r"^(?P<target>.+?)\s*,?\s+on\s+(?:the\s+)?(?:patient'?s\s+)?(?P<side>\S+?)(?:\s+side)?\s*\.?$", re.I
+)
 
 
 def read_spatial(prompt: str) -> Optional[Tuple[str, str]]:
