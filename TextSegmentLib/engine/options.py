@@ -117,7 +117,7 @@ def check_options(options: Dict[str, Any]) -> Dict[str, Any]:
         value = out.get(key, DEFAULT_OPTIONS[key])
         if not isinstance(value, bool) and not (key in _AUTO and value is None):
             auto = " or None (the model card's choice)" if key in _AUTO else ""
-            raise ValueError(f"{key} must be True or False{auto}, got {value!r}")
+            raise ValueError(f"{key} must be true or false{auto}, got {value!r}")
     weights = out.get("view_weights")
     if weights is not None:
         if not isinstance(weights, dict):

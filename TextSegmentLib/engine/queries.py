@@ -34,10 +34,20 @@ def decode_text(
     vocabulary: List[Any],
     progress: Any,
     cancel: Any,
+    memo: Optional[Dict[Any, Any]] = None,
 ) -> DecodeFn:
-    """The function that segments one text (a vocabulary name: its calibrated threshold and clean-up)."""
+    """The function that segments one text (a vocabulary name: its calibrated threshold and clean-up). ``memo``
+    keeps what one call decoded, so that prompts sharing parts ("putamen", "basal ganglia") decode them once; its
+    masks are shared: never change them in place."""
+    memo = {} if memo is None else memo
 
     def run(text: str, name: Optional[str], start: float, span: float):
+        key = (text, name, tuple(sorted((p, id(e)) for p, e in embeddings.items())))
+        if key not in memo:
+            memo[key] = _run(text, name, start, span)
+        return memo[key]
+
+    def _run(text: str, name: Optional[str], start: float, span: float):
         threshold = opts["mask_threshold"]
         if threshold is None:
             threshold = calibrated_threshold(name, vocabulary)
@@ -86,6 +96,7 @@ def segment_query(
     if query.kind == "structure":
         said = query.text if opts["prompt_text"] == "matched" else query.prompt
         mask, presence, threshold, largest = decode(said, query.term, start, span)
+        mask = mask.copy()  # each prompt owns its mask (a refinement changes it in place; decodes are shared)
         return PromptState(query.prompt, query, window, presence, mask, time.perf_counter() - t0, text=said,
                            threshold=threshold, largest_only=largest)  # fmt: skip
     voxel_ml = volume.voxel_ml
@@ -107,7 +118,7 @@ def segment_query(
         elif masks:
             masks[0] |= mask
         else:
-            masks.append(mask)
+            masks.append(mask.copy())
     chosen = None
     if query.kind == "spatial":
         found = [i for i, m in enumerate(masks) if m.any()]
@@ -118,7 +129,7 @@ def segment_query(
                 key = lambda i: _centre(masks[i])  # noqa: E731
             pick = max(found, key=key) if query.relation in ("largest", "left") else min(found, key=key)
             chosen = query.parts[pick]
-            union = masks[pick]
+            union = masks[pick].copy()
         else:
             union = np.zeros(volume.canonical.shape, dtype=bool)
     else:

@@ -275,6 +275,7 @@ class Segmenter:
         self.store.begin(model)
         groups: Dict[Tuple[str, str], SliceEmbeddings] = {}
         states: List[PromptState] = []
+        memo: Dict[Any, Any] = {}  # parts decoded in this call, shared by the prompts that name them
         for n, (query, window) in enumerate(zip(queries, windows)):
             t0 = time.perf_counter()
             refused = query.reason is not None and opts["vocabulary_gate"] > 0
@@ -291,7 +292,7 @@ class Segmenter:
                 if key not in groups:
                     groups[key] = self.store.embeddings(model, view, window, opts["use_cache"])
                 embeddings[plane] = groups[key]
-            decode = decode_text(model, volume, embeddings, self.batcher, opts, vocabulary, progress, cancel)
+            decode = decode_text(model, volume, embeddings, self.batcher, opts, vocabulary, progress, cancel, memo)
             states.append(
                 segment_query(query, volume, decode, opts, vocabulary, window, n / len(queries), 1.0 / len(queries))
             )

@@ -9,7 +9,7 @@ Any other relation ("above", "next to", "the largest structure"...) is refused: 
 
 Example:
     >>> read_spatial("the largest of the basal ganglia"), read_spatial("the smaller hippocampus")
-    (('largest', 'the basal ganglia'), ('smallest', 'hippocampus'))
+    (('largest', 'basal ganglia'), ('smallest', 'hippocampus'))
     >>> read_spatial("the hippocampus on the left"), read_spatial("the structure above the left thalamus")[0]
     (('left', 'the hippocampus'), 'unsupported')
 """
@@ -18,7 +18,7 @@ import re
 from typing import Optional, Tuple
 
 from .sides import SIDE_TABLE
-from .text import all_words
+from .text import all_words, fold
 
 UNSUPPORTED_REASON = (
     "spatial requests are not supported except 'the largest/smallest of <group>' and '<structure> on the "
@@ -36,6 +36,10 @@ RELATIONS = [
     ("medial", "to"), ("in", "front", "of"), ("left", "of"), ("right", "of"), ("touching",), ("lateral", "of"),
     ("medial", "of"),
 ]  # fmt: skip
+_SUPERLATIVE = re.compile(
+    r"\b(?:largest|biggest|larger|bigger|smallest|smaller|tiniest)\b(?:\s+(?:one|structures?|parts?|the|two))*"
+    r"(?:\s+(?:of|among|amongst|between))?(?:\s+the)?\b(?P<target>.*)$"
+)
 _ON_SIDE = re.compile(
     r"^(?P<target>.+?)\s*,?\s+on\s+(?:the\s+)?(?:patient'?s\s+)?(?P<side>\S+?)(?:\s+side)?\s*\.?$", re.I
 )
@@ -46,14 +50,11 @@ def read_spatial(prompt: str) -> Optional[Tuple[str, str]]:
     ('unsupported', the relation's words); None for a request that is not spatial."""
     tokens = all_words(prompt)
     text = f" {' '.join(tokens)} "
-    for i, w in enumerate(tokens):
+    for w in tokens:
         if w in SUPERLATIVES:
-            after = tokens[i + 1 :]
-            while after and after[0] in ("one", "structure", "structures", "part", "parts", "the", "two"):
-                after = after[1:]
-            if after and after[0] in ("of", "among", "amongst", "between"):
-                after = after[1:]
-            return (SUPERLATIVES[w], " ".join(after)) if after else ("unsupported", w)
+            m = _SUPERLATIVE.search(fold(prompt))
+            after = m.group("target").strip(" .?!") if m else ""
+            return (SUPERLATIVES[w], after) if all_words(after) else ("unsupported", w)
     for relation in RELATIONS:
         if f" {' '.join(relation)} " in text:
             return "unsupported", " ".join(relation)

@@ -114,7 +114,8 @@ class VocabularyIndex:
         return best
 
     def closest(self, found: Sequence[str], side: Optional[str] = None, cutoff: float = 0.85) -> Optional[Phrase]:
-        """The phrase closest in spelling to the whole of ``found`` ("hipocampus"), else the best word overlap
+        """The phrase closest in spelling to the whole of ``found`` ("hipocampus"), else one occurring once each word
+        is corrected to its closest vocabulary word ("hipocampo izquierdo"), else the best word overlap
         (score >= 0.3, "right superior frontal" -> "right superior frontal gyrus"), else None."""
         key = " ".join(self.singular(found))
         if not key:
@@ -123,6 +124,11 @@ class VocabularyIndex:
         close = difflib.get_close_matches(key, list(texts), n=1, cutoff=cutoff)
         if close:
             return self._on_side(texts[close[0]], side)
+        corrected = [self.correct(w) for w in key.split()]
+        if corrected != key.split():
+            found = self.find(corrected, side)
+            if found is not None:
+                return self._on_side(found, side)
         best: Optional[Phrase] = None
         best_rank = (0.0, 0)
         have = set(key.split())
@@ -132,6 +138,14 @@ class VocabularyIndex:
             if rank > best_rank:
                 best, best_rank = ph, rank
         return best if best is not None and best_rank[0] >= 0.3 else None
+
+    def correct(self, word: str, cutoff: float = 0.8) -> str:
+        """A word of 5+ letters the vocabulary does not know -> its closest vocabulary word ("hipocampo" ->
+        "hippocampus"), else the word itself."""
+        if len(word) < 5 or word in self.known:
+            return word
+        close = difflib.get_close_matches(word, sorted(self.known), n=1, cutoff=cutoff)
+        return close[0] if close else word
 
     def _on_side(self, phrase: Phrase, side: Optional[str]) -> Phrase:
         base = self.base_of.get(phrase.name)
