@@ -199,6 +199,8 @@ def test_spatial_requests_one_kind_or_a_clear_refusal(brain_vocabulary):
     assert (q.kind, q.relation, len(q.parts)) == ("spatial", "smallest", 6)
     q = parse_query("the hippocampus on the left", brain_vocabulary)
     assert (q.kind, q.relation, q.parts) == ("spatial", "left", ("left hippocampus", "right hippocampus"))
+    q = parse_query("the basal ganglia on the right", brain_vocabulary)  # a group on a side: that side's parts
+    assert q.kind == "group" and len(q.parts) == 3 and all(p.startswith("right ") for p in q.parts)
     for prompt in ("the structure above the left thalamus", "the largest structure", "what is next to the putamen"):
         q = parse_query(prompt, brain_vocabulary)
         assert q.kind == "unsupported" and "spatial requests are not supported" in q.reason, prompt

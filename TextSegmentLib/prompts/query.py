@@ -176,6 +176,14 @@ def parse_query(
     if spatial and spatial[0] == "unsupported":
         q = Query(kind="unsupported", reason=f"'{spatial[1]}': {UNSUPPORTED_REASON}", **base_q)
         return _decorate(q, index, windows, terminology)
+    if spatial and spatial[0] in ("left", "right"):
+        group = group_in(index.singular(read_side(words(spatial[1]), index.known).rest))
+        parts = _group_parts(index, group[0], spatial[0]) if group else []
+        if parts:  # "the basal ganglia on the left": that side's parts, not one of them
+            how = f"'on the {spatial[0]}'"
+            q = Query(**dict(base_q, kind="group", term=group[0], parts=tuple(parts), side=spatial[0],
+                             side_read=how, score=1.0))  # fmt: skip
+            return _decorate(q, index, windows, terminology)
     if spatial:
         name, parts = _target_parts(index, spatial[1])
         if len(parts) > 1 or spatial[0] in ("largest", "smallest"):
