@@ -20,8 +20,9 @@ from TextSegmentLib.engine.writers import save_result  # noqa: E402
 CH2 = Path("/usr/share/mricron/templates/ch2.nii.gz")
 AAL = Path("/usr/share/mricron/templates/aal.nii.gz")
 PROMPTS = [
-    "rigth caudate", "Putamen rechts", "hippocampe gauche", "putamen", "caudate", "hippocampi", "bilateral putamen",
-    "basal ganglia", "brain tumor in the left frontal lobe", "tumour", "the largest of the basal ganglia",
+    "rigth caudate", "Putamen rechts", "hippocampe gauche", "putamen dextrum", "putamen sinistrum", "lfet putamen",
+    "putamen", "caudate", "hippocampus", "hippocampi", "both hippocampi", "bilateral putamen", "basal ganglia",
+    "brain tumor in the left frontal lobe", "tumour", "lesion", "haematoma", "the largest of the basal ganglia",
     "the hippocampus on the left", "the structure above the left thalamus",
 ]  # fmt: skip
 AAL_VALUES = {"putamen": (73, 74), "caudate": (71, 72), "hippocampus": (37, 38)}
@@ -59,7 +60,10 @@ def _halves(result, index, left):
     "prompt, side, how",
     [("rigth caudate", "right", "'rigth' read as right (close spelling)"),
      ("Putamen rechts", "right", "'rechts' read as right (German)"),
-     ("hippocampe gauche", "left", "'gauche' read as left (French)")],
+     ("hippocampe gauche", "left", "'gauche' read as left (French)"),
+     ("putamen dextrum", "right", "'dextrum' read as right (Latin)"),
+     ("putamen sinistrum", "left", "'sinistrum' read as left (Latin)"),
+     ("lfet putamen", "left", "'lfet' read as left (close spelling)")],
 )  # fmt: skip
 def test_a_side_in_any_spelling_gives_that_side(run, prompt, side, how):
     result, at, left, _ = run
@@ -69,7 +73,9 @@ def test_a_side_in_any_spelling_gives_that_side(run, prompt, side, how):
     assert (on_left if side == "left" else on_right) >= 0.95, (prompt, on_left, on_right)
 
 
-@pytest.mark.parametrize("prompt", ["putamen", "caudate", "hippocampi", "bilateral putamen"])
+@pytest.mark.parametrize(
+    "prompt", ["putamen", "caudate", "hippocampus", "hippocampi", "both hippocampi", "bilateral putamen"]
+)
 def test_a_paired_structure_without_a_side_gives_both(run, prompt):
     result, at, left, labels = run
     report = result.segments[at[prompt]]
@@ -100,7 +106,11 @@ def test_a_group_is_the_union_of_its_parts(run):
     assert min(_halves(result, at["basal ganglia"], left)) >= 0.3
 
 
-@pytest.mark.parametrize("prompt, word", [("brain tumor in the left frontal lobe", "tumor"), ("tumour", "tumour")])
+@pytest.mark.parametrize(
+    "prompt, word",
+    [("brain tumor in the left frontal lobe", "tumor"), ("tumour", "tumour"), ("lesion", "lesion"),
+     ("haematoma", "haematoma")],
+)  # fmt: skip
 def test_a_finding_is_not_in_this_scan(run, prompt, word):
     result, at, _, _ = run
     report = result.segments[at[prompt]]
