@@ -215,3 +215,10 @@ def test_the_reading_is_told_in_words(brain_vocabulary):
         "both sides)"
     )
     assert parse_query("tumour", brain_vocabulary).reading == "not segmented: this model segments anatomy, not tumour"
+
+
+def test_a_finding_in_the_purpose_of_a_request_is_not_its_target(brain_vocabulary):
+    for prompt in ("outline the whole brain for the tumour follow-up study", "putamen for the stroke research trial"):
+        q = parse_query(prompt, brain_vocabulary)
+        assert q.kind in ("structure", "both_sides") and q.reason is None, prompt
+    assert parse_query("hippocampal atrophy", brain_vocabulary).reason is None  # a property, not an object
