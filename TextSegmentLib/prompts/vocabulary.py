@@ -9,6 +9,7 @@ Example:
 
 import difflib
 import json
+import threading
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -162,18 +163,20 @@ class VocabularyIndex:
 
 
 _INDEXES: Dict[Tuple[str, ...], VocabularyIndex] = {}
+_LOCK = threading.Lock()  # the Slicer worker and the GUI thread may read prompts at the same time
 
 
 def index_of(vocabulary: Iterable[Any]) -> VocabularyIndex:
     """A (cached) :class:`VocabularyIndex` of a vocabulary (the same vocabulary is indexed once)."""
     items = list(vocabulary or ())
     key = tuple(json.dumps(e, sort_keys=True, default=str) for e in items)
-    index = _INDEXES.get(key)
-    if index is None:
-        while len(_INDEXES) >= 16:
-            _INDEXES.pop(next(iter(_INDEXES)))
-        index = _INDEXES[key] = VocabularyIndex(items)
-    return index
+    with _LOCK:
+        index = _INDEXES.get(key)
+        if index is None:
+            while len(_INDEXES) >= 16:
+                _INDEXES.pop(next(iter(_INDEXES)))
+            index = _INDEXES[key] = VocabularyIndex(items)
+        return index
 
 
 def find_term(prompt: str, vocabulary: Iterable[Any] = ()) -> Optional[str]:
