@@ -151,3 +151,18 @@ def test_module_entry_point(tiny_bundle, cases, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert out.exists() and Path(str(out) + ".json").exists()
+
+
+def test_the_table_shows_how_each_prompt_was_read(tiny_bundle, cases, tmp_path, capsys):
+    out = tmp_path / "read.nii.gz"
+    prompts = ["lung rt", "tumour", "the structure above the liver"]
+    args = [a for p in prompts for a in ("--prompt", p)]
+    assert seg(tiny_bundle, cases / "case0.nii.gz", *args, "--output", out) == 0
+    printed = capsys.readouterr().out
+    assert "read as" in printed.splitlines()[1]
+    assert "lung; side right ('rt' read as right (abbreviation))" in printed
+    assert "not segmented: this model segments anatomy, not tumour" in printed
+    assert "spatial requests are not supported" in printed
+    report = json.loads(Path(str(out) + ".json").read_text())
+    assert [s["kind"] for s in report["segments"]] == ["structure", "finding", "unsupported"]
+    assert report["segments"][0]["side_read"] == "'rt' read as right (abbreviation)"

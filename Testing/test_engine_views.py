@@ -380,7 +380,7 @@ def test_fine_slices_upscale_only_the_box(seg3, brain):
 def test_a_shell_in_the_vocabulary_keeps_its_holes(seg3, brain):
     """A structure the card marks ``"fill_holes": false`` (the skull encloses the brain) is not filled slice by slice;
     others are, unless the caller turns filling off."""
-    from TextSegmentLib.engine import segmenter as engine
+    from TextSegmentLib.engine import queries as engine  # where each part's views are fused
 
     seen = []
     original = engine.fuse_views

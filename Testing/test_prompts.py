@@ -1,4 +1,5 @@
-"""One prompt module: words and side words, the model card's vocabulary and CT windows, Slicer terminology, tags."""
+"""The prompts package: words and side words, the model card's vocabulary and CT windows, Slicer terminology, tags,
+and one typed query per prompt (sides in any language or spelling, both sides, groups, findings, spatial requests)."""
 
 import json
 
@@ -11,6 +12,7 @@ from TextSegmentLib.prompts import (
     known_names,
     load_terminology,
     match_prompt,
+    parse_query,
     safe_text,
     segment_tags,
     split_side,
@@ -109,3 +111,114 @@ def test_card_windows_override_the_built_in_table():
     voc = [{"name": "liver", "ct_window": "liver"}]
     assert match_prompt("liver", voc, windows=windows).window == "liver"
     assert match_prompt("liver", voc).window == "soft_tissue"
+
+
+# --- one typed query per prompt (the default model's real vocabulary) -------------------------------------------
+@pytest.fixture(scope="module")
+def brain_vocabulary():
+    from pathlib import Path
+
+    from TextSegmentLib.catalog import load_catalog
+
+    catalog = load_catalog()
+    card = Path(catalog.get(catalog.default_id()).embedded_path) / "model.json"
+    return json.loads(card.read_text(encoding="utf-8"))["vocabulary"]
+
+
+@pytest.mark.parametrize(
+    "prompt, term, how",
+    [("rigth caudate", "right caudate nucleus", "'rigth' read as right (close spelling)"),
+     ("Putamen rechts", "right putamen", "'rechts' read as right (German)"),
+     ("putamen dextrum", "right putamen", "'dextrum' read as right (Latin)"),
+     ("hippocampe gauche", "left hippocampus", "'gauche' read as left (French)"),
+     ("putamen sinistrum", "left putamen", "'sinistrum' read as left (Latin)"),
+     ("lfet putamen", "left putamen", "'lfet' read as left (close spelling)"),
+     ("hipocampo derecho", "right hippocampus", "'derecho' read as right (Spanish)"),
+     ("rt. caudate", "right caudate nucleus", "'rt' read as right (abbreviation)")],
+)  # fmt: skip
+def test_sides_in_any_language_and_spelling(brain_vocabulary, prompt, term, how):
+    q = parse_query(prompt, brain_vocabulary)
+    assert (q.kind, q.term, q.side_read, q.warnings) == ("structure", term, how, ())
+    assert q.text == term and term.split()[0] in q.entry.split("~")[3].lower()  # the terminology has the side too
+
+
+def test_a_side_like_word_that_cannot_be_read_is_a_warning(brain_vocabulary):
+    q = parse_query("reft putamen", brain_vocabulary)
+    assert q.kind == "both_sides" and "'reft' looks like a side word" in q.warnings[0]
+    for prompt in ("light putamen", "the eight putamen slices"):  # English words are not misspelt sides
+        assert not parse_query(prompt, brain_vocabulary).warnings
+
+
+@pytest.mark.parametrize(
+    "prompt, base",
+    [("putamen", "putamen"), ("caudate", "caudate nucleus"), ("hippocampus", "hippocampus"),
+     ("bilateral putamen", "putamen"), ("both hippocampi", "hippocampus"), ("hippocampi", "hippocampus"),
+     ("thalami", "thalamus"), ("caudate nuclei", "caudate nucleus")],
+)  # fmt: skip
+def test_a_paired_structure_without_a_side_means_both(brain_vocabulary, prompt, base):
+    q = parse_query(prompt, brain_vocabulary)
+    assert (q.kind, q.term, q.side, q.parts) == ("both_sides", base, "both", (f"left {base}", f"right {base}"))
+    assert q.entry is None or q.entry.split("~")[3] == "^^"  # labelled without laterality
+    assert "both sides" in q.reading
+
+
+def test_groups_are_the_union_of_their_parts(brain_vocabulary):
+    q = parse_query("basal ganglia", brain_vocabulary)
+    assert q.kind == "group" and len(q.parts) == 6 and "left globus pallidus" in q.parts
+    assert parse_query("striatum", brain_vocabulary).parts == (
+        "left caudate nucleus", "right caudate nucleus", "left putamen", "right putamen",
+    )  # fmt: skip
+    deep = parse_query("deep grey matter", brain_vocabulary)
+    assert {"left thalamus", "right thalamus"} <= set(deep.parts)
+    left = parse_query("left basal ganglia", brain_vocabulary)
+    assert len(left.parts) == 3 and all(p.startswith("left ") for p in left.parts)
+    hemisphere = parse_query("left hemisphere", brain_vocabulary)
+    assert hemisphere.kind == "group" and len(hemisphere.parts) > 50
+    assert all(p.startswith("left ") and "cerebell" not in p for p in hemisphere.parts)
+    # the cerebellar hemisphere is a structure of its own, not a group
+    assert parse_query("left cerebellar hemisphere", brain_vocabulary).term == "left cerebellar hemisphere"
+
+
+@pytest.mark.parametrize(
+    "prompt, finding",
+    [("tumour", "tumour"), ("brain tumor in the left frontal lobe", "tumor"),
+     ("glioma of the right thalamus", "glioma"), ("metastasis", "metastasis"),
+     ("haematoma next to the putamen", "haematoma"), ("hematoma", "hematoma"),
+     ("left caudate infarct", "infarct"), ("lesion in the hippocampus", "lesion"), ("cyst", "cyst"),
+     ("haemorrhage in the left putamen", "haemorrhage"), ("hemorrhage", "hemorrhage"), ("skull fracture", "fracture")],
+)  # fmt: skip
+def test_findings_are_refused_even_with_anatomy(brain_vocabulary, prompt, finding):
+    q = parse_query(prompt, brain_vocabulary)
+    assert q.kind == "finding" and q.reason == f"this model segments anatomy, not {finding}" and not q.parts
+
+
+def test_spatial_requests_one_kind_or_a_clear_refusal(brain_vocabulary):
+    q = parse_query("the largest of the basal ganglia", brain_vocabulary)
+    assert (q.kind, q.relation, len(q.parts)) == ("spatial", "largest", 6)
+    q = parse_query("the smallest of the caudate, putamen and thalamus", brain_vocabulary)
+    assert (q.kind, q.relation, len(q.parts)) == ("spatial", "smallest", 6)
+    q = parse_query("the hippocampus on the left", brain_vocabulary)
+    assert (q.kind, q.relation, q.parts) == ("spatial", "left", ("left hippocampus", "right hippocampus"))
+    q = parse_query("the basal ganglia on the right", brain_vocabulary)  # a group on a side: that side's parts
+    assert q.kind == "group" and len(q.parts) == 3 and all(p.startswith("right ") for p in q.parts)
+    for prompt in ("the structure above the left thalamus", "the largest structure", "what is next to the putamen"):
+        q = parse_query(prompt, brain_vocabulary)
+        assert q.kind == "unsupported" and "spatial requests are not supported" in q.reason, prompt
+
+
+def test_the_reading_is_told_in_words(brain_vocabulary):
+    assert parse_query("rigth caudate", brain_vocabulary).reading == (
+        "right caudate nucleus; side right ('rigth' read as right (close spelling))"
+    )
+    assert parse_query("putamen", brain_vocabulary).reading == (
+        "putamen, both sides (left putamen + right putamen); side both (no side named: a paired structure means "
+        "both sides)"
+    )
+    assert parse_query("tumour", brain_vocabulary).reading == "not segmented: this model segments anatomy, not tumour"
+
+
+def test_a_finding_in_the_purpose_of_a_request_is_not_its_target(brain_vocabulary):
+    for prompt in ("outline the whole brain for the tumour follow-up study", "putamen for the stroke research trial"):
+        q = parse_query(prompt, brain_vocabulary)
+        assert q.kind in ("structure", "both_sides") and q.reason is None, prompt
+    assert parse_query("hippocampal atrophy", brain_vocabulary).reason is None  # a property, not an object

@@ -392,7 +392,9 @@ class TextSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for row, r in enumerate(reports):
             cells = (r.prompt, "found" if r.found else "not found", f"{100 * r.confidence:.0f} %", f"{r.volume_ml:.1f}")
             for col, text in enumerate(cells):
-                table.setItem(row, col, qt.QTableWidgetItem(text))
+                item = qt.QTableWidgetItem(text)
+                item.setToolTip(f"read as: {getattr(r, 'reading', '')}")  # how the prompt was read (its query)
+                table.setItem(row, col, item)
         combo = self.ui.refineSegmentComboBox
         current = combo.currentData
         combo.clear()

@@ -112,8 +112,11 @@ def segment_case(
     cancel: CancelFn = None,
     **options: Any,
 ) -> Any:
-    """``segmenter.segment`` of one case (the engine honours the model card's CT windows)."""
-    return segmenter.segment(source, list(prompts), progress=progress, cancel=cancel, **options)
+    """``segmenter.segment`` of one case: each prompt is read once here (a typed query per prompt, see
+    :func:`TextSegmentLib.prompts.parse_query`), and the queries travel to the engine, the writers and the Slicer
+    logic (the engine honours the model card's CT windows)."""
+    queries = segmenter.parse(list(prompts)) if hasattr(segmenter, "parse") else list(prompts)
+    return segmenter.segment(source, queries, progress=progress, cancel=cancel, **options)
 
 
 def run_jobs(

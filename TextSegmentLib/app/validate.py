@@ -15,26 +15,19 @@ Example:
     ((40.0, 400.0), 'lung')
 """
 
-import math
 import os
 import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
+from ..engine import options as engine_options
 from ..engine.io import LABELMAP_SUFFIXES, suffix_of
 from ..engine.labelmap import OVERLAP_ORDERS
 from ..engine.writers import check_name_length
-from ..prompts import CT_WINDOW_NAMES, clean_prompt
+from ..prompts import clean_prompt
 from .errors import RequestError
 from .jobs import Job
-
-SLICE_AXES = ("axial", "coronal", "sagittal")
-#: the segment options a request may set, and what each must be
-_PROBABILITIES = ("presence_threshold", "mask_threshold", "vocabulary_gate", "min_component_fraction")
-_COUNTS = ("min_slices", "slice_stride", "fine_pixels")
-_FLAGS = ("fill_holes", "largest_only", "use_cache")
-_AUTO_FLAGS = ("largest_only",)  # None: the model card decides per structure
 
 
 def check_prompt_list(prompts: Union[str, Sequence[Any]], where: str = "") -> List[str]:
@@ -52,22 +45,11 @@ def check_prompt_list(prompts: Union[str, Sequence[Any]], where: str = "") -> Li
 
 
 def check_ct_window(window: Any) -> Optional[Union[str, Tuple[float, float]]]:
-    """None, a built-in window name, or (level, width) with finite numbers and width > 0."""
-    if window is None or window == "auto":
-        return None
-    if isinstance(window, str):
-        if window not in CT_WINDOW_NAMES:
-            raise RequestError(f"CT window {window!r} is unknown; use one of {list(CT_WINDOW_NAMES)} or LEVEL,WIDTH")
-        return window
+    """None, a built-in window name, or (level, width) with finite numbers and width > 0 (the engine's check)."""
     try:
-        level, width = (float(v) for v in window)
-    except (TypeError, ValueError):
-        raise RequestError(f"CT window {window!r} must be a name or (level, width)") from None
-    if not (math.isfinite(level) and math.isfinite(width)):
-        raise RequestError(f"CT window level {level} and width {width} must be finite numbers (HU)")
-    if width <= 0:
-        raise RequestError(f"CT window width must be positive, got {width}")
-    return (level, width)
+        return engine_options.check_ct_window(window)
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
 
 
 def ct_window_from_text(text: Optional[str]) -> Optional[Union[str, Tuple[float, float]]]:
@@ -84,29 +66,12 @@ def ct_window_from_text(text: Optional[str]) -> Optional[Union[str, Tuple[float,
 
 
 def check_options(options: Dict[str, Any]) -> Dict[str, Any]:
-    """Segment options with checked types and values (the engine's defaults fill the rest)."""
-    out = dict(options)
-    if out.get("slice_axis") is not None and out["slice_axis"] not in SLICE_AXES:
-        raise RequestError(f"slice axis {out['slice_axis']!r} is unknown; use one of {list(SLICE_AXES)}")
-    if "ct_window" in out:
-        out["ct_window"] = check_ct_window(out["ct_window"])
-    if out.get("modality") is not None and str(out["modality"]).upper() not in ("CT", "MR"):
-        raise RequestError(f"modality {out['modality']!r} must be 'CT' or 'MR'")
-    for key in _PROBABILITIES:
-        value = out.get(key)
-        if value is not None and (not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0):
-            raise RequestError(f"{key} must be a number from 0 to 1, got {value!r}")
-    value = out.get("min_component_ml")
-    if value is not None and (not isinstance(value, (int, float)) or not 0.0 <= float(value) < math.inf):
-        raise RequestError(f"min_component_ml must be a finite number >= 0, got {value!r}")
-    for key in _COUNTS:
-        value = out.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise RequestError(f"{key} must be a whole number >= 1, got {value!r}")
-    for key in _FLAGS:
-        if key in out and not isinstance(out[key], bool) and not (key in _AUTO_FLAGS and out[key] is None):
-            raise RequestError(f"{key} must be true or false, got {out[key]!r}")
-    return out
+    """Segment options with checked names, types and values (the engine's one check,
+    :func:`~TextSegmentLib.engine.options.check_options`; the engine's defaults fill the rest). RequestError."""
+    try:
+        return engine_options.check_options(options)
+    except (TypeError, ValueError) as exc:
+        raise RequestError(str(exc)) from None
 
 
 def check_overlap(order: str) -> str:

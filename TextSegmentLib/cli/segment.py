@@ -97,12 +97,22 @@ def _options(args: argparse.Namespace) -> Dict[str, Any]:
     return options
 
 
+def segment_table(segments) -> str:
+    """The per-prompt table printed after a single case: label, prompt, found, volume, confidence, and how the prompt
+    was read (term, side and how the side was read)."""
+    rows = [("#", "prompt", "result", "mL", "conf.", "read as")]
+    for seg in segments:
+        state = "found" if seg.found else "NOT FOUND"
+        rows.append((str(seg.label), repr(seg.prompt), state, f"{seg.volume_ml:.1f}", f"{seg.confidence:.2f}",
+                     getattr(seg, "reading", "") or ""))  # fmt: skip
+    widths = [max(len(r[c]) for r in rows) for c in range(5)]
+    return "\n".join("  " + "  ".join(r[c].ljust(widths[c]) for c in range(5)) + "  " + r[5] for r in rows)
+
+
 def _print_written(outcome) -> None:
     output = outcome.job.output
     print(f"wrote {output} and {output}.json")
-    for seg in outcome.segments:
-        state = "found" if seg.found else "NOT FOUND"
-        print(f"  {seg.label}: {seg.prompt!r}: {state}, {seg.volume_ml:.1f} ml, confidence {seg.confidence:.2f}")
+    print(segment_table(outcome.segments))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,9 +1,12 @@
-"""Segment options: the defaults and their checks, resolved against a model card (planes, view weights)."""
+"""Segment options: the defaults and their checks (the one place they are checked), resolved against a model card
+(planes, view weights)."""
 
-from typing import Any, Dict, Sequence
+import math
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
+from ..imaging import CT_WINDOWS
 from .fusion import DEFAULT_WEIGHTS
-from .volume import SLICE_AXES, check_axis, resolve_window
+from .volume import SLICE_AXES, check_axis
 
 DEFAULT_OPTIONS: Dict[str, Any] = {
     "views": None,  # planes to segment and fuse; None: the model card's planes (axial only for older cards)
@@ -37,18 +40,105 @@ DEFAULT_OPTIONS: Dict[str, Any] = {
 }
 
 
+#: the option checks, in one place (the application layer's request validation uses them too)
+_PROBABILITIES = ("presence_threshold", "mask_threshold", "vocabulary_gate", "min_component_fraction")
+_COUNTS = ("min_slices", "slice_stride", "fine_pixels")
+_FLAGS = ("fill_holes", "largest_only", "use_cache")
+_AUTO = ("mask_threshold", "largest_only", "slice_stride", "fine_pixels")  # None: the model card or engine decides
+
+
+def check_ct_window(window: Any) -> Optional[Union[str, Tuple[float, float]]]:
+    """None ("auto" too), a built-in window name, or (level, width) with finite numbers and width > 0; ValueError
+    naming the problem otherwise.
+
+    Example:
+        >>> check_ct_window("lung"), check_ct_window([40, 400])
+        ('lung', (40.0, 400.0))
+    """
+    if window is None or window == "auto":
+        return None
+    if isinstance(window, str):
+        if window not in CT_WINDOWS:
+            raise ValueError(f"CT window {window!r} is unknown; use one of {list(CT_WINDOWS)} or LEVEL,WIDTH")
+        return window
+    try:
+        level, width = (float(v) for v in window)
+    except (TypeError, ValueError):
+        raise ValueError(f"CT window {window!r} must be a name or (level, width)") from None
+    if not (math.isfinite(level) and math.isfinite(width)):
+        raise ValueError(f"CT window level {level} and width {width} must be finite numbers (HU)")
+    if width <= 0:
+        raise ValueError(f"CT window width must be positive, got {width}")
+    return (level, width)
+
+
+def check_options(options: Dict[str, Any]) -> Dict[str, Any]:
+    """Segment options checked: unknown names TypeError, bad values ValueError naming the option; returns them with
+    the CT window normalised (the defaults are not filled in: see :func:`resolve_options`).
+
+    Example:
+        >>> check_options({"ct_window": "auto", "presence_threshold": 0.3})
+        {'ct_window': None, 'presence_threshold': 0.3}
+    """
+    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown segment options {unknown}; known: {sorted(DEFAULT_OPTIONS)}")
+    out = dict(options)
+    if out.get("slice_axis") is not None:
+        check_axis(out["slice_axis"])
+    if out.get("views") is not None:
+        views = (out["views"],) if isinstance(out["views"], str) else tuple(out["views"])
+        if not views:
+            raise ValueError(f"views must name at least one of {SLICE_AXES}")
+        for v in views:
+            check_axis(v)
+    if "ct_window" in out:
+        out["ct_window"] = check_ct_window(out["ct_window"])
+    if out.get("modality") is not None and str(out["modality"]).upper() not in ("CT", "MR"):
+        raise ValueError(f"modality {out['modality']!r} must be 'CT' or 'MR'")
+    if out.get("prompt_text", "matched") not in ("matched", "raw"):
+        raise ValueError("prompt_text must be 'matched' or 'raw'")
+    for key in _PROBABILITIES:
+        value = out.get(key, DEFAULT_OPTIONS[key])
+        if value is None and key in _AUTO:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+            raise ValueError(f"{key} must be a number from 0 to 1{' or None' if key in _AUTO else ''}, got {value!r}")
+    value = out.get("min_component_ml", DEFAULT_OPTIONS["min_component_ml"])
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < math.inf:
+        raise ValueError(f"min_component_ml must be a finite number >= 0, got {value!r}")
+    for key in _COUNTS:
+        value = out.get(key, DEFAULT_OPTIONS[key])
+        if value is None and key in _AUTO:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{key} must be a whole number >= 1{' or None' if key in _AUTO else ''}, got {value!r}")
+    for key in _FLAGS:
+        value = out.get(key, DEFAULT_OPTIONS[key])
+        if not isinstance(value, bool) and not (key in _AUTO and value is None):
+            auto = " or None (the model card's choice)" if key in _AUTO else ""
+            raise ValueError(f"{key} must be true or false{auto}, got {value!r}")
+    weights = out.get("view_weights")
+    if weights is not None:
+        if not isinstance(weights, dict):
+            raise ValueError(f"view_weights must be {{plane: weight}}, got {weights!r}")
+        for plane, w in weights.items():
+            check_axis(plane)
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= float(w) < math.inf:
+                raise ValueError(f"view weight of {plane} must be a finite number >= 0, got {w!r}")
+    return out
+
+
 def resolve_options(options: Dict[str, Any], planes: Sequence[str], card: Dict[str, Any]) -> Dict[str, Any]:
-    """``options`` over :data:`DEFAULT_OPTIONS`, checked (unknown names: TypeError; bad values: ValueError naming
-    the option), with the views (``planes``: the card's when none are given) and view weights resolved.
+    """``options`` over :data:`DEFAULT_OPTIONS`, checked by :func:`check_options` (unknown names: TypeError; bad
+    values: ValueError naming the option), with the views (``planes``: the card's when none are given) and view
+    weights resolved.
 
     Example:
         >>> resolve_options({"slice_axis": "coronal"}, ("axial",), {})["views"]
         ('coronal',)
     """
-    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
-    if unknown:
-        raise TypeError(f"unknown segment options {unknown}; known: {sorted(DEFAULT_OPTIONS)}")
-    opts = dict(DEFAULT_OPTIONS, **options)
+    opts = dict(DEFAULT_OPTIONS, **check_options(options))
     if opts["slice_axis"] is not None:
         opts["views"] = (check_axis(opts["slice_axis"]),)
     views = opts["views"] if opts["views"] is not None else planes
@@ -62,25 +152,4 @@ def resolve_options(options: Dict[str, Any], planes: Sequence[str], card: Dict[s
     weights = dict(DEFAULT_WEIGHTS, **(card.get("input", {}).get("view_weights") or {}))
     weights.update(opts["view_weights"] or {})
     opts["view_weights"] = {p: float(weights.get(p, 1.0)) for p in views}
-    if opts["prompt_text"] not in ("matched", "raw"):
-        raise ValueError("prompt_text must be 'matched' or 'raw'")
-    for key in ("slice_stride", "fine_pixels"):
-        value = opts[key]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{key} must be a whole number >= 1 or None, got {value!r}")
-    threshold = opts["mask_threshold"]
-    if threshold is not None and (
-        isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0
-    ):
-        raise ValueError(f"mask_threshold must be a number from 0 to 1 or None, got {threshold!r}")
-    fraction = opts["min_component_fraction"]
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"min_component_fraction must be a number from 0 to 1, got {fraction!r}")
-    if opts["largest_only"] is not None and not isinstance(opts["largest_only"], bool):
-        got = opts["largest_only"]
-        raise ValueError(f"largest_only must be True, False or None (the card's choice), got {got!r}")
-    if opts["ct_window"] is not None:
-        resolve_window(opts["ct_window"])
-    if isinstance(opts["ct_window"], (list, tuple)):
-        opts["ct_window"] = tuple(float(v) for v in opts["ct_window"])
     return opts

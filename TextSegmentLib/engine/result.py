@@ -8,10 +8,34 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from ..prompts import PromptMatch
+from ..prompts import Query
 from .decode import confidence_of
 from .labelmap import DEFAULT_OVERLAP
 from .volume import AXIS_NORMAL, PreparedVolume
+
+
+def laterality_check(mask: np.ndarray, side: Optional[str]) -> Optional[str]:
+    """'ok' when a canonical ``(S, P, L)`` mask lies mostly on ``side`` of the grid's midline, 'mismatch' when on the
+    other side, None without a side or a mask."""
+    if side not in ("left", "right") or not mask.any():
+        return None
+    profile = mask.sum(axis=(0, 1), dtype=np.int64)  # canonical (S, P, L): L grows to patient left
+    centre = float((profile * np.arange(profile.size)).sum() / max(profile.sum(), 1))
+    on_left = centre > (profile.size - 1) / 2.0
+    return "ok" if on_left == (side == "left") else "mismatch"
+
+
+@dataclass
+class PartReport:
+    """One part of a both-sides, group or spatial query: its vocabulary ``name``, ``side``, whether it was found,
+    its own volume, its laterality check and mask threshold."""
+
+    name: str
+    side: Optional[str]
+    found: bool
+    volume_ml: float
+    laterality_check: Optional[str] = None
+    mask_threshold: Optional[float] = None
 
 
 @dataclass
@@ -23,7 +47,10 @@ class SegmentReport:
     (no side in the prompt, or nothing found); ``mask_threshold`` the fused-probability threshold its mask was
     cut at (the model card's calibrated one for its structure unless the call set one; None if not segmented);
     ``largest_only`` whether only its largest 3D piece was kept (the card's choice for its structure unless the call
-    set one; None if not segmented)."""
+    set one; None if not segmented). How the prompt was read: ``kind`` (structure, both_sides, group, spatial,
+    finding, unsupported), ``reading`` (in words), ``side_read`` (how the side was read), ``parts`` (the parts
+    segmented for a both-sides, group or spatial query, each with its own laterality check) and ``chosen`` (the
+    part a spatial query kept)."""
 
     prompt: str
     label: int
@@ -40,6 +67,11 @@ class SegmentReport:
     mask_threshold: Optional[float] = None
     largest_only: Optional[bool] = None
     warnings: List[str] = field(default_factory=list)
+    kind: str = "structure"
+    reading: str = ""
+    side_read: str = ""
+    parts: List[PartReport] = field(default_factory=list)
+    chosen: Optional[str] = None
 
 
 @dataclass
@@ -48,7 +80,7 @@ class PromptState:
     ({plane: (N,)}) and the final mask in canonical ``(S, P, L)`` order (bool)."""
 
     prompt: str
-    match: PromptMatch
+    query: Query
     window: Any
     presence: Dict[str, torch.Tensor]
     mask: np.ndarray
@@ -58,6 +90,13 @@ class PromptState:
     text: Optional[str] = None  # what the model was given (the matched vocabulary name, or the prompt itself)
     threshold: Optional[float] = None  # the fused-probability threshold of its mask (None: nothing was segmented)
     largest_only: Optional[bool] = None  # whether only the largest 3D piece was kept (None: nothing was segmented)
+    parts: List[PartReport] = field(default_factory=list)  # both sides, group, spatial: each part's own report
+    chosen: Optional[str] = None  # spatial: the part kept
+
+    @property
+    def match(self) -> Query:
+        """The prompt's query (the former name)."""
+        return self.query
 
 
 @dataclass
@@ -93,14 +132,13 @@ class Result:
 
     # --- reports -------------------------------------------------------------------------------------------
     def _side_check(self, state: PromptState) -> Optional[str]:
-        side = state.match.side
-        if side not in ("left", "right") or not state.mask.any():
-            return None
-        profile = state.mask.sum(axis=(0, 1), dtype=np.int64)  # canonical (S, P, L): L grows to patient left
-        centre = float((profile * np.arange(profile.size)).sum() / max(profile.sum(), 1))
-        midline = (profile.size - 1) / 2.0
-        on_left = centre > midline
-        return "ok" if on_left == (side == "left") else "mismatch"
+        if state.parts:
+            checks = {p.laterality_check for p in state.parts} - {None}
+            if state.query.kind == "spatial":
+                chosen = [p.laterality_check for p in state.parts if p.name == state.chosen]
+                return chosen[0] if chosen else None
+            return "mismatch" if "mismatch" in checks else ("ok" if checks else None)
+        return laterality_check(state.mask, state.query.side)
 
     def _input_slices(self, occupied: np.ndarray) -> Tuple[int, int]:
         """First and last occupied slice as indices along the input's own axis nearest the primary plane's normal."""
@@ -117,13 +155,20 @@ class Result:
         found = bool(occupied.size)
         warnings = []
         side_check = self._side_check(state)
-        if not state.known:
+        query = state.query
+        warnings.extend(query.warnings)
+        if query.reason:
+            warnings.append(f"'{state.prompt}' was not segmented: {query.reason}")
+        elif not state.known:
             warnings.append(
                 f"'{state.prompt}' is not among the structures this model was trained on; nothing was segmented. "
                 "Use a model that knows it, or draw a box on a slice to segment it anyway."
             )
-        if side_check == "mismatch":
-            warnings.append(f"the segment lies mostly on the patient's other side than '{state.match.side}'")
+        if side_check == "mismatch" and not state.parts:
+            warnings.append(f"the segment lies mostly on the patient's other side than '{query.side}'")
+        for part in state.parts:
+            if part.laterality_check == "mismatch" and (query.kind != "spatial" or part.name == state.chosen):
+                warnings.append(f"the part '{part.name}' lies mostly on the patient's other side")
         window = state.window if (self.volume.is_ct and isinstance(state.window, str)) else None
         if self.volume.is_ct and not isinstance(state.window, str) and state.window is not None:
             window = "level {} width {}".format(*state.window)
@@ -134,8 +179,8 @@ class Result:
             confidence=round(confidence_of(state.presence, mask), 4),
             volume_ml=round(float(mask.sum()) * self.volume.voxel_ml, 3),
             seconds=round(state.seconds, 3),
-            matched=state.match.name,
-            side=state.match.side,
+            matched=query.term,
+            side=query.side,
             ct_window=window,
             slices=self._input_slices(occupied) if found else None,
             laterality_check=side_check,
@@ -143,6 +188,11 @@ class Result:
             mask_threshold=state.threshold,
             largest_only=state.largest_only,
             warnings=warnings,
+            kind=query.kind,
+            reading=query.reading,
+            side_read=query.side_read,
+            parts=list(state.parts),
+            chosen=state.chosen,
         )
 
     @property

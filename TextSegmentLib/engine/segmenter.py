@@ -1,7 +1,6 @@
 """Segmenter: the whole-volume engine behind the Slicer module, the console and the command line."""
 
 import contextlib
-import difflib
 import logging
 import threading
 import time
@@ -14,26 +13,26 @@ import torch
 from ..checkpoint import BundleError, load_bundle
 from ..device import resolve_device, resolve_precision
 from ..model import TextSegmentModel
-from ..model.mask_decoder import ABSENT_LOGIT
-from ..prompts import card_windows, clean_prompt, find_term, match_prompt, split_side, vocabulary_names, words
+from ..prompts import Query, card_windows, clean_prompt, parse_query, read_side, vocabulary_names, words
 from .allocator import keep_freed_memory
 from .batching import Batcher, CancelFn, ProgressFn, check_cancel
 from .coords import Coords, in_plane, slice_of
 from .embeddings import EmbeddingCache, EmbeddingStore, SliceEmbeddings
 from .io import INPUT_WARNINGS, InputError, InputLike, check_refine_prompts, load_input
-from .multiview import decode_views, fuse_views
 from .options import DEFAULT_OPTIONS, resolve_options
+from .queries import absent_state, decode_text, segment_query
 from .refine import apply_changes, refine_slices
 from .result import PromptState, Result, _Change
-from .vocabulary import DEFAULT_MASK_THRESHOLD, calibrated_threshold, model_text, one_piece, solid
+from .vocabulary import DEFAULT_MASK_THRESHOLD
 from .volume import SLICE_AXES, PreparedVolume, check_axis
 
 log = logging.getLogger(__name__)
 
 
-def check_prompts(prompts: Union[str, Sequence[str]]) -> List[str]:
-    """Validate prompts: a string or a non-empty list of non-empty strings. Raises InputError."""
-    if isinstance(prompts, str):
+def check_prompts(prompts: Union[str, Query, Sequence[Union[str, Query]]]) -> List[Union[str, Query]]:
+    """Validate prompts: a string or a non-empty list of non-empty strings (a parsed :class:`Query` passes as it is).
+    Raises InputError."""
+    if isinstance(prompts, (str, Query)):
         prompts = [prompts]
     if prompts is not None and not isinstance(prompts, (list, tuple)):
         raise InputError(f"prompts must be a text or a list of texts, got {type(prompts).__name__} {prompts!r:.60}")
@@ -42,6 +41,9 @@ def check_prompts(prompts: Union[str, Sequence[str]]) -> List[str]:
         raise InputError("no prompt given; give at least one text prompt such as 'liver'")
     out = []
     for p in prompts:
+        if isinstance(p, Query):
+            out.append(p)
+            continue
         if not isinstance(p, str):
             raise InputError(f"prompt {p!r:.60} is a {type(p).__name__}, not a text; every prompt must be a text")
         if not p.strip():
@@ -178,20 +180,32 @@ class Segmenter:
         volume.input_warnings = [w for w in meta.get(INPUT_WARNINGS, "").split("\n") if w]  # type: ignore[attr-defined]
         return volume
 
+    def parse(self, prompts: Union[str, Query, Sequence[Union[str, Query]]]) -> List[Query]:
+        """Each prompt read once against this model's vocabulary (a :class:`Query` passes as it is). InputError for
+        unusable prompts. The application layer calls this once per prompt; :meth:`segment` takes the queries."""
+        vocabulary = self.card.get("vocabulary", [])
+        table = card_windows(self.card)
+        out = []
+        for p in check_prompts(prompts):
+            out.append(p if isinstance(p, Query) else parse_query(p, vocabulary, windows=table))
+        return out
+
     def segment(
         self,
         input: InputLike,
-        prompts: Union[str, Sequence[str]],
+        prompts: Union[str, Query, Sequence[Union[str, Query]]],
         progress: ProgressFn = None,
         cancel: CancelFn = None,
         **options: Any,
     ) -> Result:
         """Segment ``input`` for each prompt; one labelmap, label i + 1 = prompt i. See DEFAULT_OPTIONS.
 
+        ``prompts``: texts or queries from :meth:`parse` (texts are parsed here, once each).
+
         Raises :class:`InputError` for unusable inputs or prompts and :class:`Cancelled` when ``cancel()`` is true.
         """
         with self._lock, _eval_mode(self.model, self.dtype):
-            return self._segment(input, check_prompts(prompts), progress, cancel, self._options(options))
+            return self._segment(input, self.parse(prompts), progress, cancel, self._options(options))
 
     def precompute(
         self,
@@ -255,7 +269,7 @@ class Segmenter:
                 progress(1.0, "done")
             return encoded
 
-    def _segment(self, source, prompts, progress, cancel, opts) -> Result:
+    def _segment(self, source, queries: List[Query], progress, cancel, opts) -> Result:
         start = time.perf_counter()
         check_cancel(cancel)
         views = opts["views"]
@@ -263,19 +277,20 @@ class Segmenter:
         model = self.model
         vocabulary = self.card.get("vocabulary", [])
         table = card_windows(self.card)
-        matches = [match_prompt(p, vocabulary, windows=table) for p in prompts]
-        windows = [(opts["ct_window"] or self._window(m.window, table)) if volume.is_ct else None for m in matches]
+        windows = [(opts["ct_window"] or self._window(q.window, table)) if volume.is_ct else None for q in queries]
         self.store.begin(model)
         groups: Dict[Tuple[str, str], SliceEmbeddings] = {}
         states: List[PromptState] = []
-        for n, (prompt, match, window) in enumerate(zip(prompts, matches, windows)):
+        memo: Dict[Any, Any] = {}  # parts decoded in this call, shared by the prompts that name them
+        for n, (query, window) in enumerate(zip(queries, windows)):
             t0 = time.perf_counter()
-            if not self.knows(prompt, opts["vocabulary_gate"]):
-                states.append(self._unknown_state(volume, prompt, match, window, views, time.perf_counter() - t0))
+            refused = query.reason is not None and opts["vocabulary_gate"] > 0
+            if refused or not self.knows(query, opts["vocabulary_gate"]):
+                states.append(absent_state(volume, query, window, views, time.perf_counter() - t0, known=False))
                 continue
-            term = model_text(prompt, match, vocabulary)  # the vocabulary structure the prompt names
-            said = term if opts["prompt_text"] == "matched" else prompt
-            text = model.encode_text([said])
+            if query.reason is not None:  # the gate is off: the model reads the request as typed
+                query = Query(query.prompt, side=query.side, side_read=query.side_read, window=query.window,
+                              color=query.color, warnings=query.warnings)  # fmt: skip
             embeddings = {}
             for plane in views:
                 view = volume.view(plane)
@@ -283,32 +298,9 @@ class Segmenter:
                 if key not in groups:
                     groups[key] = self.store.embeddings(model, view, window, opts["use_cache"])
                 embeddings[plane] = groups[key]
-            threshold = opts["mask_threshold"]
-            if threshold is None:
-                threshold = calibrated_threshold(term, vocabulary)
-            popts = dict(opts, mask_threshold=threshold)
-            decodes = decode_views(
-                model, volume, embeddings, text, self.batcher, popts, progress, cancel, n / len(prompts),
-                1.0 / len(prompts),
-            )  # fmt: skip
-            largest = opts["largest_only"]
-            if largest is None:
-                largest = one_piece(term, vocabulary)
-            cleanup = {"fill_holes": opts["fill_holes"] and solid(term, vocabulary), "largest_only": largest}
-            mask = fuse_views(volume, decodes, dict(popts, **cleanup))
-            presence = {p: d.presence for p, d in decodes.items()}
+            decode = decode_text(model, volume, embeddings, self.batcher, opts, vocabulary, progress, cancel, memo)
             states.append(
-                PromptState(
-                    prompt,
-                    match,
-                    window,
-                    presence,
-                    mask,
-                    time.perf_counter() - t0,
-                    text=said,
-                    threshold=threshold,
-                    largest_only=largest,
-                )  # fmt: skip
+                segment_query(query, volume, decode, opts, vocabulary, window, n / len(queries), 1.0 / len(queries))
             )
         card = self.card
         info = {
@@ -324,14 +316,15 @@ class Segmenter:
             progress(1.0, "done")
         return Result(volume, states, info)
 
-    def knows(self, prompt: str, min_similarity: float = 0.65) -> bool:
-        """Whether ``prompt`` names something in the model card's vocabulary: a name or synonym occurs in it, or,
-        side words set aside on both sides, it is a close spelling of a vocabulary name (e.g. "hipocampus") or its
-        sentence embedding has cosine similarity >= ``min_similarity`` to one. Side words are set aside because
-        they dominate a short prompt's embedding: "left kidney" is as close to "left thalamus" as "left hipocampus"
-        is to "left hippocampus". The default 0.65 keeps "kidney" out of a vocabulary with "liver" (MiniLM cosine
-        0.62) and lets "thalamic nuclei" (0.67 to "thalamus") and "pallidum" (0.72) in. True without a vocabulary
-        or with ``min_similarity`` <= 0.
+    def knows(self, prompt: Union[str, Query], min_similarity: float = 0.65) -> bool:
+        """Whether a prompt (or its query) names something in the model card's vocabulary: a name or synonym occurs
+        in it (or a group, both sides of a paired structure...), or, side words set aside on both sides, its sentence
+        embedding has cosine similarity >= ``min_similarity`` to a vocabulary name. A finding ("tumour") or a spatial
+        request TextSegment does not answer never passes. Side words are set aside because they dominate a short
+        prompt's embedding: "left kidney" is as close to "left thalamus" as "left hipocampus" is to "left
+        hippocampus". The default 0.65 keeps "kidney" out of a vocabulary with "liver" (MiniLM cosine 0.62) and lets
+        "thalamic nuclei" (0.67 to "thalamus") and "pallidum" (0.72) in. True without a vocabulary or with
+        ``min_similarity`` <= 0.
 
         Example:
             >>> from TextSegmentLib.app import open_segmenter
@@ -340,25 +333,22 @@ class Segmenter:
             (True, False, True)
         """
         vocabulary = self.card.get("vocabulary", [])
-        if min_similarity <= 0 or not vocabulary or find_term(prompt, vocabulary):
+        if min_similarity <= 0 or not vocabulary:
             return True
-        text = " ".join(split_side(words(prompt))[1])
+        query = prompt if isinstance(prompt, Query) else self.parse(prompt)[0]
+        if query.reason is not None:
+            return False
+        if query.term or query.parts:
+            return True
+        text = " ".join(query.content)
         if not text:
             return False  # side words only: names nothing
-        names = sorted({" ".join(split_side(words(n))[1]) for n in vocabulary_names(vocabulary)} - {""})
-        if difflib.get_close_matches(text, names, n=1, cutoff=0.85):
-            return True
+        names = sorted({" ".join(read_side(words(n)).rest) for n in vocabulary_names(vocabulary)} - {""})
         if getattr(self, "_vocabulary_names", None) != names:
             self._vocabulary_embeddings = self.model.encode_text(names).sentence
             self._vocabulary_names = names
         sentence = self.model.encode_text([text]).sentence[0]
         return float((self._vocabulary_embeddings @ sentence).max()) >= min_similarity
-
-    def _unknown_state(self, volume: PreparedVolume, prompt, match, window, views, seconds: float) -> PromptState:
-        """An empty, not-found state for a prompt outside the vocabulary (no model work; a box can still refine it)."""
-        presence = {p: torch.full((volume.view(p).num_slices,), ABSENT_LOGIT) for p in views}
-        mask = np.zeros(volume.canonical.shape, dtype=bool)
-        return PromptState(prompt, match, window, presence, mask, seconds, known=False, text=prompt)
 
     # --- refinement --------------------------------------------------------------------------------------------
     def _check_plane(self, result: Result, plane: Optional[str]) -> str:

@@ -1,35 +1,10 @@
-"""What a model card's vocabulary says about the structure a prompt names: the text the model reads for it, its
-calibrated mask threshold, and whether its holes are filled."""
+"""What a model card's vocabulary says about a structure: its calibrated mask threshold, whether its holes are filled
+and whether it is one piece (what the model reads for a prompt is its query's, see ``TextSegmentLib.prompts``)."""
 
 from typing import Any, Dict, Optional, Sequence
 
-from ..prompts import find_term, split_side, vocabulary_names, words
-
 #: the mask threshold of a structure the model card has not calibrated (and of single-slice refinements)
 DEFAULT_MASK_THRESHOLD = 0.5
-
-
-def model_text(prompt: str, match: Any, vocabulary: Sequence[Any]) -> str:
-    """What the model reads for a prompt in "matched" mode: the vocabulary name the prompt contains (of the prompt's
-    side), else the closest vocabulary name on the prompt's side, else the prompt.
-
-    Example:
-        >>> from TextSegmentLib.prompts import match_prompt
-        >>> voc = ["left hippocampus", "right hippocampus", "brain"]
-        >>> [model_text(p, match_prompt(p, voc), voc) for p in ("the right hippocampus", "brain please")]
-        ['right hippocampus', 'brain']
-    """
-    term = find_term(prompt, vocabulary)
-    if term:
-        return term
-    if match.name:
-        name_side, rest = split_side(words(match.name))
-        if match.side is None or name_side in (None, match.side):
-            return match.name
-        for name in vocabulary_names(vocabulary):  # the same structure on the prompt's side
-            if split_side(words(name)) == (match.side, rest):
-                return name
-    return prompt
 
 
 def _entry(name: str, vocabulary: Sequence[Any]) -> Dict[str, Any]:

@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from ..prompts import TAG_CONFIDENCE, TAG_FOUND, TAG_PROMPT, TAG_VOLUME, match_prompt
+from ..prompts import TAG_CONFIDENCE, TAG_FOUND, TAG_PROMPT, TAG_READING, TAG_VOLUME
 from . import bridge
 from .edits import apply_voxels, current_mask, load_current
 from .inputs import VolumeSource, check_grid
@@ -167,10 +167,10 @@ class TextSegmentLogic:
         try:
             bridge.prepare_segmentation_node(segmentationNode, volumeNode)
             for index, report in enumerate(result.segments):
-                match = match_prompt(report.prompt)
+                query = result.states[index].query  # the prompt as read once (colour, terminology): no re-matching
                 mask = result.mask(index)
                 segment_id, previous = bridge.write_segment(
-                    segmentationNode, mask, ijk_to_ras, report.prompt, match.color, match.entry, volumeNode
+                    segmentationNode, mask, ijk_to_ras, report.prompt, query.color, query.entry, volumeNode
                 )
                 changed.append((segment_id, previous, segmentation.GetSegmentIndex(segment_id)))
                 self._tag(segmentationNode, segment_id, report)
@@ -480,6 +480,7 @@ class TextSegmentLogic:
     def _tag(segmentationNode: Any, segmentId: str, report: Any) -> None:
         segment = segmentationNode.GetSegmentation().GetSegment(segmentId)
         segment.SetTag(TAG_PROMPT, str(report.prompt))
+        segment.SetTag(TAG_READING, str(getattr(report, "reading", "")))
         segment.SetTag(TAG_FOUND, "true" if report.found else "false")
         segment.SetTag(TAG_CONFIDENCE, f"{report.confidence:.3f}")
         segment.SetTag(TAG_VOLUME, f"{report.volume_ml:.3f}")
