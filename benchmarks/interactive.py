@@ -3,6 +3,7 @@
     python benchmarks/interactive.py                        # validation variants of the training subject (Colin27)
     python benchmarks/interactive.py --volumes heldout      # the held-out MNI152 (report only, never tune on it)
     python benchmarks/interactive.py --precision float32    # the model work in float32 instead of the default
+    python benchmarks/interactive.py --threads 1            # one torch thread (a machine shared with other work)
 
 For every structure, starting from the text result ("segment" with the eight deep grey prompts, three views) and
 separately in each of the three planes (axial, coronal, sagittal):
@@ -40,6 +41,8 @@ CH2 = "/usr/share/mricron/templates/ch2.nii.gz"
 AAL = "/usr/share/mricron/templates/aal.nii.gz"
 PLANES = ("axial", "coronal", "sagittal")
 AFTER = (0, 1, 3, 5)
+VERBOSE = False
+STRUCTURES: List[str] = []
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -143,6 +146,8 @@ def run_structure(seg, result, index: int, ref: np.ndarray, plane: str, steps: i
         seconds.append(time.perf_counter() - t0)
         pred = result.mask(index)
         dices.append(dice(pred, ref))
+        if VERBOSE:
+            print(f"  {result.states[index].prompt} {plane} {step + 1}: {seconds[-1]:.3f} s Dice {dices[-1]:.3f}")
     for _ in seconds:
         seg.undo(result)
     if not np.array_equal(result.mask(index), start):
@@ -153,7 +158,7 @@ def run_structure(seg, result, index: int, ref: np.ndarray, plane: str, steps: i
 def evaluate(seg, name: str, image: sitk.Image, labels: np.ndarray, steps: int) -> Dict[str, Dict]:
     from training.heldout import DEEP_GREY
 
-    prompts = list(DEEP_GREY)
+    prompts = [p for p in DEEP_GREY if not STRUCTURES or p in STRUCTURES]
     t0 = time.perf_counter()
     result = seg.segment(image, prompts, views=PLANES)
     print(f"{name}: text result in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -211,7 +216,16 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", help="auto, float32 or bfloat16 (as benchmarks/volume.py)")
     parser.add_argument("--steps", type=int, default=5, help="interactions per structure and plane (default 5)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N volumes (0: all)")
+    parser.add_argument("--structures", default="", help="comma-separated prompts (default: the eight deep grey)")
+    parser.add_argument("--verbose", action="store_true", help="print every interaction")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2: the 2-core target)")
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    global VERBOSE
+    VERBOSE = args.verbose
+    STRUCTURES.extend(p.strip() for p in args.structures.split(",") if p.strip())
 
     from benchmarks.volume import default_model
     from TextSegmentLib.engine import Segmenter
@@ -224,7 +238,10 @@ def main() -> None:
     for name, (image, labels) in volumes.items():
         rows[name] = evaluate(seg, name, image, labels, args.steps)
         print(table({name: rows[name]}, args.steps), flush=True)
-    print(f"\nAll {args.volumes} volumes ({len(rows)}: {', '.join(rows)}), precision {seg.dtype}, mean over planes:")
+    print(
+        f"\nAll {args.volumes} volumes ({len(rows)}: {', '.join(rows)}), precision {seg.dtype}, "
+        f"{torch.get_num_threads()} threads, mean over planes:"
+    )
     print(table(rows, args.steps))
     print()
     print(plane_table(rows, args.steps))

@@ -16,7 +16,10 @@ On the refined slice (the user's word is final there):
   removed instead. A - point off the segment removes nothing. With a box, the result is clipped to the box again.
 
 Propagation to the neighbouring slices, in each direction along the normal, one slice at a time, each decoded with
-the text and the previous slice's new mask as the dense prompt (no box, no points):
+the text and: after a box, the box carried on (the previous slice's new mask's bounding box, ``FOOTPRINT_PX`` pixels
+wider) with the current segment inside it as the dense prompt; after points only, the previous slice's new mask as
+the dense prompt. (Giving the previous slice's new mask as the only prompt after a box was tried first: the model
+copies that prior, and the copy drifts off the structure over a few slices.)
 
 - **Follows the structure**: with a box, a slice's new mask is the part of the prediction connected to (overlapping)
   the previous slice's new mask, within ``FOOTPRINT_PX`` pixels of it. After points only, just the correction is
@@ -184,10 +187,13 @@ def refine_slices(
     gate = prob_to_logit(presence_threshold)
     current = slice_view(state.mask, view.plane)
 
-    def decode(k: int, prior: np.ndarray, with_prompts: bool) -> Tuple[np.ndarray, float]:
+    def decode(k: int, prior: np.ndarray, with_prompts: bool, box_rc: Optional[Box] = None) -> Tuple[np.ndarray, float]:
         kwargs = {}
         if with_prompts and prompts.box is not None:
             kwargs["boxes"] = torch.tensor([prompts.box], dtype=torch.float32)
+        if box_rc is not None:
+            y, x = fit.to_model(np.array([box_rc[0], box_rc[2]]), np.array([box_rc[1], box_rc[3]]))
+            kwargs["boxes"] = torch.tensor([[float(x[0]), float(y[0]), float(x[1]), float(y[1])]], dtype=torch.float32)
         if with_prompts and prompts.points is not None and len(prompts.points):
             kwargs["points"] = torch.as_tensor(prompts.points, dtype=torch.float32)[None]
             kwargs["point_labels"] = torch.as_tensor(prompts.labels, dtype=torch.long)[None]
@@ -232,10 +238,16 @@ def _propagate(decode, current, s, new_s, direction, bounds, limit, replace, gat
     k = s + direction
     while lo <= k <= hi and len(run) < limit:
         check_cancel(cancel)
-        pred, presence = decode(k, prev, False)
+        here = current[k]
+        if replace:  # the box carried on: the previous slice's new mask's bounding box, FOOTPRINT_PX wider
+            rows, cols = np.flatnonzero(prev.any(axis=1)), np.flatnonzero(prev.any(axis=0))
+            m = FOOTPRINT_PX
+            carried = (float(rows[0] - m), float(cols[0] - m), float(rows[-1] + m), float(cols[-1] + m))
+            pred, presence = decode(k, here & box_region(here.shape, carried), False, carried)
+        else:
+            pred, presence = decode(k, prev, False)
         if presence < gate:
             break
-        here = current[k]
         if replace:
             mask = touching(pred, prev) & _near(prev, FOOTPRINT_PX)
             if not mask.any():
