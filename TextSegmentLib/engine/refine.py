@@ -17,15 +17,16 @@ On the refined slice (the user's word is final there):
 
 Propagation to the neighbouring slices, in each direction along the normal, one slice at a time, each decoded with
 the text and: after a box, the box carried on (the previous slice's new mask's bounding box, ``FOOTPRINT_PX`` pixels
-wider) with the current segment inside it as the dense prompt; after points only, the previous slice's new mask as
-the dense prompt. (Giving the previous slice's new mask as the only prompt after a box was tried first: the model
+wider) with the current segment inside it as the dense prompt; after points only, the clicks carried on (below).
+(Giving the previous slice's new mask as the only prompt after a box was tried first: the model
 copies that prior, and the copy drifts off the structure over a few slices.)
 
 - **Follows the structure**: with a box, a slice's new mask is the part of the prediction connected to (overlapping)
   the previous slice's new mask, within ``FOOTPRINT_PX`` pixels of it. After points only, just the correction is
-  carried: the added region (prediction outside the segment, overlapping the previous slice's added region) or the
-  removed region (segment outside the prediction, overlapping the previous slice's removed region), each within
-  ``FOOTPRINT_PX`` pixels of the previous slice's.
+  carried: each click is carried on to the next slice at the centre of the region it changed on the previous slice
+  (decoded with that point and the slice's current segment as the dense prompt); while the model follows it there
+  (puts a + point in, leaves a - point out), it adds the predicted region outside the segment (removes the segment
+  outside the prediction) that overlaps the previous slice's added (removed) region, within ``FOOTPRINT_PX`` pixels.
 - **Stops where the structure ends**: at the first slice where the presence gate says absent, the mask (or the
   carried correction) is empty, or the new mask agrees with the segment already there (Dice >= ``converge_dice``,
   that slice is the last one changed); never beyond the extent of the current segment along the normal (the first
@@ -187,7 +188,9 @@ def refine_slices(
     gate = prob_to_logit(presence_threshold)
     current = slice_view(state.mask, view.plane)
 
-    def decode(k: int, prior: np.ndarray, with_prompts: bool, box_rc: Optional[Box] = None) -> Tuple[np.ndarray, float]:
+    def decode(
+        k: int, prior: np.ndarray, with_prompts: bool, box_rc: Optional[Box] = None, clicks: Optional[list] = None
+    ) -> Tuple[np.ndarray, float]:
         kwargs = {}
         if with_prompts and prompts.box is not None:
             kwargs["boxes"] = torch.tensor([prompts.box], dtype=torch.float32)
@@ -197,6 +200,11 @@ def refine_slices(
         if with_prompts and prompts.points is not None and len(prompts.points):
             kwargs["points"] = torch.as_tensor(prompts.points, dtype=torch.float32)[None]
             kwargs["point_labels"] = torch.as_tensor(prompts.labels, dtype=torch.long)[None]
+        if clicks:  # [(row, col, label)] carried on from the previous slice
+            rc = np.array([(r, c) for r, c, _ in clicks], dtype=np.float64)
+            y, x = fit.to_model(rc[:, 0], rc[:, 1])
+            kwargs["points"] = torch.as_tensor(np.stack([x, y], axis=1), dtype=torch.float32)[None]
+            kwargs["point_labels"] = torch.as_tensor([[lab for _, _, lab in clicks]], dtype=torch.long)
         dense = mask_prior(prior, fit)[None, None]
         with torch.no_grad():
             out = model.decode(  # type: ignore[operator]
@@ -244,8 +252,9 @@ def _propagate(decode, current, s, new_s, direction, bounds, limit, replace, gat
             m = FOOTPRINT_PX
             carried = (float(rows[0] - m), float(cols[0] - m), float(rows[-1] + m), float(cols[-1] + m))
             pred, presence = decode(k, here & box_region(here.shape, carried), False, carried)
-        else:
-            pred, presence = decode(k, prev, False)
+        else:  # each click carried on, at the centre of the region it changed on the previous slice
+            clicks = [(*_centre(region), label) for region, label in ((added, 1), (removed, 0)) if region.any()]
+            pred, presence = decode(k, here, False, clicks=clicks)
         if presence < gate:
             break
         if replace:
@@ -255,9 +264,17 @@ def _propagate(decode, current, s, new_s, direction, bounds, limit, replace, gat
             run.append((k, mask))
             if _dice(mask, here) >= converge:
                 break
-        else:
-            added = touching(pred & ~here, added) & _near(added, FOOTPRINT_PX) if added.any() else added
-            removed = touching(here & ~pred, removed) & _near(removed, FOOTPRINT_PX) if removed.any() else removed
+        else:  # a carried click the model does not follow there ends its run
+            plus = [(r, c) for r, c, lab in clicks if lab == 1]
+            minus = [(r, c) for r, c, lab in clicks if lab == 0]
+            added = (
+                touching(pred & ~here, added) & _near(added, FOOTPRINT_PX) if plus and pred[plus[0]] else added & False
+            )
+            removed = (
+                touching(here & ~pred, removed) & _near(removed, FOOTPRINT_PX)
+                if minus and not pred[minus[0]]
+                else removed & False
+            )
             if not added.any() and not removed.any():
                 break
             mask = (here | added) & ~removed
@@ -265,6 +282,13 @@ def _propagate(decode, current, s, new_s, direction, bounds, limit, replace, gat
         prev = run[-1][1]
         k += direction
     return run
+
+
+def _centre(region: np.ndarray) -> Tuple[int, int]:
+    """The pixel of ``region`` farthest from its edge (where a click on it would be placed)."""
+    depth = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+    r, c = np.unravel_index(int(np.argmax(depth)), region.shape)
+    return int(r), int(c)
 
 
 def _keep_seam(run, current, direction):
