@@ -18,8 +18,9 @@ On the refined slice (the user's word is final there):
 Propagation to the neighbouring slices, in each direction along the normal, one slice at a time, each decoded with
 the text and: after a box, the box carried on (the previous slice's new mask's bounding box, ``FOOTPRINT_PX`` pixels
 wider) with the current segment inside it as the dense prompt; after points only, the clicks carried on (below).
-(Giving the previous slice's new mask as the only prompt after a box was tried first: the model
-copies that prior, and the copy drifts off the structure over a few slices.)
+(Tried on the validation variants and dropped: the previous slice's new mask as the only prompt (the model copies
+that prior and the copy drifts off the structure over a few slices: mean Dice fell after a box), and no mask prior
+with a box (the model alone fills the box badly: mean Dice -0.11).)
 
 - **Follows the structure**: with a box, a slice's new mask is the part of the prediction connected to (overlapping)
   the previous slice's new mask, within ``FOOTPRINT_PX`` pixels of it. After points only, just the correction is
@@ -205,7 +206,7 @@ def refine_slices(
             y, x = fit.to_model(rc[:, 0], rc[:, 1])
             kwargs["points"] = torch.as_tensor(np.stack([x, y], axis=1), dtype=torch.float32)[None]
             kwargs["point_labels"] = torch.as_tensor([[lab for _, _, lab in clicks]], dtype=torch.long)
-        dense = mask_prior(prior, fit)[None, None]
+        dense = None if prior is None else mask_prior(prior, fit)[None, None]
         with torch.no_grad():
             out = model.decode(  # type: ignore[operator]
                 embeddings.get([k]), text=text, mask_inputs=dense, images=slice_images(model, embeddings, [k]), **kwargs
