@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engine_volumes import CH2  # noqa: E402
 
-from TextSegmentLib.engine import InputError, Segmenter  # noqa: E402
+from TextSegmentLib.engine import Cancelled, InputError, Segmenter  # noqa: E402
 from TextSegmentLib.engine.refine import SlicePrompts, _keep_seam, box_region, refine_on_slice  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,6 +183,9 @@ def test_current_is_where_refinement_starts_and_undo_restores_it_bit_exactly(seg
     seg.undo(res)
     assert np.array_equal(res.mask(0), user.astype(bool))  # exactly the user's segment, not the engine's
     assert not np.array_equal(res.mask(0), engine_mask)
+    with pytest.raises(Cancelled):  # a cancelled refinement leaves the segment as it was
+        seg.refine(res, 0, lo, box=(lo, hi), current=engine_mask, cancel=lambda: True)
+    assert np.array_equal(res.mask(0), user.astype(bool)) and not res._history
     with pytest.raises(InputError, match="shape"):
         seg.refine(res, 0, lo, box=(lo, hi), current=user[:-1])
     with pytest.raises(InputError, match="bool or integer"):

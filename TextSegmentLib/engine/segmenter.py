@@ -1,6 +1,7 @@
 """Segmenter: the whole-volume engine behind the Slicer module, the console and the command line."""
 
 import contextlib
+import dataclasses
 import difflib
 import logging
 import threading
@@ -437,9 +438,7 @@ class Segmenter:
                 prompts.labels = np.asarray(labels if labels is not None else [1] * len(points), dtype=np.int64)
                 if prompts.labels.shape != (len(points),):
                     raise InputError("labels must give one 1/0 value per point")
-            if given is not None:
-                state.mask = given
-                result._invalidate()
+            start = state if given is None else dataclasses.replace(state, mask=given)  # state kept until done
             self.store.begin(self.model)
             emb = self.store.lazy(self.model, view, state.window)
             opts = result.info.get("options", DEFAULT_OPTIONS)
@@ -447,7 +446,7 @@ class Segmenter:
                 self.model,
                 emb,
                 self.model.encode_text([state.text or state.prompt]),
-                state,
+                start,
                 s,
                 prompts,
                 opts.get("presence_threshold", 0.5),
@@ -456,6 +455,7 @@ class Segmenter:
                 progress=progress,
                 cancel=cancel,
             )
+            state.mask = start.mask  # the user's segment (``current``) becomes the one undo returns to
             old = apply_changes(state, plane, changes)
             state.refinements += 1
             result._history.append(_Change(prompt_index, plane, old, time.perf_counter() - t0))
