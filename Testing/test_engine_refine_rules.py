@@ -206,3 +206,15 @@ def test_a_refinement_decodes_a_bounded_number_of_slices(seg, segmented, slab):
         seg.model.decode = original
     extent = int(res.mask(0).reshape(K1 - K0, -1).any(axis=1).sum())
     assert len(calls) <= extent + 2  # at most the segment's extent, plus the slice that stops each direction
+
+
+def test_a_click_that_changes_nothing_and_a_box_at_the_edge_touch_one_slice_at_most(seg, segmented, slab):
+    res = segmented
+    before = res.mask(0)
+    k = 64 - K0
+    seg.refine(res, 0, (2, 2, k), points=[(2, 2, k)], labels=[0])  # a - click off the segment: nothing to remove
+    assert np.array_equal(res.mask(0), before)
+    edge = (0, 0, k), (0, 0, k)  # a one-voxel box in the corner
+    seg.refine(res, 0, edge[0], box=edge)
+    assert changed_k(before, res.mask(0)) == [k] and res.mask(0)[k, 0, 0]
+    assert not res.mask(0)[k, 2:, 2:].any()

@@ -244,6 +244,8 @@ def _propagate(decode, current, s, new_s, direction, bounds, limit, replace, gat
     added, removed = new_s & ~own, own & ~new_s  # the correction carried after points only
     prev = new_s
     run: List[Tuple[int, np.ndarray]] = []
+    if not (prev.any() if replace else (added.any() or removed.any())):
+        return run  # nothing to carry on
     k = s + direction
     while lo <= k <= hi and len(run) < limit:
         check_cancel(cancel)
