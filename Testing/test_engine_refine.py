@@ -59,8 +59,9 @@ def test_refinement_without_presence_changes_one_slice_and_undo_restores(segment
     masks_before = [res.mask(0), res.mask(1)]
     calls = spy_boxes(segmenter)
     segmenter.refine(res, 0, 6, box=(8, 8, 30, 40), points=[(20, 20), (9, 9)], labels=[1, 0])
-    # the refined slice with box + points; each neighbour tried once with the mask only, then presence stops it
-    assert len(calls) == 3 and all("boxes" not in c and "mask_inputs" in c for c in calls[1:])
+    # the refined slice with box + points; each neighbour tried once with the box carried on (no points) and the
+    # segment inside it, then presence stops it
+    assert len(calls) == 3 and all("points" not in c and "boxes" in c and "mask_inputs" in c for c in calls[1:])
     assert calls[0]["boxes"].shape == (1, 4) and calls[0]["point_labels"].tolist() == [[1, 0]]
     assert set(changed_k(masks_before[0], res.mask(0))) <= {6}
     assert np.array_equal(masks_before[1], res.mask(1))  # other prompts untouched

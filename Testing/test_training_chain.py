@@ -285,6 +285,31 @@ def test_mask_prompt_and_mixed_prompt_samples(prepared):
     assert all(s.prior is None for s in (sampler.sample(i) for i in range(5)))
 
 
+def test_box_samples_can_get_a_prior_the_box_contradicts(prepared):
+    """With p_box_contradiction, a box sample's prior spills out of the box; the target and box stay those of the
+    same seed without it, and without the option the samples are unchanged."""
+    from training.data import SliceSampler
+
+    _, cfg, cache = prepared
+    opts = dict(cfg["train"]["data"], prompt_modes={"text_box": 1.0}, p_spatial=0.0, neg_ratio=0.0)
+    plain = SliceSampler(cache, opts)
+    contra = SliceSampler(cache, dict(opts, p_box_contradiction=1.0))
+    same = SliceSampler(cache, dict(opts, p_box_contradiction=0.0))
+    spilled = 0
+    for i in range(12):
+        a, b, c = plain.sample(i, with_prior=True), contra.sample(i, with_prior=True), same.sample(i, with_prior=True)
+        assert np.array_equal(a.prior, c.prior)  # the option off draws nothing: samples as before
+        assert np.array_equal(a.mask, b.mask) and np.array_equal(a.box, b.box)
+        if b.box[0] < 0:
+            continue
+        x0, y0, x1, y1 = (int(round(float(v))) for v in b.box)
+        inside = np.zeros(b.mask.shape, bool)
+        inside[y0 : y1 + 1, x0 : x1 + 1] = True
+        assert ((b.prior > 0) & (b.mask > 0)).sum() == (b.mask > 0).sum()  # the prior covers the target
+        spilled += int(((b.prior > 0) & ~inside).sum() > 0)
+    assert spilled >= 6
+
+
 def test_flip_keeps_left_prompts_on_the_patients_left(prepared):
     """With every sample flipped, 'left X' targets still lie on the patient's left (the partner's mirrored mask)."""
     from training.data import SliceSampler

@@ -16,7 +16,7 @@ import numpy as np
 
 from .augment import SliceAugmenter, degrade, flip_lr, synthesize
 from .prepare.run import load_manifest
-from .prompting import PromptBank, spatial_target
+from .prompting import PromptBank, box_contradicting_prior, spatial_target
 from .vocabulary import Structure
 
 DEFAULT_MODES = {"text": 0.75, "text_box": 0.12, "text_points": 0.08, "box": 0.03, "points": 0.02}
@@ -189,6 +189,9 @@ class SliceSampler:
         mode = "text" if not present else self.modes[int(rng.choice(len(self.modes), p=self.mode_p))]
         text = prng.choice(self.pool[s.name]) if augment else s.name
         out = prompted_sample(image, mask, present, text, mode, rng, s.name)
+        contradict = float(self.opt.get("p_box_contradiction", 0.0))  # 0: no extra draw, samples as before
+        if with_prior and contradict > 0 and out.box[0] >= 0 and rng.random() < contradict:
+            prior = box_contradicting_prior(mask, out.box, rng)
         out.prior = _logits(prior, rng) if with_prior else None
         return out
 

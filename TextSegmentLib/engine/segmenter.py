@@ -1,6 +1,7 @@
 """Segmenter: the whole-volume engine behind the Slicer module, the console and the command line."""
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -12,6 +13,7 @@ import torch
 
 from ..checkpoint import BundleError, load_bundle
 from ..device import resolve_device, resolve_precision
+from ..imaging.orientation import to_canonical
 from ..model import TextSegmentModel
 from ..prompts import Query, card_windows, clean_prompt, parse_query, read_side, vocabulary_names, words
 from .allocator import keep_freed_memory
@@ -21,7 +23,7 @@ from .embeddings import EmbeddingCache, EmbeddingStore, SliceEmbeddings
 from .io import INPUT_WARNINGS, InputError, InputLike, check_refine_prompts, load_input
 from .options import DEFAULT_OPTIONS, resolve_options
 from .queries import absent_state, decode_text, segment_query
-from .refine import apply_changes, refine_slices
+from .refine import SlicePrompts, apply_changes, refine_slices
 from .result import PromptState, Result, _Change
 from .vocabulary import DEFAULT_MASK_THRESHOLD
 from .volume import SLICE_AXES, PreparedVolume, check_axis
@@ -377,9 +379,15 @@ class Segmenter:
         progress: ProgressFn = None,
         cancel: CancelFn = None,
         max_propagation: Optional[int] = None,
+        current: Optional[np.ndarray] = None,
     ) -> Result:
         """Fix prompt ``prompt_index`` on one slice of ``plane`` with a box and/or +/- points; propagate along the
-        plane's normal.
+        plane's normal while the structure continues (the rules: :mod:`TextSegmentLib.engine.refine`).
+
+        A box says "the structure is here and only here on this slice": afterwards the segment on that slice lies
+        inside the box. A + point adds the region around it, a - point removes the part of the segment it is on.
+        Propagation stops where the structure ends and never goes beyond the segment's extent along the normal;
+        only the refined and propagated slices of that plane change.
 
         ``plane``: "axial", "coronal" or "sagittal" in the patient frame, the plane of the view the user drew on
         (default: the result's primary plane); it must be one the model was trained on (:meth:`refine_planes`),
@@ -389,11 +397,17 @@ class Segmenter:
         slice. ``box``: two 3-tuples (opposite corners; their coordinate along the normal is ignored), or
         (a0, b0, a1, b1) where a, b are the input's two index axes in the plane in increasing order (with
         ``coords="physical"`` the two in-plane LPS coordinates in mm). ``points`` are 3-tuples or pairs in the same
-        convention, ``labels`` 1 (inside) / 0 (outside), default all 1. Updates ``result`` in place (undo with
-        :meth:`undo`); returns it.
+        convention, ``labels`` 1 (inside) / 0 (outside), default all 1. ``max_propagation``: slices each way at most
+        (default ``refine.DEFAULT_MAX_PROPAGATION``; 0 refines the one slice).
+
+        ``current``: the segment as the user has it now (e.g. after Segment Editor edits), a bool/uint8 array with
+        the shape of :meth:`Result.mask` (input ``(k, j, i)`` order, non-zero = inside); it replaces the prompt's
+        segment before refining, so the refinement starts from it and :meth:`undo` gives it back exactly. It is
+        not modified. Updates ``result`` in place (undo with :meth:`undo`); returns it.
         """
         plane = self._check_plane(result, plane)
         check_refine_prompts(result, prompt_index, slice_index, box, points, labels, coords, plane)
+        given = self._check_current(result, prompt_index, current)
         with self._lock, _eval_mode(self.model, self.dtype):
             t0 = time.perf_counter()
             volume = result.volume
@@ -401,20 +415,27 @@ class Segmenter:
             state = result.states[prompt_index]
             s = slice_of(volume, plane, slice_index, coords)
             fit = view.fit
-            box_model = None
+            prompts = SlicePrompts()
             if box is not None:
                 corners = [box[0], box[1]] if len(box) == 2 else [box[0:2], box[2:4]]
                 rc = np.array([in_plane(volume, plane, s, c, coords) for c in corners])
                 y, x = fit.to_model(rc[:, 0], rc[:, 1])
-                box_model = (float(x.min()), float(y.min()), float(x.max()), float(y.max()))
-            pts = lab = None
+                prompts.box = (float(x.min()), float(y.min()), float(x.max()), float(y.max()))
+                prompts.box_rc = (
+                    float(rc[:, 0].min()),
+                    float(rc[:, 1].min()),
+                    float(rc[:, 0].max()),
+                    float(rc[:, 1].max()),
+                )
             if points:
                 rc = np.array([in_plane(volume, plane, s, p, coords) for p in points])
                 y, x = fit.to_model(rc[:, 0], rc[:, 1])
-                pts = np.stack([x, y], axis=1)
-                lab = np.asarray(labels if labels is not None else [1] * len(points), dtype=np.int64)
-                if lab.shape != (len(points),):
+                prompts.points = np.stack([x, y], axis=1)
+                prompts.points_rc = rc
+                prompts.labels = np.asarray(labels if labels is not None else [1] * len(points), dtype=np.int64)
+                if prompts.labels.shape != (len(points),):
                     raise InputError("labels must give one 1/0 value per point")
+            start = state if given is None else dataclasses.replace(state, mask=given)  # state kept until done
             self.store.begin(self.model)
             emb = self.store.lazy(self.model, view, state.window)
             opts = result.info.get("options", DEFAULT_OPTIONS)
@@ -422,22 +443,38 @@ class Segmenter:
                 self.model,
                 emb,
                 self.model.encode_text([state.text or state.prompt]),
-                state,
+                start,
                 s,
-                box_model,
-                pts,
-                lab,
+                prompts,
                 opts.get("presence_threshold", 0.5),
                 DEFAULT_MASK_THRESHOLD if opts.get("mask_threshold") is None else opts["mask_threshold"],
                 max_propagation,
                 progress=progress,
                 cancel=cancel,
             )
-            old = apply_changes(state, plane, {k: m for k, (m, _, _) in changes.items()})
+            state.mask = start.mask  # the user's segment (``current``) becomes the one undo returns to
+            old = apply_changes(state, plane, changes)
             state.refinements += 1
             result._history.append(_Change(prompt_index, plane, old, time.perf_counter() - t0))
             result._invalidate()
             return result
+
+    @staticmethod
+    def _check_current(result: Result, prompt_index: int, current: Optional[np.ndarray]) -> Optional[np.ndarray]:
+        """``current`` (input order, shape of ``result.mask``) -> a canonical bool copy; InputError when unusable."""
+        if current is None:
+            return None
+        array = np.asarray(current)
+        expected = tuple(result.states[prompt_index].mask.shape)
+        shape = tuple(result.volume.to_input_array(np.zeros(expected, dtype=bool)).shape)
+        if array.shape != shape:
+            raise InputError(
+                f"current has shape {array.shape} but the segment has {shape} (the input's (k, j, i) order, as "
+                "result.mask returns it); pass the segment as it is now on the input's own grid"
+            )
+        if array.dtype != bool and not np.issubdtype(array.dtype, np.integer):
+            raise InputError(f"current must be a bool or integer (uint8) mask, got {array.dtype}")
+        return np.ascontiguousarray(to_canonical(array != 0, result.volume.reorientation))
 
     def undo(self, result: Result) -> Result:
         """Revert the last refinement of ``result`` (in place; nothing happens when there is none)."""

@@ -1,0 +1,220 @@
+"""What a refinement promises the user (the rules of TextSegmentLib.engine.refine), with the embedded default model on
+a real brain (Colin27 T1 slabs around the right hippocampus, AAL reference): a box bounds the segment on its slice,
+propagation stops where the structure ends, a - click removes, a + click adds, undo is bit-exact, and a segment
+the user edited (``current=``) is where refinement starts and what undo gives back."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import ndimage
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from engine_volumes import CH2  # noqa: E402
+
+from TextSegmentLib.engine import Cancelled, InputError, Segmenter  # noqa: E402
+from TextSegmentLib.engine.refine import SlicePrompts, _keep_seam, box_region, refine_on_slice  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+AAL = "/usr/share/mricron/templates/aal.nii.gz"
+RIGHT_HIPPOCAMPUS = 38
+K0, K1 = 40, 92  # the slab: the right hippocampus spans k 44..83 of Colin27, so slices 84..91 lie beyond it
+
+
+def default_bundle() -> Path:
+    def version(card: Path):
+        return tuple(int(p) if p.isdigit() else 0 for p in card.parent.name.rsplit("-v", 1)[-1].split("."))
+
+    return max((ROOT / "Resources" / "models").glob("*/model.json"), key=version).parent
+
+
+@pytest.fixture(scope="module")
+def seg():
+    return Segmenter(str(default_bundle()), device="cpu", batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def slab():
+    """(image, reference) of axial slices K0..K1-1 of Colin27 (real MRI, 1 mm); reference in (k, j, i) order."""
+    image = sitk.ReadImage(CH2)[:, :, K0:K1]
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(AAL))[K0:K1]
+    return image, labels == RIGHT_HIPPOCAMPUS
+
+
+@pytest.fixture()
+def segmented(seg, slab):
+    """The text result (the slab's embeddings are encoded once, then cached for every test)."""
+    return seg.segment(slab[0], ["right hippocampus"], views=("axial",))
+
+
+def changed_k(before: np.ndarray, after: np.ndarray) -> list:
+    return sorted(np.flatnonzero((before != after).reshape(before.shape[0], -1).any(axis=1)).tolist())
+
+
+def ref_box(ref: np.ndarray, k: int):
+    """Voxel corners (i, j, k) of the reference's extent on axial slice k."""
+    jj, ii = np.nonzero(ref[k])
+    return (int(ii.min()), int(jj.min()), k), (int(ii.max()), int(jj.max()), k)
+
+
+# --- the rules on one slice (no model) ----------------------------------------------------------------------------
+def test_a_box_clips_the_prediction_and_a_box_on_nothing_still_marks_the_structure():
+    pred = np.zeros((20, 20), bool)
+    pred[2:18, 2:18] = True
+    new = refine_on_slice(pred, pred, SlicePrompts(box_rc=(5.0, 6.0, 9.0, 12.0)))
+    assert new.any() and not (new & ~box_region(new.shape, (5.0, 6.0, 9.0, 12.0))).any()
+    empty = np.zeros_like(pred)
+    taken = refine_on_slice(empty, empty, SlicePrompts(box_rc=(5.0, 6.0, 9.0, 12.0)))
+    assert taken[7, 9] and not (taken & ~box_region(taken.shape, (5.0, 6.0, 9.0, 12.0))).any()
+
+
+def test_clicks_add_the_predicted_region_and_remove_the_part_they_are_on():
+    current = np.zeros((20, 20), bool)
+    current[2:8, 2:8] = True  # the structure
+    current[12:16, 12:16] = True  # a false positive
+    pred = current.copy()
+    pred[12:16, 12:16] = False  # the model, told "-" there, leaves it out
+    pred[2:8, 9:12] = True  # and sees more structure beside the first
+    minus = SlicePrompts(points_rc=np.array([[13.0, 13.0]]), labels=np.array([0]))
+    new = refine_on_slice(pred, current, minus)
+    assert not new[12:16, 12:16].any() and new[2:8, 2:8].all() and not new[2:8, 9:12].any()  # nothing else moves
+    plus = SlicePrompts(points_rc=np.array([[4.0, 10.0]]), labels=np.array([1]))
+    added = refine_on_slice(pred, current, plus)
+    assert added[2:8, 9:12].all() and (added >= current).all()
+    stubborn = refine_on_slice(current, current, minus)  # the model keeps the point: the engine removes around it
+    assert not stubborn[13, 13] and stubborn[2:8, 2:8].all()
+
+
+def test_the_seam_rule_drops_far_slices_that_agree_less_with_the_unchanged_neighbour():
+    current = np.zeros((6, 10, 10), bool)
+    current[:, 2:8, 2:8] = True
+    good, bad = current[0].copy(), np.zeros((10, 10), bool)
+    bad[2:4, 2:4] = True
+    assert [k for k, _ in _keep_seam([(1, good), (2, bad)], current, +1)] == [1]
+    assert [k for k, _ in _keep_seam([(1, good), (2, good)], current, +1)] == [1, 2]
+
+
+# --- the rules on a real volume with the default model -----------------------------------------------------------
+def test_a_box_bounds_the_segment_on_its_slice_and_the_run_follows_the_structure(seg, segmented, slab):
+    res = segmented
+    ref = slab[1]
+    before = res.mask(0)
+    k = 64 - K0
+    lo, hi = ref_box(ref, k)
+    lo, hi = (lo[0] + 3, lo[1] + 3, k), (hi[0] - 3, hi[1] - 3, k)  # tighter than the structure: the box rules
+    seg.refine(res, 0, lo, box=(lo, hi))
+    after = res.mask(0)
+    inside = np.zeros(after.shape[1:], bool)
+    inside[lo[1] - 1 : hi[1] + 2, lo[0] - 1 : hi[0] + 2] = True  # <= 1 voxel outside
+    assert after[k].any() and not (after[k] & ~inside).any()
+    touched = changed_k(before, after)
+    assert k in touched and len(touched) <= int(before.reshape(len(before), -1).any(axis=1).sum())
+    for t in touched:  # every propagated slice continues the one before it (towards the refined slice)
+        if t == k:
+            continue
+        prev = after[t - 1] if t > k else after[t + 1]
+        assert (after[t] & prev).any()
+        grown = ndimage.binary_dilation(prev, structure=np.ones((3, 3), bool), iterations=2)
+        assert not (after[t] & ~grown).any()
+    seg.undo(res)
+    assert np.array_equal(res.mask(0), before)
+
+
+def test_propagation_stops_where_the_structure_ends(seg, segmented, slab):
+    res = segmented
+    ref = slab[1]
+    first, last = np.flatnonzero(ref.any(axis=(1, 2)))[[0, -1]]
+    # the user's segment: the reference, plus nothing beyond it; a box near its top end
+    k = int(last) - 3
+    lo, hi = ref_box(ref, k)
+    seg.refine(res, 0, lo, box=(lo, hi), current=ref)
+    after = res.mask(0)
+    touched = changed_k(ref, after)
+    assert touched and min(touched) >= first and max(touched) <= last
+    assert not after[last + 1 :].any() and not after[:first].any()  # slices beyond the structure stay empty
+
+
+def test_a_minus_click_removes_the_part_it_is_on_and_a_plus_click_adds(seg, segmented, slab):
+    res = segmented
+    ref = slab[1]
+    k = 60 - K0
+    user = ref.copy()
+    user[k, 40:48, 150:158] = True  # a false positive the user wants gone, far from the hippocampus
+    seg.refine(res, 0, (153, 43, k), points=[(153, 43, k)], labels=[0], current=user)
+    after = res.mask(0)
+    assert not after[k, 43, 153] and not after[k, 40:48, 150:158].any()
+    assert np.array_equal(after[k] | user[k], user[k])  # a - click only removes
+    assert np.array_equal(after[k] & ref[k], ref[k])  # and not the structure
+    seg.undo(res)
+    assert np.array_equal(res.mask(0), user)
+
+    missing = ref.copy()
+    jj, ii = np.nonzero(ref[k])
+    centre = (int(round(ii.mean())), int(round(jj.mean())), k)
+    missing[:, :, : centre[0] + 1] = False  # the user's segment lacks the hippocampus's medial half
+    seg.refine(res, 0, centre, points=[centre], labels=[1], current=missing)
+    after = res.mask(0)
+    assert after[k, centre[1], centre[0]] and (after[k] >= missing[k]).all()
+    assert int(after[k].sum()) > int(missing[k].sum())
+
+
+def test_current_is_where_refinement_starts_and_undo_restores_it_bit_exactly(seg, segmented, slab):
+    res = segmented
+    ref = slab[1]
+    engine_mask = res.mask(0)
+    user = ref.astype(np.uint8)  # a uint8 segment, as Slicer holds it, differing from the engine's
+    user[5, 100:110, 100:110] = 1  # an edit far from the refined slices
+    kept = user.copy()
+    k = 62 - K0
+    lo, hi = ref_box(ref, k)
+    seg.refine(res, 0, lo, box=(lo, hi), current=user, max_propagation=3)
+    assert np.array_equal(user, kept)  # the caller's array is not modified
+    after = res.mask(0)
+    touched = changed_k(user.astype(bool), after)
+    assert touched and k in touched and set(touched) <= set(range(k - 3, k + 4))
+    assert res.mask(0)[5, 100:110, 100:110].all()  # the user's edit is kept
+    untouched = [t for t in range(len(after)) if t not in touched]
+    assert np.array_equal(after[untouched], user.astype(bool)[untouched])  # only refined slices change
+    labelmap = sitk.GetArrayFromImage(res.labelmap)
+    assert np.array_equal(labelmap > 0, after)
+    seg.undo(res)
+    assert np.array_equal(res.mask(0), user.astype(bool))  # exactly the user's segment, not the engine's
+    assert not np.array_equal(res.mask(0), engine_mask)
+    with pytest.raises(Cancelled):  # a cancelled refinement leaves the segment as it was
+        seg.refine(res, 0, lo, box=(lo, hi), current=engine_mask, cancel=lambda: True)
+    assert np.array_equal(res.mask(0), user.astype(bool)) and not res._history
+    with pytest.raises(InputError, match="shape"):
+        seg.refine(res, 0, lo, box=(lo, hi), current=user[:-1])
+    with pytest.raises(InputError, match="bool or integer"):
+        seg.refine(res, 0, lo, box=(lo, hi), current=user.astype(np.float32))
+    assert not res._history
+
+
+def test_a_refinement_decodes_a_bounded_number_of_slices(seg, segmented, slab):
+    res = segmented
+    calls = []
+    original = seg.model.decode
+    seg.model.decode = lambda *a, **kw: calls.append(1) or original(*a, **kw)
+    try:
+        k = 64 - K0
+        lo, hi = ref_box(slab[1], k)
+        seg.refine(res, 0, lo, box=(lo, hi))
+    finally:
+        seg.model.decode = original
+    extent = int(res.mask(0).reshape(K1 - K0, -1).any(axis=1).sum())
+    assert len(calls) <= extent + 2  # at most the segment's extent, plus the slice that stops each direction
+
+
+def test_a_click_that_changes_nothing_and_a_box_at_the_edge_touch_one_slice_at_most(seg, segmented, slab):
+    res = segmented
+    before = res.mask(0)
+    k = 64 - K0
+    seg.refine(res, 0, (2, 2, k), points=[(2, 2, k)], labels=[0])  # a - click off the segment: nothing to remove
+    assert np.array_equal(res.mask(0), before)
+    edge = (0, 0, k), (0, 0, k)  # a one-voxel box in the corner
+    seg.refine(res, 0, edge[0], box=edge)
+    assert changed_k(before, res.mask(0)) == [k] and res.mask(0)[k, 0, 0]
+    assert not res.mask(0)[k, 2:, 2:].any()
