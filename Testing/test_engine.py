@@ -69,6 +69,7 @@ def test_same_volume_any_orientation_same_segmentation(segmenter, brain, name):
 
 
 def test_oblique_input_keeps_geometry_and_says_so(segmenter, brain, caplog):
+    segmenter.conform_oblique = True
     slight = rotated(brain, 4)  # within CONFORM_DEGREES: nearest axis, no resampling
     res = segmenter.segment(slight, ["brain"], **ALL)
     assert same_geometry(res.labelmap, slight)
@@ -81,6 +82,11 @@ def test_oblique_input_keeps_geometry_and_says_so(segmenter, brain, caplog):
     assert any("oblique" in r.message for r in caplog.records)
     assert res.to_dict()["oblique_degrees"] == pytest.approx(35, abs=0.1)
     assert res.mask(0).shape == sitk.GetArrayViewFromImage(strong).shape
+    assert res.mask(0).any()
+    segmenter.conform_oblique = False  # the default: the nearest axes, the same voxels as the straight grid
+    with caplog.at_level(logging.WARNING):
+        res = segmenter.segment(strong, ["brain"], **ALL)
+    assert np.array_equal(res.mask(0), ref.mask(0)) and any("conform" in r.message for r in caplog.records)
 
 
 def test_cached_and_uncached_paths_identical(tiny_bundle, brain):

@@ -18,17 +18,16 @@ from engine_volumes import CH2  # noqa: E402
 from TextSegmentLib.engine import Cancelled, InputError, Segmenter  # noqa: E402
 from TextSegmentLib.engine.refine import SlicePrompts, _keep_seam, box_region, refine_on_slice  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 AAL = "/usr/share/mricron/templates/aal.nii.gz"
 RIGHT_HIPPOCAMPUS = 38
 K0, K1 = 40, 92  # the slab: the right hippocampus spans k 44..83 of Colin27, so slices 84..91 lie beyond it
 
 
 def default_bundle() -> Path:
-    def version(card: Path):
-        return tuple(int(p) if p.isdigit() else 0 for p in card.parent.name.rsplit("-v", 1)[-1].split("."))
+    """The embedded default model's bundle folder."""
+    from TextSegmentLib.resources import EMBEDDED_MODELS_DIR
 
-    return max((ROOT / "Resources" / "models").glob("*/model.json"), key=version).parent
+    return next(EMBEDDED_MODELS_DIR.glob("*/model.json")).parent
 
 
 @pytest.fixture(scope="module")

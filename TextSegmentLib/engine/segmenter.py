@@ -13,7 +13,6 @@ import torch
 
 from ..checkpoint import BundleError, load_bundle
 from ..device import resolve_device, resolve_precision
-from ..imaging.orientation import to_canonical
 from ..model import TextSegmentModel
 from ..prompts import Query, card_windows, clean_prompt, parse_query, read_side, vocabulary_names, words
 from .allocator import keep_freed_memory
@@ -116,8 +115,13 @@ class Segmenter:
         batch_size: int = 16,
         cache_limit_mb: float = 2048.0,
         precision: str = "auto",
+        conform_oblique: bool = False,
     ) -> None:
         keep_freed_memory()  # the next prompt reuses this one's memory instead of faulting it in again
+        #: resample grids tilted by more than 5 degrees onto the anatomical axes (imaging/conform.py) for text
+        #: segmentation; off by default so that a box or click on a slice of an oblique volume, as Slicer shows
+        #: it, refines exactly that slice of the volume's own grid
+        self.conform_oblique = bool(conform_oblique)
         self.model = load_model(model, device)
         self.model.to(memory_format=torch.channels_last)  # convolution weights to match channels-last inputs
         self.dtype = resolve_precision(precision, self.model.device)
@@ -174,6 +178,7 @@ class Segmenter:
             modality,
             spec.get("mr_percentiles", (0.5, 99.5)),
             self._mr_ranges,
+            conform_oblique=self.conform_oblique,
         )
         while len(self._mr_ranges) > 64:  # a batch over many volumes: the oldest ranges go
             self._mr_ranges.pop(next(iter(self._mr_ranges)))
@@ -474,7 +479,7 @@ class Segmenter:
             )
         if array.dtype != bool and not np.issubdtype(array.dtype, np.integer):
             raise InputError(f"current must be a bool or integer (uint8) mask, got {array.dtype}")
-        return np.ascontiguousarray(to_canonical(array != 0, result.volume.reorientation))
+        return result.volume.from_input_mask(array)
 
     def undo(self, result: Result) -> Result:
         """Revert the last refinement of ``result`` (in place; nothing happens when there is none)."""

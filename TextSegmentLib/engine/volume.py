@@ -1,10 +1,11 @@
 """A volume prepared for the slice model: canonical LPS array, slice stack along an axis, intensity, slice fit.
 
 Orientation: the input is reoriented to canonical LPS by the **nearest axis** (imaging/orientation.py: a permutation
-and flips, no resampling), so results map back voxel-exactly. A grid tilted by more than ``CONFORM_DEGREES`` (5)
-against the anatomical axes is first resampled onto the nearest anatomical axes (imaging/conform.py, as FastSurfer
-conforms its inputs): the model sees the head as in a straight acquisition, and masks are resampled back onto the
-input's grid. ``image`` is always the input; input voxel indices map through physical space then.
+and flips, no resampling), so results map back voxel-exactly (obliquity above 20 degrees is warned about). With
+``conform_oblique``, a grid tilted by more than ``CONFORM_DEGREES`` (5) against the anatomical axes is first
+resampled onto the nearest anatomical axes (imaging/conform.py, as FastSurfer conforms its inputs): the model sees the
+head as in a straight acquisition, and masks are resampled back onto the input's grid. ``image`` is always the input;
+input voxel indices map through physical space then.
 
 Slice views of the canonical ``(S, P, L)`` array (rows, columns of each 2D slice as the model sees it):
 
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 SLICE_AXES = ("axial", "coronal", "sagittal")
 #: canonical axis (0 = L, 1 = P, 2 = S) normal to each slice view
 AXIS_NORMAL = {"axial": 2, "coronal": 1, "sagittal": 0}
+OBLIQUE_WARNING_DEGREES = 20.0
 
 WindowLike = Optional[object]
 
@@ -159,6 +161,7 @@ class PreparedVolume:
         modality: Optional[str] = None,
         mr_percentiles: Sequence[float] = (0.5, 99.5),
         ranges: Optional[MutableMapping[str, Tuple[float, float]]] = None,
+        conform_oblique: bool = False,
     ) -> None:
         self.image = image
         self.axis = check_axis(axis)
@@ -166,7 +169,14 @@ class PreparedVolume:
         self.reorientation = reorientation_for(image.GetDirection())
         raw = sitk.GetArrayViewFromImage(image)
         #: the grid on the nearest anatomical axes that an oblique input is resampled onto (None: not oblique)
-        self.grid = conform_grid(image)
+        self.grid = conform_grid(image) if conform_oblique else None
+        if self.grid is None and self.reorientation.oblique_degrees > OBLIQUE_WARNING_DEGREES:
+            log.warning(
+                "the volume is oblique by %.1f degrees; it is segmented on the nearest anatomical axes (no "
+                "resampling, so a slice of the volume is refined exactly), so 'axial' slices are tilted by that "
+                "angle; conform_oblique=True (--conform-oblique) resamples it onto the anatomical axes instead",
+                self.reorientation.oblique_degrees,
+            )
         if self.grid is not None:
             log.info("the volume is oblique by %.1f degrees: resampled onto the anatomical axes", self.oblique_degrees)
             conformed = sitk.GetArrayFromImage(conform(image, self.grid))
@@ -256,6 +266,14 @@ class PreparedVolume:
         if self.grid is None:
             return array
         return mask_to_input(array.astype(bool), self.grid, self.image).astype(canonical.dtype)
+
+    def from_input_mask(self, mask: np.ndarray) -> np.ndarray:
+        """A boolean mask in input ``(k, j, i)`` order -> a canonical ``(S, P, L)`` bool copy (inverse of
+        :meth:`to_input_array`; an oblique input's mask is resampled onto the conformed grid)."""
+        array = np.asarray(mask) != 0
+        if self.grid is not None:
+            array = mask_to_input(array, self.image, self.grid)
+        return np.ascontiguousarray(to_canonical(array, self.reorientation))
 
     def index_to_canonical(self, ijk: Sequence[float]) -> Tuple[float, float, float]:
         """Input voxel index (i, j, k) -> canonical (L, P, S) index (continuous, exact for integers)."""

@@ -34,16 +34,13 @@ def load_current(result: Any, prompt_index: int, mask: np.ndarray) -> None:
     The engine's ``Segmenter.refine`` also takes it as ``current=``; this does the same for any engine version
     (the engine's undo then restores the refined slices to this content).
     """
-    from ..imaging.orientation import to_canonical  # noqa: PLC0415 (numpy only)
-
     state = result.states[prompt_index]
     expected = tuple(result.volume.image.GetSize())[::-1]
     if tuple(mask.shape) != expected:
         raise bridge.BridgeError(
             f"the segment's grid {mask.shape} is not the volume's {expected}; segment the volume again"
         )
-    canonical = to_canonical(np.asarray(mask, bool), result.volume.reorientation)
-    state.mask = np.array(canonical, dtype=bool, order="C", copy=True)  # never a view of the caller's array
+    state.mask = np.array(result.volume.from_input_mask(mask), dtype=bool, order="C", copy=True)  # never a view
     invalidate = getattr(result, "_invalidate", None)
     if invalidate is not None:
         invalidate()

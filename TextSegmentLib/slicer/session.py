@@ -110,47 +110,70 @@ class Session:
 
 
 class SessionRegistry:
-    """Sessions by segmentation node id (one scene)."""
+    """Sessions by segmentation node id (one scene). Each session remembers its node: after the scene was closed a
+    new node may get the same id, and then the old session is not its session (it is dropped on the next lookup)."""
 
     def __init__(self) -> None:
         self._sessions: Dict[str, Session] = {}
+        self._nodes: Dict[str, Any] = {}
+
+    def _live(self, node_id: str) -> bool:
+        """Whether the session of ``node_id`` still belongs to the node of that id in its scene."""
+        node = self._nodes.get(node_id)
+        scene = node.GetScene() if node is not None else None
+        if scene is not None and scene.GetNodeByID(node_id) is node:
+            return True
+        self._sessions.pop(node_id, None)
+        self._nodes.pop(node_id, None)
+        return False
 
     def get(self, segmentation_node: Any) -> Optional[Session]:
         """The node's session, or None (also for ``None``)."""
-        return self._sessions.get(segmentation_node.GetID()) if segmentation_node is not None else None
+        if segmentation_node is None:
+            return None
+        node_id = segmentation_node.GetID()
+        if node_id not in self._sessions or not self._live(node_id) or self._nodes[node_id] is not segmentation_node:
+            return None
+        return self._sessions[node_id]
 
     def set(self, segmentation_node: Any, session: Session) -> None:
         self._sessions[segmentation_node.GetID()] = session
+        self._nodes[segmentation_node.GetID()] = segmentation_node
 
     def pop(self, segmentation_node: Any) -> Optional[Session]:
-        return self._sessions.pop(segmentation_node.GetID(), None) if segmentation_node is not None else None
+        if segmentation_node is None:
+            return None
+        self._nodes.pop(segmentation_node.GetID(), None)
+        return self._sessions.pop(segmentation_node.GetID(), None)
 
     def clear(self) -> None:
         self._sessions.clear()
+        self._nodes.clear()
 
     def __getitem__(self, node_id: str) -> Session:
+        if node_id in self._sessions and not self._live(node_id):
+            raise KeyError(node_id)
         return self._sessions[node_id]
 
     def __contains__(self, node_id: object) -> bool:
-        return node_id in self._sessions
+        return isinstance(node_id, str) and node_id in self._sessions and self._live(node_id)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._sessions)
+        return iter([k for k in list(self._sessions) if self._live(k)])
 
     def __len__(self) -> int:
-        return len(self._sessions)
+        return len(list(iter(self)))
 
 
 _REGISTRIES: "weakref.WeakKeyDictionary[Any, SessionRegistry]" = weakref.WeakKeyDictionary()
 
 
 def registry_for(scene: Any) -> SessionRegistry:
-    """The registry shared by everything that works on ``scene`` (created on first use, gone with the scene; emptied
-    when the scene is closed, since node ids are reused afterwards)."""
+    """The registry shared by everything that works on ``scene`` (created on first use, gone with the scene). A
+    session whose node left the scene (closed, or replaced by a new node with the same id) is not returned. No scene
+    observer is used: a Python callback run while VTK destroys a scene during garbage collection crashed the
+    interpreter."""
     registry = _REGISTRIES.get(scene)
     if registry is None:
         registry = _REGISTRIES[scene] = SessionRegistry()
-        event = getattr(scene, "EndCloseEvent", None)
-        if event is not None and hasattr(scene, "AddObserver"):
-            scene.AddObserver(event, lambda caller, name: registry.clear())
     return registry
