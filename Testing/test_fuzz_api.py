@@ -169,7 +169,8 @@ def test_the_model_cards_ct_windows_are_honoured(tiny_bundle, tmp_path):
 
 # --- one cancel exception, one progress signature ---------------------------------------------------------------------
 def test_one_cancel_exception_and_one_progress_signature(tiny_bundle, tmp_path):
-    from TextSegmentLib import progress, worker
+    from TextSegmentLib import progress
+    from TextSegmentLib.slicer import worker
     from TextSegmentLib.catalog import DownloadCancelled
 
     assert worker.JobCancelled is progress.Cancelled is Cancelled and issubclass(DownloadCancelled, Cancelled)

@@ -14,7 +14,7 @@ A view is not trusted where the volume's field of view cuts its slices: within `
 along one of a view's in-plane axes the view sees a structure cut off by the edge of its image (a scan that ends at
 the thalamus shows coronal and sagittal slices that end there), while the view whose slices are parallel to that
 edge sees the structure whole. Each view's weight is multiplied there by a ramp (distance to that edge / ``EDGE_MM``,
-at least ``EDGE_FLOOR``), separably along its two in-plane axes, and the weights are renormalised per voxel. A
+at least ``EDGE_FLOOR`` = 0.25), separably along its two in-plane axes, and the weights are renormalised per voxel. A
 structure farther than ``EDGE_MM`` from every edge (the deep grey structures of a whole-head scan lie 50-80 mm from
 it) is fused exactly as before.
 """
@@ -35,7 +35,7 @@ DEFAULT_WEIGHTS = {"axial": 0.4, "coronal": 0.4, "sagittal": 0.2}
 #: canonical array axis (S 0, P 1, L 2) along each plane's normal
 NORMAL_AXIS = {"axial": 0, "coronal": 1, "sagittal": 2}
 EDGE_MM = 40.0  # a view's weight ramps down within this distance of an edge that cuts its slices
-EDGE_FLOOR = 0.05  # and never below this fraction (a corner cut along every axis keeps every view)
+EDGE_FLOOR = 0.25  # and never below this fraction: a cut view still helps a structure that reaches the edge
 
 
 def edge_ramp(n: int, spacing: float, positions: np.ndarray) -> np.ndarray:
@@ -43,8 +43,8 @@ def edge_ramp(n: int, spacing: float, positions: np.ndarray) -> np.ndarray:
     the nearer end of the axis over ``EDGE_MM``, clipped to [``EDGE_FLOOR``, 1].
 
     Example:
-        >>> edge_ramp(100, 1.0, np.array([0, 19, 50, 99])).round(3).tolist()
-        [0.05, 0.4875, 1.0, 0.05]
+        >>> [round(float(v), 3) for v in edge_ramp(100, 1.0, np.array([0, 19, 50, 99]))]
+        [0.25, 0.488, 1.0, 0.25]
     """
     pos = np.asarray(positions, dtype=np.float64)
     distance = np.minimum(pos + 0.5, n - pos - 0.5) * spacing
