@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 from ..engine import options as engine_options
 from ..engine.io import LABELMAP_SUFFIXES, suffix_of
 from ..engine.labelmap import OVERLAP_ORDERS
-from ..engine.writers import check_name_length
+from ..engine.writers import check_name_length, file_identity
 from ..prompts import clean_prompt
 from .errors import RequestError
 from .jobs import Job
@@ -82,14 +82,6 @@ def check_overlap(order: str) -> str:
 
 
 # --- inputs and outputs ----------------------------------------------------------------------------------------------
-def _identity(path: Path) -> Optional[Tuple[int, int]]:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
-
-
 def check_input(path: Path, where: str) -> None:
     """An input exists and is a regular file or a folder; a FIFO, device or socket is refused, never opened."""
     try:
@@ -114,7 +106,7 @@ def _input_identities(jobs: Sequence[Job]) -> Tuple[Dict[Tuple[int, int], Path],
         if job.input.is_dir():
             files = [p for p in job.input.iterdir() if p.is_file()]
         for f in files:
-            key = _identity(f)
+            key = file_identity(f)
             if key is not None:
                 ids.setdefault(key, job.input)
             paths.add(os.path.normcase(os.path.realpath(f)))
@@ -167,7 +159,7 @@ def check_outputs(jobs: Sequence[Job]) -> None:
             )
         seen[key] = job
         for target in (out, job.report):
-            same = ids.get(_identity(target)) if os.path.exists(target) else None
+            same = ids.get(file_identity(target)) if os.path.exists(target) else None
             if same is not None or os.path.normcase(os.path.realpath(target)) in paths:
                 raise RequestError(
                     f"{job.origin}: output {target} is the input {same or target} (the same file); an input is "

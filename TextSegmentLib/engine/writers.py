@@ -109,7 +109,8 @@ def check_name_length(path: Path) -> None:
         )
 
 
-def _identity(path: Path) -> Optional[Tuple[int, int]]:
+def file_identity(path: Union[str, Path]) -> Optional[Tuple[int, int]]:
+    """(device, inode) of ``path`` (links followed): equal for the same file under any name; None when missing."""
     try:
         st = os.stat(path)
     except OSError:
@@ -131,10 +132,10 @@ def refuse_input_targets(targets: Iterable[Path], inputs: Iterable[Path]) -> Non
     """:class:`WriteRefused` when a target is one of ``inputs``: the same resolved path, or the same file by identity
     (a hard link or a symbolic link to an input is the input). An input is never written, whatever ``overwrite``."""
     inputs = list(inputs)
-    ids = {i for i in (_identity(p) for p in inputs) if i is not None}
+    ids = {i for i in (file_identity(p) for p in inputs) if i is not None}
     paths = {os.path.normcase(os.path.realpath(p)) for p in inputs}
     for target in targets:
-        same = _identity(target) in ids if os.path.exists(target) else False
+        same = file_identity(target) in ids if os.path.exists(target) else False
         if same or os.path.normcase(os.path.realpath(target)) in paths:
             raise WriteRefused(
                 f"{target} is the input of this result (the same file); an input is never written, even with "
