@@ -170,8 +170,8 @@ def test_the_model_cards_ct_windows_are_honoured(tiny_bundle, tmp_path):
 # --- one cancel exception, one progress signature ---------------------------------------------------------------------
 def test_one_cancel_exception_and_one_progress_signature(tiny_bundle, tmp_path):
     from TextSegmentLib import progress
-    from TextSegmentLib.slicer import worker
     from TextSegmentLib.catalog import DownloadCancelled
+    from TextSegmentLib.slicer import worker
 
     assert worker.JobCancelled is progress.Cancelled is Cancelled and issubclass(DownloadCancelled, Cancelled)
     scans = tmp_path / "scans"

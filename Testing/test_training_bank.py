@@ -104,6 +104,31 @@ def test_structure_scale_warp_changes_shapes_only_when_asked(source):
     assert warped["image"][brain].mean() > 3 * max(warped["image"][warped["gen"] == 0].mean(), 1)
 
 
+def test_clinic_edges_cut_through_the_deep_grey_and_atrophy_shrinks_labels_with_the_image(source):
+    """The v0.12 bank's edges (drawn after everything else: with them off a seed gives the variant it always gave):
+    a thin slab or a field of view ending near the deep grey structures, and atrophy whose lost voxels turn to CSF
+    in the image and the generation map and leave the structure labels (the whole-brain label keeps them)."""
+    plain, info = make_variant(source, 5, SMALL)
+    assert "edges" not in info and "atrophy" not in info
+    same, _ = make_variant(source, 5, {**SMALL, "p_slab": 0.0, "p_deep_cut": 0.0, "p_atrophy": 0.0})
+    assert np.array_equal(plain["layer_aal"], same["layer_aal"])
+    slab, slab_info = make_variant(source, 5, {**SMALL, "p_slab": 1.0, "slab_mm": [24.0, 24.0]})
+    (edge,) = slab_info["edges"]
+    axis = edge["axis"]  # (x, y, z) of the output grid = canonical L, P, S = array axes 2, 1, 0
+    assert edge["kind"] == "slab" and slab_info["size"][axis] == max(8, round(24.0 / slab_info["spacing"]))
+    assert np.isin(slab["layer_aal"], [71, 72, 73, 74, 77, 78]).any()  # the slab goes through the deep grey
+    atrophic, a_info = make_variant(source, 5, {**SMALL, "p_atrophy": 1.0})
+    assert a_info["atrophy"]["csf_mm"] >= 1.0 and np.array_equal(atrophic["layer_brain"] > 0, plain["layer_brain"] > 0)
+    parts = [37, 38, 41, 42, 71, 72]  # hippocampi, amygdalae, caudates (next to the ventricles): never grow
+    for value in parts:
+        assert (atrophic["layer_aal"] == value).sum() <= (plain["layer_aal"] == value).sum()
+    assert np.isin(atrophic["layer_aal"], parts).sum() < 0.97 * np.isin(plain["layer_aal"], parts).sum()
+    lost = (plain["layer_aal"] > 0) & (atrophic["layer_aal"] == 0)
+    assert (atrophic["gen"][lost] == headmodel.CSF).mean() > 0.6  # the label left where the image became CSF
+    darker = atrophic["image"][lost].astype(int) < plain["image"][lost].astype(int)
+    assert darker.mean() > 0.9  # CSF is dark on this T1 (partial volume at this coarse test grid)
+
+
 def test_counts_match_the_masks(bank, structures):
     sampler = BankSampler(bank, {"augment": None}, "train")
     j = sampler.index["left putamen"]
