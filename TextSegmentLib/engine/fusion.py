@@ -13,7 +13,9 @@ alone never reaches 0.5, and the side comes from the axial and coronal views.
 A view is not trusted where the volume's field of view cuts its slices: within ``EDGE_MM`` of the volume's edge
 along one of a view's in-plane axes the view sees a structure cut off by the edge of its image (a scan that ends at
 the thalamus shows coronal and sagittal slices that end there), while the view whose slices are parallel to that
-edge sees the structure whole. Each view's weight is multiplied there by a ramp (distance to that edge / ``EDGE_MM``,
+edge sees the structure whole. Only an edge that cuts through the body counts (more than ``CUT_FRACTION`` of the
+volume's two outermost slices there is foreground): a field of view with air or background at an end is whole there.
+Each view's weight is multiplied there by a ramp (distance to that edge / ``EDGE_MM``,
 at least ``EDGE_FLOOR`` = 0.25), separably along its two in-plane axes, and the weights are renormalised per voxel. A
 structure farther than ``EDGE_MM`` from every edge (the deep grey structures of a whole-head scan lie 50-80 mm from
 it) is fused exactly as before.
@@ -38,33 +40,84 @@ EDGE_MM = 40.0  # a view's weight ramps down within this distance of an edge tha
 EDGE_FLOOR = 0.25  # and never below this fraction: a cut view still helps a structure that reaches the edge
 
 
-def edge_ramp(n: int, spacing: float, positions: np.ndarray) -> np.ndarray:
+CUT_FRACTION = 0.1  # an end of an axis cuts through the body when this much of its outermost slices is foreground
+Cuts = Sequence[Tuple[bool, bool]]  # per canonical axis: (low end, high end) cuts through the body
+ALL_CUT: Cuts = ((True, True),) * 3
+
+
+def edge_ramp(n: int, spacing: float, positions: np.ndarray, cut: Tuple[bool, bool] = (True, True)) -> np.ndarray:
     """Weight factor of voxels at ``positions`` along an axis of ``n`` voxels of ``spacing`` mm: their distance to
-    the nearer end of the axis over ``EDGE_MM``, clipped to [``EDGE_FLOOR``, 1].
+    the nearer end of the axis that ``cut`` marks as cutting through the body, over ``EDGE_MM``, clipped to
+    [``EDGE_FLOOR``, 1] (1 everywhere when neither end cuts).
 
     Example:
         >>> [round(float(v), 3) for v in edge_ramp(100, 1.0, np.array([0, 19, 50, 99]))]
         [0.25, 0.488, 1.0, 0.25]
+        >>> [round(float(v), 3) for v in edge_ramp(100, 1.0, np.array([0, 99]), cut=(False, True))]
+        [1.0, 0.25]
     """
     pos = np.asarray(positions, dtype=np.float64)
-    distance = np.minimum(pos + 0.5, n - pos - 0.5) * spacing
+    distance = np.full(pos.shape, np.inf)
+    if cut[0]:
+        distance = np.minimum(distance, (pos + 0.5) * spacing)
+    if cut[1]:
+        distance = np.minimum(distance, (n - pos - 0.5) * spacing)
     return np.clip(distance / EDGE_MM, EDGE_FLOOR, 1.0).astype(np.float32)
 
 
 def edge_factors(
-    shape: Sequence[int], spacing: Sequence[float], plane: str, positions: Sequence[np.ndarray]
+    shape: Sequence[int],
+    spacing: Sequence[float],
+    plane: str,
+    positions: Sequence[np.ndarray],
+    cuts: Cuts = ALL_CUT,
 ) -> np.ndarray:
     """The field-of-view factor of ``plane``'s weight at the canonical grid ``positions`` (S, P, L index arrays;
-    ``spacing`` in mm per canonical axis): the product of :func:`edge_ramp` along its two in-plane axes, shaped
-    to broadcast over (len(S), len(P), len(L))."""
+    ``spacing`` in mm per canonical axis; ``cuts``: which ends cut through the body): the product of
+    :func:`edge_ramp` along its two in-plane axes, shaped to broadcast over (len(S), len(P), len(L))."""
     out = np.ones((1, 1, 1), dtype=np.float32)
     for axis in range(3):
         if axis == NORMAL_AXIS[plane]:
             continue
         shape_1d = [1, 1, 1]
         shape_1d[axis] = len(positions[axis])
-        out = out * edge_ramp(int(shape[axis]), float(spacing[axis]), positions[axis]).reshape(shape_1d)
+        ramp = edge_ramp(int(shape[axis]), float(spacing[axis]), positions[axis], tuple(cuts[axis]))  # type: ignore
+        out = out * ramp.reshape(shape_1d)
     return out
+
+
+def cut_ends(canonical: np.ndarray, foreground: float) -> Tuple[Tuple[bool, bool], ...]:
+    """Per canonical axis, whether each end's outermost two slices hold more than ``CUT_FRACTION`` foreground
+    (values above ``foreground``): there the field of view cuts through the body, not through the air around it.
+
+    Example:
+        >>> a = np.zeros((10, 10, 10)); a[:3, 3:7, 3:7] = 1  # body in the lowest slices: cut there only
+        >>> cut_ends(a, 0.5)
+        ((True, False), (False, False), (False, False))
+    """
+    out = []
+    for axis in range(3):
+        ends = []
+        for part in (slice(0, 2), slice(-2, None)):
+            face = np.take(canonical, range(canonical.shape[axis])[part], axis=axis)
+            ends.append(bool((face > foreground).mean() > CUT_FRACTION))
+        out.append(tuple(ends))
+    return tuple(out)  # type: ignore[return-value]
+
+
+def volume_cuts(volume) -> Cuts:
+    """:func:`cut_ends` of a :class:`PreparedVolume` (foreground: CT above -500 HU, MR above a fifth of its intensity
+    range), computed once per volume."""
+    cached = getattr(volume, "_cuts", None)
+    if cached is None:
+        if volume.is_ct:
+            foreground = -500.0
+        else:
+            lo, hi = volume.mr_range()
+            foreground = lo + 0.2 * (hi - lo)
+        cached = cut_ends(volume.canonical, foreground)
+        volume._cuts = cached
+    return cached
 
 
 def box_edge_factors(volume, planes: Sequence[str], box: Box) -> Dict[str, np.ndarray]:
@@ -72,17 +125,22 @@ def box_edge_factors(volume, planes: Sequence[str], box: Box) -> Dict[str, np.nd
     shape = volume.canonical.shape
     spacing = tuple(volume.canonical_spacing[::-1])  # (L, P, S) -> canonical array order
     positions = [np.arange(lo, hi) for lo, hi in box]
-    return {p: edge_factors(shape, spacing, p, positions) for p in planes}
+    cuts = volume_cuts(volume)
+    return {p: edge_factors(shape, spacing, p, positions, cuts) for p in planes}
 
 
 def edge_zone(volume, plane: str, box: Box) -> List[Box]:
-    """The parts of ``box`` within ``EDGE_MM`` of either end of the volume along ``plane``'s normal: there the other
-    views' slices are cut by that edge, and ``plane`` alone may carry the fused mask."""
+    """The parts of ``box`` within ``EDGE_MM`` of an end of the volume along ``plane``'s normal that cuts through the
+    body: there the other views' slices are cut by that edge, and ``plane`` alone may carry the fused mask."""
     axis = NORMAL_AXIS[plane]
     n = volume.canonical.shape[axis]
     reach = int(math.ceil(EDGE_MM / max(float(volume.canonical_spacing[2 - axis]), 1e-6)))
     out = []
-    for lo, hi in ((0, min(n, reach)), (max(0, n - reach), n)):
+    ends = [(0, min(n, reach)), (max(0, n - reach), n)]
+    cut = volume_cuts(volume)[axis]
+    for (lo, hi), is_cut in zip(ends, cut):
+        if not is_cut:
+            continue
         a, b = max(lo, box[axis][0]), min(hi, box[axis][1])
         if a < b:
             part = list(box)
