@@ -162,6 +162,15 @@ def test_a_paired_structure_without_a_side_means_both(brain_vocabulary, prompt, 
     assert "both sides" in q.reading
 
 
+def test_an_unsided_structure_of_the_vocabulary_is_itself_not_both_sides_of_another(brain_vocabulary):
+    """ "cerebellum" is an entry of its own (hemispheres and vermis); its hemispheres have the synonyms "left/right
+    cerebellum", which must not turn the whole cerebellum into the two hemispheres without the vermis."""
+    for prompt in ("cerebellum", "the cerebellum please"):
+        q = parse_query(prompt, brain_vocabulary)
+        assert (q.kind, q.term, q.parts) == ("structure", "cerebellum", ())
+    assert parse_query("left cerebellum", brain_vocabulary).term == "left cerebellar hemisphere"
+
+
 def test_groups_are_the_union_of_their_parts(brain_vocabulary):
     q = parse_query("basal ganglia", brain_vocabulary)
     assert q.kind == "group" and len(q.parts) == 6 and "left globus pallidus" in q.parts

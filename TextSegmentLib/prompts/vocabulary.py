@@ -155,9 +155,14 @@ class VocabularyIndex:
         return phrase
 
     def base(self, phrase: Phrase) -> Optional[str]:
-        """The paired base a phrase names ("caudate" -> "caudate nucleus"), or None for an unpaired structure."""
+        """The paired base a phrase names ("caudate" -> "caudate nucleus"), or None for an unpaired structure. A
+        phrase that is itself an unsided structure of the vocabulary ("cerebellum", whose hemispheres have the
+        synonyms "left/right cerebellum") names that structure, not both sides of another one."""
         if phrase.name in self.base_of and self.base_of[phrase.name] in self.pairs:
             return self.base_of[phrase.name]
+        exact = " ".join(phrase.words) == phrase.name.lower()  # the entry's own name, not a plural or a synonym
+        if exact and phrase.side is None and phrase.name in self.by_name and phrase.name not in self.base_of:
+            return None
         key = " ".join(phrase.words)
         return key if key in self.pairs else self.aliases.get(key)
 
