@@ -231,3 +231,21 @@ def test_a_finding_in_the_purpose_of_a_request_is_not_its_target(brain_vocabular
         q = parse_query(prompt, brain_vocabulary)
         assert q.kind in ("structure", "both_sides") and q.reason is None, prompt
     assert parse_query("hippocampal atrophy", brain_vocabulary).reason is None  # a property, not an object
+
+
+@pytest.mark.parametrize(
+    "prompt, term",
+    [
+        ("an adult head scan without any haemorrhage or mass; outline the right caudate nucleus on every slice, "
+         "leaving out the ventricle next to it", "right caudate nucleus"),
+        ("no visible tumour here, just the left hippocampus please", "left hippocampus"),
+        ("segment the left thalamus, excluding the CSF around the thalamus", "left thalamus"),
+    ],
+)  # fmt: skip
+def test_long_requests_that_deny_a_finding_or_describe_their_target_are_read(brain_vocabulary, prompt, term):
+    """A finding the request denies ("without any haemorrhage") is not its target, and a relation to the target
+    itself ("the fluid around it") or in a clause that leaves something out is no spatial request."""
+    q = parse_query(prompt, brain_vocabulary)
+    assert (q.kind, q.term) == ("structure", term), q.reason
+    assert parse_query("the haemorrhage next to the left thalamus", brain_vocabulary).kind == "finding"
+    assert parse_query("the structure next to the left thalamus", brain_vocabulary).kind == "unsupported"

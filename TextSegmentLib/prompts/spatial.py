@@ -45,18 +45,39 @@ _ON_SIDE = re.compile(
 )
 
 
+#: a relation to one of these is part of describing the target ("the fluid around it"), not another structure
+PRONOUNS = {"it", "its", "itself", "them", "they", "this", "that", "these", "those", "there", "here"}
+#: a relation after one of these (within 3 words) describes what to leave out ("excluding the fluid around ...")
+EXCLUDING = {"excluding", "exclude", "except", "without", "not", "no"}
+
+
+def _relation_at(tokens, relation) -> bool:
+    """Whether ``relation`` occurs in ``tokens`` as a relation to another structure: not to a pronoun ("around it"),
+    not in a clause that leaves something out ("excluding the fluid around the putamen")."""
+    n = len(relation)
+    for i in range(len(tokens) - n + 1):
+        if tuple(tokens[i : i + n]) != relation:
+            continue
+        after = [w for w in tokens[i + n : i + n + 2] if w not in ("the", "a", "an")]
+        if after and after[0] in PRONOUNS:
+            continue
+        if any(w in EXCLUDING for w in tokens[max(0, i - 4) : i]):
+            continue
+        return True
+    return False
+
+
 def read_spatial(prompt: str) -> Optional[Tuple[str, str]]:
     """(relation, target text) of a spatial request: relation 'largest', 'smallest', 'left' or 'right', or
     ('unsupported', the relation's words); None for a request that is not spatial."""
     tokens = all_words(prompt)
-    text = f" {' '.join(tokens)} "
     for w in tokens:
         if w in SUPERLATIVES:
             m = _SUPERLATIVE.search(fold(prompt))
             after = m.group("target").strip(" .?!") if m else ""
             return (SUPERLATIVES[w], after) if all_words(after) else ("unsupported", w)
     for relation in RELATIONS:
-        if f" {' '.join(relation)} " in text:
+        if _relation_at(tokens, relation):
             return "unsupported", " ".join(relation)
     m = _ON_SIDE.match(prompt.strip())
     if m:
