@@ -95,3 +95,9 @@ def cli(capsys, *args) -> Tuple[int, str, str]:
         code = int(exc.code or 0)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def seg(capsys, bundle, *args) -> Tuple[int, str, str]:
+    """``segment ARGS`` with ``bundle`` on the CPU (unless ARGS name a device), without progress bars."""
+    device = [] if "--device" in args else ["--device", "cpu"]
+    return cli(capsys, "segment", *args, "--model", bundle, "--no-progress", *device)

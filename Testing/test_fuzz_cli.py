@@ -23,6 +23,7 @@ from fuzz_helpers import (
     expected_file_mode,
     mode,
     one_torch_thread,
+    seg,
     small_volume,
     snapshot,
     temporary_files,
@@ -36,10 +37,6 @@ ENV = SUBPROCESS_ENV
 def _one_thread():
     with one_torch_thread():
         yield
-
-
-def seg(capsys, bundle, *args):
-    return cli(capsys, "segment", *args, "--model", bundle, "--device", "cpu", "--no-progress")
 
 
 @pytest.fixture

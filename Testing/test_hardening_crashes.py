@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest_http import entry, home, tiny, write_catalog  # noqa: F401
-from fuzz_helpers import SUBPROCESS_ENV, cli, digest, one_torch_thread, small_volume, snapshot, temporary_files
+from fuzz_helpers import SUBPROCESS_ENV, cli, digest, one_torch_thread, seg, small_volume, snapshot, temporary_files
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -25,11 +25,6 @@ def _one_thread():
 @pytest.fixture
 def scan(tmp_path) -> Path:
     return small_volume(tmp_path / "in.nii.gz")
-
-
-def seg(capsys, bundle, *args):
-    return cli(capsys, "segment", *args, "--model", bundle, "--no-progress", *([] if "--device" in args else
-                                                                              ["--device", "cpu"]))  # fmt: skip
 
 
 # --- devices ------------------------------------------------------------------------------------------------------

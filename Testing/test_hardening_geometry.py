@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from conftest_http import home, write_catalog  # noqa: F401
-from fuzz_helpers import cli, one_torch_thread, small_volume
+from fuzz_helpers import cli, one_torch_thread, seg, small_volume
 from test_engine_inputs import write_dicom_series
 
 from TextSegmentLib.engine import InputError, VolumeInput, load_input
@@ -25,10 +25,6 @@ from TextSegmentLib.engine.io import INPUT_WARNINGS
 def _one_thread():
     with one_torch_thread():
         yield
-
-
-def seg(capsys, bundle, *args):
-    return cli(capsys, "segment", *args, "--model", bundle, "--device", "cpu", "--no-progress")
 
 
 def _ct(shape=(6, 32, 32)) -> np.ndarray:

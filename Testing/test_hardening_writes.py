@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest_http import home, write_catalog  # noqa: F401
-from fuzz_helpers import SUBPROCESS_ENV, cli, digest, one_torch_thread, small_volume, snapshot, temporary_files
+from fuzz_helpers import SUBPROCESS_ENV, digest, one_torch_thread, seg, small_volume, snapshot, temporary_files
 
 from TextSegmentLib.filelock import Busy, ExclusiveFile, NotALock
 
@@ -32,10 +32,6 @@ def _one_thread():
 @pytest.fixture
 def scan(tmp_path) -> Path:
     return small_volume(tmp_path / "in.nii.gz")
-
-
-def seg(capsys, bundle, *args):
-    return cli(capsys, "segment", *args, "--model", bundle, "--device", "cpu", "--no-progress")
 
 
 # --- the lock ---------------------------------------------------------------------------------------------------

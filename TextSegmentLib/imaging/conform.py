@@ -98,9 +98,4 @@ def mask_to_input(mask: np.ndarray, grid: sitk.Image, image: sitk.Image) -> np.n
     return out
 
 
-def tilt_degrees(image: sitk.Image) -> float:
-    """The largest angle (degrees) between one of ``image``'s index axes and its nearest anatomical axis."""
-    return float(reorientation_for(image.GetDirection()).oblique_degrees)
-
-
-__all__ = ["CONFORM_DEGREES", "conform", "conform_grid", "mask_to_input", "snapped_direction", "tilt_degrees"]
+__all__ = ["CONFORM_DEGREES", "conform", "conform_grid", "mask_to_input", "snapped_direction"]
