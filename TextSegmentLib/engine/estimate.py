@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .decode import VolumeDecode
-from .fusion import PLANE_TO_CANONICAL, Box, edge_factors, volume_cuts
+from .fusion import PLANE_TO_CANONICAL, Box, edge_factors
 from .volume import PreparedVolume
 
 #: canonical array axes (S 0, P 1, L 2) of each plane: its normal, its slice rows, its slice columns
@@ -71,7 +71,7 @@ def estimate_box(
     step = [normal_stride.get(a, max(normal_stride.values())) for a in range(3)]
     grid = [_grid(lo, hi, max(1, s // 2)) for (lo, hi), s in zip(within, step)]
     spacing = tuple(volume.canonical_spacing[::-1])
-    cuts = volume_cuts(volume)
+    cuts = volume.cut_ends
     fields = {
         p: float(weights.get(p, 1.0)) * edge_factors(volume.canonical.shape, spacing, p, grid, cuts) for p in decodes
     }

@@ -13,10 +13,10 @@ alone never reaches 0.5, and the side comes from the axial and coronal views.
 A view is not trusted where the volume's field of view cuts its slices: within ``EDGE_MM`` of the volume's edge
 along one of a view's in-plane axes the view sees a structure cut off by the edge of its image (a scan that ends at
 the thalamus shows coronal and sagittal slices that end there), while the view whose slices are parallel to that
-edge sees the structure whole. Only an edge that cuts through the body counts (more than ``CUT_FRACTION`` of the
-volume's two outermost slices there is foreground): a field of view with air or background at an end is whole there.
-Each view's weight is multiplied there by a ramp (distance to that edge / ``EDGE_MM``,
-at least ``EDGE_FLOOR`` = 0.25), separably along its two in-plane axes, and the weights are renormalised per voxel. A
+edge sees the structure whole. Only an edge that cuts through the body counts (``PreparedVolume.cut_ends``: more
+than 10 % of the volume's two outermost slices there is foreground): a field of view with air or background at an end
+is whole there. Each view's weight is multiplied there by a ramp (distance to that edge / ``EDGE_MM``, at least
+``EDGE_FLOOR`` = 0.25), separably along its two in-plane axes, and the weights are renormalised per voxel. A
 structure farther than ``EDGE_MM`` from every edge (the deep grey structures of a whole-head scan lie 50-80 mm from
 it) is fused exactly as before.
 """
@@ -40,7 +40,6 @@ EDGE_MM = 40.0  # a view's weight ramps down within this distance of an edge tha
 EDGE_FLOOR = 0.25  # and never below this fraction: a cut view still helps a structure that reaches the edge
 
 
-CUT_FRACTION = 0.1  # an end of an axis cuts through the body when this much of its outermost slices is foreground
 Cuts = Sequence[Tuple[bool, bool]]  # per canonical axis: (low end, high end) cuts through the body
 ALL_CUT: Cuts = ((True, True),) * 3
 
@@ -86,46 +85,12 @@ def edge_factors(
     return out
 
 
-def cut_ends(canonical: np.ndarray, foreground: float) -> Tuple[Tuple[bool, bool], ...]:
-    """Per canonical axis, whether each end's outermost two slices hold more than ``CUT_FRACTION`` foreground
-    (values above ``foreground``): there the field of view cuts through the body, not through the air around it.
-
-    Example:
-        >>> a = np.zeros((10, 10, 10)); a[:3, 3:7, 3:7] = 1  # body in the lowest slices: cut there only
-        >>> cut_ends(a, 0.5)
-        ((True, False), (False, False), (False, False))
-    """
-    out = []
-    for axis in range(3):
-        ends = []
-        for part in (slice(0, 2), slice(-2, None)):
-            face = np.take(canonical, range(canonical.shape[axis])[part], axis=axis)
-            ends.append(bool((face > foreground).mean() > CUT_FRACTION))
-        out.append(tuple(ends))
-    return tuple(out)  # type: ignore[return-value]
-
-
-def volume_cuts(volume) -> Cuts:
-    """:func:`cut_ends` of a :class:`PreparedVolume` (foreground: CT above -500 HU, MR above a fifth of its intensity
-    range), computed once per volume."""
-    cached = getattr(volume, "_cuts", None)
-    if cached is None:
-        if volume.is_ct:
-            foreground = -500.0
-        else:
-            lo, hi = volume.mr_range()
-            foreground = lo + 0.2 * (hi - lo)
-        cached = cut_ends(volume.canonical, foreground)
-        volume._cuts = cached
-    return cached
-
-
 def box_edge_factors(volume, planes: Sequence[str], box: Box) -> Dict[str, np.ndarray]:
     """:func:`edge_factors` of each plane over a canonical ``box`` of ``volume`` (a :class:`PreparedVolume`)."""
     shape = volume.canonical.shape
     spacing = tuple(volume.canonical_spacing[::-1])  # (L, P, S) -> canonical array order
     positions = [np.arange(lo, hi) for lo, hi in box]
-    cuts = volume_cuts(volume)
+    cuts = volume.cut_ends
     return {p: edge_factors(shape, spacing, p, positions, cuts) for p in planes}
 
 
@@ -137,7 +102,7 @@ def edge_zone(volume, plane: str, box: Box) -> List[Box]:
     reach = int(math.ceil(EDGE_MM / max(float(volume.canonical_spacing[2 - axis]), 1e-6)))
     out = []
     ends = [(0, min(n, reach)), (max(0, n - reach), n)]
-    cut = volume_cuts(volume)[axis]
+    cut = volume.cut_ends[axis]
     for (lo, hi), is_cut in zip(ends, cut):
         if not is_cut:
             continue

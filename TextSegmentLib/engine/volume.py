@@ -34,6 +34,7 @@ from ..imaging import (
     reorientation_for,
 )
 from ..imaging.conform import conform, conform_grid, mask_to_input
+from ..imaging.fov import cut_ends
 from ..imaging.orientation import Reorientation, from_canonical, to_canonical
 
 log = logging.getLogger(__name__)
@@ -196,6 +197,7 @@ class PreparedVolume:
         self._mr: Optional[Tuple[float, float]] = None
         self._ranges = ranges
         self._hash: Optional[str] = None
+        self._cut_ends: Optional[Tuple[Tuple[bool, bool], ...]] = None
         self._views: Dict[str, PlaneView] = {}
         primary = self.view(self.axis)
         self.stack, self.fit = primary.stack, primary.fit
@@ -253,6 +255,19 @@ class PreparedVolume:
     def model_inputs(self, indices: Sequence[int], window: WindowLike) -> torch.Tensor:
         """(B, 3, S, S) model inputs of primary-plane slices ``indices``."""
         return self.view(self.axis).model_inputs(indices, window)
+
+    @property
+    def cut_ends(self) -> Tuple[Tuple[bool, bool], ...]:
+        """Per canonical axis (S, P, L), whether its (low, high) end cuts through the body (imaging/fov.py;
+        foreground: CT above -500 HU, MR above a fifth of its intensity range); computed once."""
+        if self._cut_ends is None:
+            if self.is_ct:
+                foreground = -500.0
+            else:
+                lo, hi = self.mr_range()
+                foreground = lo + 0.2 * (hi - lo)
+            self._cut_ends = cut_ends(self.canonical, foreground)
+        return self._cut_ends
 
     @property
     def oblique_degrees(self) -> float:
