@@ -9,14 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engine_volumes import CH2  # noqa: E402
 
 from TextSegmentLib.engine import Cancelled, InputError, Segmenter  # noqa: E402
-from TextSegmentLib.engine.refine import SlicePrompts, _keep_seam, box_region, refine_on_slice  # noqa: E402
+from TextSegmentLib.engine.refine import (  # noqa: E402
+    CLICK_REACH_MM,
+    WARP_FRACTION,
+    SlicePrompts,
+    _keep_seam,
+    box_region,
+    click_changes,
+    refine_on_slice,
+)
 
 AAL = "/usr/share/mricron/templates/aal.nii.gz"
 RIGHT_HIPPOCAMPUS = 38
@@ -110,14 +117,15 @@ def test_a_box_bounds_the_segment_on_its_slice_and_the_run_follows_the_structure
     inside[lo[1] - 1 : hi[1] + 2, lo[0] - 1 : hi[0] + 2] = True  # <= 1 voxel outside
     assert after[k].any() and not (after[k] & ~inside).any()
     touched = changed_k(before, after)
-    assert k in touched and len(touched) <= int(before.reshape(len(before), -1).any(axis=1).sum())
-    for t in touched:  # every propagated slice continues the one before it (towards the refined slice)
-        if t == k:
-            continue
-        prev = after[t - 1] if t > k else after[t + 1]
-        assert (after[t] & prev).any()
-        grown = ndimage.binary_dilation(prev, structure=np.ones((3, 3), bool), iterations=2)
-        assert not (after[t] & ~grown).any()
+    extent = int(before.reshape(len(before), -1).any(axis=1).sum())
+    reach = max(1, round(WARP_FRACTION * extent))
+    assert k in touched and set(touched) <= set(range(k - reach, k + reach + 1))  # only the box's neighbourhood
+    assert len(touched) > 1  # the correction carries beyond the box's slice
+    for side in (+1, -1):  # the box is tighter than the segment: the neighbours shrink, less and less with distance
+        run = [t for t in touched if (t - k) * side > 0]
+        shrink = [1.0 - after[t].sum() / before[t].sum() for t in sorted(run, key=lambda t: abs(t - k))]
+        assert all(after[t].sum() <= before[t].sum() for t in run)
+        assert not shrink or shrink[-1] <= shrink[0]
     seg.undo(res)
     assert np.array_equal(res.mask(0), before)
 
@@ -217,3 +225,81 @@ def test_a_click_that_changes_nothing_and_a_box_at_the_edge_touch_one_slice_at_m
     seg.refine(res, 0, edge[0], box=edge)
     assert changed_k(before, res.mask(0)) == [k] and res.mask(0)[k, 0, 0]
     assert not res.mask(0)[k, 2:, 2:].any()
+
+
+# --- points act in 3D on the model's belief; a box's correction fades over its neighbours ------------------------
+def test_points_act_in_3d_on_the_belief_within_their_reach():
+    shape = (30, 30, 30)
+    belief = np.zeros(shape, np.float16)
+    belief[10:20, 10:20, 10:20] = 0.3  # the model half believes in a cube the segment misses
+    belief[10:20, 10:20, 0:3] = 0.3  # and in a far one, joined to it only through low belief
+    current = np.zeros(shape, bool)
+    current[12:18, 22:26, 12:18] = True  # a false positive the model is unsure of
+    current[2:6, 2:6, 22:26] = True  # a part the model is sure of
+    belief[current] = 0.5
+    belief[2:6, 2:6, 22:26] = 0.95
+    spacing = (1.0, 1.0, 1.0)
+    plus = click_changes(
+        current, belief, 15, SlicePrompts(points_rc=np.array([[15.0, 15.0]]), labels=np.array([1])), spacing
+    )
+    added = np.zeros(shape, bool)
+    for k, m in plus.items():
+        added[k] = m & ~current[k]
+    zz, yy, xx = np.nonzero(added)
+    dist = np.sqrt((zz - 15) ** 2 + (yy - 15) ** 2 + (xx - 15) ** 2)
+    assert added[15, 15, 15] and dist.max() <= CLICK_REACH_MM  # the region around the point, within reach
+    assert set(plus) == set(range(10, 20))  # several slices: where the believed cube lies within reach
+    assert not added[:, :, :5].any()  # not the far cube
+    minus = click_changes(
+        current, belief, 15, SlicePrompts(points_rc=np.array([[23.0, 15.0]]), labels=np.array([0])), spacing
+    )
+    assert set(minus) == set(range(12, 18)) and not any(m[22:26, 12:18].any() for m in minus.values())
+    sure = click_changes(
+        current, belief, 4, SlicePrompts(points_rc=np.array([[4.0, 24.0]]), labels=np.array([0])), spacing
+    )
+    left = np.stack([sure.get(k, current[k]) for k in range(30)])
+    assert not left[4, 4, 24] and left[2:6, 2:6, 22:26].sum() > 0.5 * 64  # a sure part: only a small ball goes
+    off = click_changes(
+        current, belief, 0, SlicePrompts(points_rc=np.array([[0.0, 0.0]]), labels=np.array([0])), spacing
+    )
+    assert off == {}  # a - point off the segment removes nothing
+
+
+def test_a_minus_click_on_a_false_positive_removes_it_on_every_slice_it_spans(seg, segmented, slab):
+    res = segmented
+    ref = slab[1]
+    user = ref.copy()
+    k = 60 - K0
+    user[k - 2 : k + 3, 40:46, 150:156] = True  # a false positive over five slices, far from the hippocampus
+    seg.refine(res, 0, (153, 43, k), points=[(153, 43, k)], labels=[0], current=user)
+    after = res.mask(0)
+    touched = changed_k(user, after)
+    assert set(range(k - 2, k + 3)) <= set(touched)
+    for t in touched:  # on every slice it touched, the segment is now closer to the reference (here: equal)
+        assert np.array_equal(after[t], ref[t])
+    seg.undo(res)
+    assert np.array_equal(res.mask(0), user)
+
+
+def test_a_box_around_the_structure_improves_every_slice_it_reaches_on_balance(seg, segmented, slab):
+    """The user's box is the reference's extent on the slice where the segment is worst: the slices the correction
+    reaches agree better with the reference, taken together, and the 3D Dice rises."""
+    res = segmented
+    ref = slab[1]
+    before = res.mask(0)
+    errors = (before != ref).reshape(len(ref), -1).sum(axis=1)
+    k = int(np.argmax(np.where(ref.any(axis=(1, 2)), errors, -1)))
+    lo, hi = ref_box(ref, k)
+    seg.refine(res, 0, lo, box=(lo, hi))
+    after = res.mask(0)
+    touched = changed_k(before, after)
+    assert len(touched) > 1
+    wrong_before = int((before[touched] != ref[touched]).sum())
+    wrong_after = int((after[touched] != ref[touched]).sum())
+    assert wrong_after < wrong_before
+
+    def dice(a, b):
+        return 2.0 * (a & b).sum() / (a.sum() + b.sum())
+
+    assert dice(after, ref) > dice(before, ref)
+    seg.undo(res)

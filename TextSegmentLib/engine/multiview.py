@@ -28,6 +28,7 @@ import torch
 from ..model import TextEmbedding
 from ..model.mask_decoder import ABSENT_LOGIT, Crop
 from .batching import Batcher, CancelFn, ProgressFn
+from .belief import Belief
 from .decode import VolumeDecode, cleanup_3d, prob_to_logit, slice_images
 from .embeddings import SliceEmbeddings
 from .estimate import estimate_box
@@ -282,8 +283,11 @@ def decode_views(
     return out
 
 
-def fuse_views(volume: PreparedVolume, decodes: Mapping[str, VolumeDecode], opts: Mapping[str, Any]) -> np.ndarray:
-    """The canonical mask: the planes' probabilities fused inside the target's box, thresholded, cleaned up."""
+def fuse_views(
+    volume: PreparedVolume, decodes: Mapping[str, VolumeDecode], opts: Mapping[str, Any]
+) -> Tuple[np.ndarray, Optional[Belief]]:
+    """The canonical mask (the planes' probabilities fused inside the target's box, thresholded, cleaned up) and the
+    fused probability it came from (None when no plane found the target)."""
     gate = prob_to_logit(opts["presence_threshold"])
     mask = np.zeros(volume.canonical.shape, dtype=bool)
     regions = {d.region for d in decodes.values()} - {None}
@@ -292,13 +296,13 @@ def fuse_views(volume: PreparedVolume, decodes: Mapping[str, VolumeDecode], opts
     else:
         box = target_box(volume, decodes, gate, opts["view_weights"], opts["mask_threshold"])
     if box is None:
-        return mask
+        return mask, None
     blocks = {p: view_probabilities(volume.view(p), d, box, gate, contiguous=False) for p, d in decodes.items()}
     region = tuple(slice(lo, hi) for lo, hi in box)
     factors = box_edge_factors(volume, list(blocks), box)
-    block = fuse(blocks, opts["view_weights"], factors) >= opts["mask_threshold"]
+    prob = fuse(blocks, opts["view_weights"], factors)
     mask[region] = cleanup_3d(
-        block,
+        prob >= opts["mask_threshold"],
         volume.voxel_ml,
         opts["min_component_ml"],
         opts["min_slices"],
@@ -307,7 +311,7 @@ def fuse_views(volume: PreparedVolume, decodes: Mapping[str, VolumeDecode], opts
         opts["min_component_fraction"],
         _n=volume.canonical.shape[0],
     )
-    return mask
+    return mask, Belief(tuple((int(lo), int(hi)) for lo, hi in box), prob.astype(np.float16))  # type: ignore[arg-type]
 
 
 __all__ = ["auto_stride", "decode_views", "fuse_views", "target_box"]

@@ -16,13 +16,17 @@ import torch
 
 from ..model.mask_decoder import ABSENT_LOGIT
 from ..prompts import Query
+from .belief import Belief
+from .belief import union as unite
 from .multiview import decode_views, fuse_views
 from .result import PartReport, PromptState, laterality_check
 from .vocabulary import calibrated_threshold, one_piece, solid
 from .volume import PreparedVolume
 
-#: decodes one text: (text, vocabulary name or None, start, span) -> (mask, presence, threshold, largest_only)
-DecodeFn = Callable[[str, Optional[str], float, float], Tuple[np.ndarray, Dict[str, torch.Tensor], float, bool]]
+#: decodes one text: (text, vocabulary name or None, start, span) -> (mask, presence, threshold, largest_only, belief)
+DecodeFn = Callable[
+    [str, Optional[str], float, float], Tuple[np.ndarray, Dict[str, torch.Tensor], float, bool, Optional[Belief]]
+]
 
 
 def decode_text(
@@ -59,8 +63,8 @@ def decode_text(
         if largest is None:
             largest = one_piece(name or "", vocabulary)
         cleanup = {"fill_holes": opts["fill_holes"] and solid(name or "", vocabulary), "largest_only": largest}
-        mask = fuse_views(volume, decodes, dict(popts, **cleanup))
-        return mask, {p: d.presence for p, d in decodes.items()}, threshold, largest
+        mask, belief = fuse_views(volume, decodes, dict(popts, **cleanup))
+        return mask, {p: d.presence for p, d in decodes.items()}, threshold, largest, belief
 
     return run
 
@@ -95,18 +99,20 @@ def segment_query(
     t0 = time.perf_counter()
     if query.kind == "structure":
         said = query.text if opts["prompt_text"] == "matched" else query.prompt
-        mask, presence, threshold, largest = decode(said, query.term, start, span)
+        mask, presence, threshold, largest, belief = decode(said, query.term, start, span)
         mask = mask.copy()  # each prompt owns its mask (a refinement changes it in place; decodes are shared)
         return PromptState(query.prompt, query, window, presence, mask, time.perf_counter() - t0, text=said,
-                           threshold=threshold, largest_only=largest)  # fmt: skip
+                           threshold=threshold, largest_only=largest, belief=belief)  # fmt: skip
     voxel_ml = volume.voxel_ml
     parts: List[PartReport] = []
     masks: List[np.ndarray] = []
     presence: Dict[str, torch.Tensor] = {}
     thresholds = []
+    beliefs: List[Optional[Belief]] = []
     step = span / max(len(query.parts), 1)
     for i, name in enumerate(query.parts):
-        mask, pres, threshold, largest = decode(name, name, start + i * step, step)
+        mask, pres, threshold, largest, belief = decode(name, name, start + i * step, step)
+        beliefs.append(belief)
         side = _part_side(name, vocabulary)
         parts.append(PartReport(name, side, bool(mask.any()), round(float(mask.sum()) * voxel_ml, 3),
                                 laterality_check(mask, side), threshold))  # fmt: skip
@@ -130,12 +136,14 @@ def segment_query(
             pick = max(found, key=key) if query.relation in ("largest", "left") else min(found, key=key)
             chosen = query.parts[pick]
             union = masks[pick].copy()
+            beliefs = [beliefs[pick]]
         else:
             union = np.zeros(volume.canonical.shape, dtype=bool)
     else:
         union = masks[0] if masks else np.zeros(volume.canonical.shape, dtype=bool)
     state = PromptState(query.prompt, query, window, presence, union, time.perf_counter() - t0, text=query.prompt,
-                        threshold=min(thresholds) if thresholds else None, largest_only=False)  # fmt: skip
+                        threshold=min(thresholds) if thresholds else None, largest_only=False,
+                        belief=unite(beliefs))  # fmt: skip
     state.parts = parts
     state.chosen = chosen
     return state

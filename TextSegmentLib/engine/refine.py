@@ -1,48 +1,50 @@
-"""Refinement of one prompt on one slice of any plane (a box and/or +/- points, with the text), propagated along
-that plane's normal while the structure continues. The rules, in the order they are applied:
+"""Refinement of one prompt on one slice of any plane (a box and/or +/- points, with the text). The rules, in the
+order they are applied:
 
-On the refined slice (the user's word is final there):
+**A box** says "the structure is here and only here on this slice":
 
-- The slice is re-decoded with the text, the box/points and the current segment on that slice as the dense prompt
-  (with a box, only the part of the segment inside the box).
-- **Box**: "the structure is here and only here on this slice". The slice's new mask is the model's mask clipped to
-  the box (pixels whose centres lie within half a voxel of the box corners). If the model finds nothing inside the
-  box, the current segment inside the box is kept; if that is empty too, the ellipse inscribed in the box is taken.
-- **+ point**: adds the connected region of the new prediction that contains the point (8-connected); if the model
-  does not put the point in its prediction, a disc of ``CLICK_RADIUS_PX`` pixels around it is added instead. Nothing
-  else on the slice changes.
-- **- point** (on the segment): removes the connected part of the segment that the new prediction leaves out and
-  that contains the point; if the model keeps the point, the segment within ``CLICK_RADIUS_PX`` pixels of it is
-  removed instead. A - point off the segment removes nothing. With a box, the result is clipped to the box again.
-
-Propagation to the neighbouring slices, in each direction along the normal, one slice at a time, each decoded with
-the text and: after a box, the box carried on (the previous slice's new mask's bounding box, ``FOOTPRINT_PX`` pixels
-wider) with the current segment inside it as the dense prompt; after points only, the clicks carried on (below).
-(Tried on the validation variants and dropped: the previous slice's new mask as the only prompt (the model copies
-that prior and the copy drifts off the structure over a few slices: mean Dice fell after a box), and no mask prior
-with a box (the model alone fills the box badly: mean Dice -0.11).)
-
-- **Follows the structure**: with a box, a slice's new mask is the part of the prediction connected to (overlapping)
-  the previous slice's new mask, within ``FOOTPRINT_PX`` pixels of it. After points only, just the correction is
-  carried: each click is carried on to the next slice at the centre of the region it changed on the previous slice
-  (decoded with that point and the slice's current segment as the dense prompt); while the model follows it there
-  (puts a + point in, leaves a - point out), it adds the predicted region outside the segment (removes the segment
-  outside the prediction) that overlaps the previous slice's added (removed) region, within ``FOOTPRINT_PX`` pixels.
-- **Stops where the structure ends**: at the first slice where the presence gate says absent, the mask (or the
-  carried correction) is empty, or the new mask agrees with the segment already there (Dice >= ``converge_dice``,
-  that slice is the last one changed); never beyond the extent of the current segment along the normal (the first
-  to the last slice holding it; the whole volume only when the segment is empty), and never more than
-  ``max_propagation`` slices (default ``DEFAULT_MAX_PROPAGATION``) each way.
+- The slice is re-decoded with the text, the box and the current segment inside the box as the dense prompt. The
+  slice's new mask is the model's mask clipped to the box (pixels whose centres lie within half a voxel of the box
+  corners). If the model finds nothing inside the box, the current segment inside the box is kept; if that is empty
+  too, the ellipse inscribed in the box is taken. + and - points given with the box act on that slice only.
+- **The correction carries on, fading**: where the box corrects a segment that is there on its slice (the new mask
+  overlaps it), the neighbouring slices get the same correction in part: the in-plane map that takes the segment's
+  extent on the refined slice onto the box (per axis a shift and a scale, the scale kept within
+  ``WARP_MAX_SCALE`` either way) is applied to each neighbour's segment with a weight falling linearly from 1 at the
+  refined slice to 0 at ``WARP_FRACTION`` of the segment's extent along the normal away from it. Segmentation
+  errors of a 2D model are smooth from slice to slice (a structure drawn too wide on one slice is too wide on the
+  next): on the validation variants this lifts the 3D Dice after one box about 2.5 times as much as correcting the
+  one slice, where the model re-decoding the neighbours with the carried box mostly copied its mask prior.
+- Where the box marks a structure the segment misses on that slice (the slice is empty), the box is carried on
+  instead (the previous slice's new mask's bounding box, ``FOOTPRINT_PX`` pixels wider, with the current segment
+  inside it as the dense prompt), keeping the part of each slice's prediction that overlaps the previous slice's
+  new mask, within ``FOOTPRINT_PX`` pixels of it.
+- **Stops where the structure ends**: at the first slice where the segment is empty (where the box was carried on:
+  where the presence gate says absent, the mask is empty or agrees with the segment already there, Dice >=
+  ``converge_dice``); never beyond the extent of the current segment along the normal (the whole volume only when
+  the segment is empty), never more than ``max_propagation`` slices (default ``DEFAULT_MAX_PROPAGATION``) each way.
 - **Keeps the seam**: the last changed slice must agree with the unchanged slice beyond it at least as well as the
   segment did before (Dice); if not, that slice is dropped, and so on inward (the refined slice itself stays).
 
-Only the refined slice and the propagated slices change; other planes' slices, other prompts and everything outside
-that run are untouched. Slice embeddings are cached: a refinement decodes one slice per changed slice plus one per
-direction, and encodes only the slices it decodes that were never encoded.
+**Points alone** act in 3D on the model's belief (the fused three-view probability the segment came from, kept with
+the result): a **+ point** adds the connected region of belief >= ``CLICK_LOW`` that holds it, within
+``CLICK_REACH_MM`` of it; a **- point** on the segment removes the connected part of the segment with belief <
+``CLICK_HIGH`` that holds it, within the same reach. Where the belief does not follow the click (a + point the
+model gives < ``CLICK_LOW``, a - point it is sure of), a ball of ``CLICK_RADIUS_MM`` around the point is added or
+removed. A - point off the segment removes nothing; points too reach at most ``max_propagation`` slices each way. Without a belief (a prompt that was not found), the slice is
+re-decoded with the points and the slice rules apply there only: a + point adds the connected region of the
+prediction holding it, a - point removes the part the prediction leaves out. (The earlier rule, carrying each click
+to the next slice and re-decoding it there, moved the validation Dice by +0.003 over four clicks; the belief rule by
+about +0.03.)
+
+Only the slices of the plane that the refinement reaches change; other prompts are untouched. Slice embeddings are
+cached: a refinement decodes at most one slice per changed slice plus one per direction (a box on a segment decodes
+one slice; points with a belief none), and encodes only slices never encoded.
 """
 
+import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -52,15 +54,21 @@ from ..imaging import fit_slices
 from ..model import TextEmbedding
 from ..model.mask_decoder import ABSENT_LOGIT
 from .batching import CancelFn, ProgressFn, check_cancel
+from .belief import Belief
 from .decode import fill_holes_2d, prob_to_logit, slice_images, upscale_masks
 from .embeddings import SliceEmbeddings
 from .result import PromptState
-from .volume import slice_view
+from .volume import AXIS_NORMAL, slice_pixel_spacing, slice_view
 
 PRIOR_LOGIT = 10.0  # confidence of the current segment given as the dense prompt (training used 4..20)
 DEFAULT_MAX_PROPAGATION = 64  # slices each way at most (the segment's own extent bounds it first)
-FOOTPRINT_PX = 2  # a propagated slice's mask stays within this many pixels of the previous slice's
-CLICK_RADIUS_PX = 2  # the disc a click adds or removes where the model does not follow it
+FOOTPRINT_PX = 2  # a slice the box is carried to stays within this many pixels of the previous slice's mask
+CLICK_RADIUS_PX = 2  # the disc a click adds or removes on a slice where the model does not follow it
+WARP_FRACTION = 0.15  # a box's correction fades to nothing over this fraction of the segment's extent, each way
+WARP_MAX_SCALE = 1.5  # the carried correction scales the segment by at most this factor (or its inverse) per axis
+CLICK_REACH_MM = 6.0  # a point acts within this distance of itself
+CLICK_RADIUS_MM = 2.0  # the ball a point adds or removes where the belief does not follow it
+CLICK_LOW, CLICK_HIGH = 0.1, 0.9  # belief a + point adds from; belief a - point cannot remove (unless it is on it)
 _EIGHT = np.ones((3, 3), dtype=bool)
 Box = Tuple[float, float, float, float]
 
@@ -189,9 +197,7 @@ def refine_slices(
     gate = prob_to_logit(presence_threshold)
     current = slice_view(state.mask, view.plane)
 
-    def decode(
-        k: int, prior: np.ndarray, with_prompts: bool, box_rc: Optional[Box] = None, clicks: Optional[list] = None
-    ) -> Tuple[np.ndarray, float]:
+    def decode(k: int, prior: np.ndarray, with_prompts: bool, box_rc: Optional[Box] = None) -> Tuple[np.ndarray, float]:
         kwargs = {}
         if with_prompts and prompts.box is not None:
             kwargs["boxes"] = torch.tensor([prompts.box], dtype=torch.float32)
@@ -201,11 +207,6 @@ def refine_slices(
         if with_prompts and prompts.points is not None and len(prompts.points):
             kwargs["points"] = torch.as_tensor(prompts.points, dtype=torch.float32)[None]
             kwargs["point_labels"] = torch.as_tensor(prompts.labels, dtype=torch.long)[None]
-        if clicks:  # [(row, col, label)] carried on from the previous slice
-            rc = np.array([(r, c) for r, c, _ in clicks], dtype=np.float64)
-            y, x = fit.to_model(rc[:, 0], rc[:, 1])
-            kwargs["points"] = torch.as_tensor(np.stack([x, y], axis=1), dtype=torch.float32)[None]
-            kwargs["point_labels"] = torch.as_tensor([[lab for _, _, lab in clicks]], dtype=torch.long)
         dense = None if prior is None else mask_prior(prior, fit)[None, None]
         with torch.no_grad():
             out = model.decode(  # type: ignore[operator]
@@ -219,17 +220,29 @@ def refine_slices(
     check_cancel(cancel)
     s = slice_index
     own = current[s]
+    occupied = np.flatnonzero(current.reshape(n, -1).any(axis=1))
+    lo, hi = (min(int(occupied[0]), s), max(int(occupied[-1]), s)) if occupied.size else (0, n - 1)
+    limit = DEFAULT_MAX_PROPAGATION if max_propagation is None else max(0, int(max_propagation))
+    has_points = prompts.points_rc is not None and len(prompts.points_rc) > 0
+    if prompts.box_rc is None and has_points and state.belief is not None:
+        spacing = _view_spacing(view)
+        belief = _belief_view(state.belief, state.mask.shape, view.plane)
+        return click_changes(current, belief, s, prompts, spacing, limit)
     prior = own & box_region(own.shape, prompts.box_rc) if prompts.box_rc is not None else own
     pred, _ = decode(s, prior, True)
     new_s = refine_on_slice(pred, own, prompts)
     changes: Dict[int, np.ndarray] = {s: new_s}
-
-    occupied = np.flatnonzero(current.reshape(n, -1).any(axis=1))
-    lo, hi = (min(int(occupied[0]), s), max(int(occupied[-1]), s)) if occupied.size else (0, n - 1)
-    limit = DEFAULT_MAX_PROPAGATION if max_propagation is None else max(0, int(max_propagation))
-    replace = prompts.box_rc is not None
+    if prompts.box_rc is None:
+        return changes  # points without a belief: that slice only
+    src = extent(own)
     for step, direction in enumerate((+1, -1)):
-        run = _propagate(decode, current, s, new_s, direction, (lo, hi), limit, replace, gate, converge_dice, cancel)
+        if src is None:  # the box marks what the segment misses there: carry the box on
+            run = _propagate(decode, current, s, new_s, direction, (lo, hi), limit, gate, converge_dice, cancel)
+        elif (new_s & own).any():  # the box corrects the segment there: carry the correction on, fading
+            dst = _clamped(src, prompts.box_rc)
+            run = _warp_run(current, s, src, dst, direction, (lo, hi), limit)
+        else:
+            run = []
         for k, mask in _keep_seam(run, current, direction):
             changes[k] = mask
         if progress is not None:
@@ -237,61 +250,160 @@ def refine_slices(
     return changes
 
 
-def _propagate(decode, current, s, new_s, direction, bounds, limit, replace, gate, converge, cancel):
-    """The slices beyond ``s`` in ``direction`` that the refinement carries to: [(k, new mask)] in order."""
+def extent(mask: np.ndarray) -> Optional[Box]:
+    """The (r0, c0, r1, c1) pixel extent of a slice mask (inclusive), None when it is empty.
+
+    Example:
+        >>> m = np.zeros((5, 5), bool); m[1:3, 2:5] = True
+        >>> extent(m)
+        (1, 2, 2, 4)
+    """
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not rows.size:
+        return None
+    return (int(rows[0]), int(cols[0]), int(rows[-1]), int(cols[-1]))
+
+
+def warp_slice(mask: np.ndarray, src: Box, dst: Box, weight: float) -> np.ndarray:
+    """``mask`` moved by ``weight`` (0..1) of the per-axis shift and scale that take the extent ``src`` onto ``dst``
+    (both (r0, c0, r1, c1), inclusive).
+
+    Example:
+        >>> m = np.zeros((1, 10), bool); m[0, 2:6] = True
+        >>> np.flatnonzero(warp_slice(m, (0, 2, 0, 5), (0, 4, 0, 7), 1.0)).tolist()
+        [4, 5, 6, 7]
+        >>> np.flatnonzero(warp_slice(m, (0, 2, 0, 5), (0, 4, 0, 7), 0.5)).tolist()
+        [3, 4, 5, 6]
+    """
+
+    def source(size: int, a0: float, a1: float, b0: float, b1: float) -> np.ndarray:
+        scale = (b1 - b0 + 1.0) / (a1 - a0 + 1.0)
+        x = np.arange(size, dtype=np.float64)  # output pixel -> where it comes from (the inverse of the map)
+        return (x - weight * (b0 - a0) + weight * (scale - 1.0) * a0) / (1.0 + weight * (scale - 1.0))
+
+    rows = source(mask.shape[0], src[0], src[2], dst[0], dst[2])
+    cols = source(mask.shape[1], src[1], src[3], dst[1], dst[3])
+    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    moved = ndimage.map_coordinates(mask.astype(np.float32), [rr, cc], order=1, mode="constant", cval=0.0)
+    return moved >= 0.5
+
+
+def _clamped(src: Box, box: Box) -> Box:
+    """``box`` with each side's length within ``WARP_MAX_SCALE`` of ``src``'s, about the box's centre."""
+    out = [float(v) for v in box]
+    for a in (0, 1):
+        lo, hi = min(box[a], box[a + 2]), max(box[a], box[a + 2])
+        was, now = src[a + 2] - src[a] + 1.0, hi - lo + 1.0
+        length = was * min(max(now / was, 1.0 / WARP_MAX_SCALE), WARP_MAX_SCALE)
+        centre = (lo + hi) / 2.0
+        out[a], out[a + 2] = centre - (length - 1.0) / 2.0, centre + (length - 1.0) / 2.0
+    return (out[0], out[1], out[2], out[3])
+
+
+def _warp_run(current, s, src, dst, direction, bounds, limit):
+    """The box's correction carried beyond ``s`` in ``direction``, fading linearly: [(k, new mask)] in order."""
     lo, hi = bounds
-    own = current[s]
-    added, removed = new_s & ~own, own & ~new_s  # the correction carried after points only
+    reach = max(1, int(round(WARP_FRACTION * (hi - lo + 1))))
+    run: List[Tuple[int, np.ndarray]] = []
+    for d in range(1, min(reach, limit) + 1):
+        k = s + direction * d
+        if not lo <= k <= hi or not current[k].any():
+            break  # the structure ends
+        run.append((k, warp_slice(current[k], src, dst, 1.0 - d / (reach + 1.0))))
+    return run
+
+
+def _view_spacing(view) -> Tuple[float, float, float]:
+    """(normal, row, column) spacing in mm of a plane view's stack."""
+    spacing = view.volume.canonical_spacing
+    return (float(spacing[AXIS_NORMAL[view.plane]]), *slice_pixel_spacing(spacing, view.plane))
+
+
+def _belief_view(belief: Belief, shape: Tuple[int, ...], plane: str) -> np.ndarray:
+    full = np.zeros(shape, dtype=np.float16)
+    full[tuple(slice(lo, hi) for lo, hi in belief.box)] = belief.prob
+    return slice_view(full, plane)
+
+
+def click_changes(
+    current: np.ndarray,
+    belief: np.ndarray,
+    s: int,
+    prompts: SlicePrompts,
+    spacing: Sequence[float],
+    max_slices: int = DEFAULT_MAX_PROPAGATION,
+) -> Dict[int, np.ndarray]:
+    """The 3D point rules of the module docstring: {slice: new mask} of the slices of ``current`` (a plane view
+    (N, H, W)) that the points on slice ``s`` change, at most ``max_slices`` each way; ``belief`` is the same view
+    of the fused probability."""
+    work: Dict[int, np.ndarray] = {}
+    labels = prompts.labels if prompts.labels is not None else np.ones(len(prompts.points_rc), dtype=np.int64)
+    for (row, col), label in zip(prompts.points_rc, labels):
+        point = (s, *(int(np.clip(round(float(v)), 0, n - 1)) for v, n in zip((row, col), current.shape[1:])))
+        reach = [int(math.ceil(CLICK_REACH_MM / max(sp, 1e-6))) for sp in spacing]
+        reach[0] = min(reach[0], max(0, int(max_slices)))
+        region = tuple(slice(max(0, p - r), min(n, p + r + 1)) for p, r, n in zip(point, reach, current.shape))
+        here = np.stack([work.get(k, current[k])[region[1:]] for k in range(region[0].start, region[0].stop)])
+        prob = belief[region].astype(np.float32)
+        grids = np.meshgrid(*(np.arange(r.start, r.stop) for r in region), indexing="ij")
+        dist2 = sum(((g - p) * sp) ** 2 for g, p, sp in zip(grids, point, spacing))
+        at = tuple(p - r.start for p, r in zip(point, region))
+        if int(label) == 1:
+            if prob[at] >= CLICK_LOW:
+                change = _component((prob >= CLICK_LOW) & (dist2 <= CLICK_REACH_MM**2), at)
+            else:
+                change = dist2 <= max(CLICK_RADIUS_MM, min(spacing)) ** 2
+            new = here | change
+        else:
+            if not here[at]:
+                continue  # a - point off the segment removes nothing
+            if prob[at] < CLICK_HIGH:
+                change = _component(here & (prob < CLICK_HIGH) & (dist2 <= CLICK_REACH_MM**2), at)
+            else:
+                change = dist2 <= max(CLICK_RADIUS_MM, min(spacing)) ** 2
+            new = here & ~change
+        for i, k in enumerate(range(region[0].start, region[0].stop)):
+            if not np.array_equal(new[i], here[i]):
+                work[k] = work.get(k, current[k]).copy()
+                work[k][region[1:]] = new[i]
+    return work
+
+
+def _component(mask: np.ndarray, at: Tuple[int, ...]) -> np.ndarray:
+    """The 6-connected component of a 3D ``mask`` holding voxel ``at`` (empty when ``at`` is not in it)."""
+    if not mask[at]:
+        return np.zeros_like(mask)
+    labels, _ = ndimage.label(mask)
+    return labels == labels[at]
+
+
+def _propagate(decode, current, s, new_s, direction, bounds, limit, gate, converge, cancel):
+    """The slices beyond ``s`` in ``direction`` that a box on a slice the segment misses is carried to: [(k, new
+    mask)] in order."""
+    lo, hi = bounds
     prev = new_s
     run: List[Tuple[int, np.ndarray]] = []
-    if not (prev.any() if replace else (added.any() or removed.any())):
-        return run  # nothing to carry on
+    if not prev.any():
+        return run
     k = s + direction
     while lo <= k <= hi and len(run) < limit:
         check_cancel(cancel)
         here = current[k]
-        if replace:  # the box carried on: the previous slice's new mask's bounding box, FOOTPRINT_PX wider
-            rows, cols = np.flatnonzero(prev.any(axis=1)), np.flatnonzero(prev.any(axis=0))
-            m = FOOTPRINT_PX
-            carried = (float(rows[0] - m), float(cols[0] - m), float(rows[-1] + m), float(cols[-1] + m))
-            pred, presence = decode(k, here & box_region(here.shape, carried), False, carried)
-        else:  # each click carried on, at the centre of the region it changed on the previous slice
-            clicks = [(*_centre(region), label) for region, label in ((added, 1), (removed, 0)) if region.any()]
-            pred, presence = decode(k, here, False, clicks=clicks)
+        rows, cols = np.flatnonzero(prev.any(axis=1)), np.flatnonzero(prev.any(axis=0))
+        m = FOOTPRINT_PX
+        carried = (float(rows[0] - m), float(cols[0] - m), float(rows[-1] + m), float(cols[-1] + m))
+        pred, presence = decode(k, here & box_region(here.shape, carried), False, carried)
         if presence < gate:
             break
-        if replace:
-            mask = touching(pred, prev) & _near(prev, FOOTPRINT_PX)
-            if not mask.any():
-                break
-            run.append((k, mask))
-            if _dice(mask, here) >= converge:
-                break
-        else:  # a carried click the model does not follow there ends its run
-            plus = [(r, c) for r, c, lab in clicks if lab == 1]
-            minus = [(r, c) for r, c, lab in clicks if lab == 0]
-            added = (
-                touching(pred & ~here, added) & _near(added, FOOTPRINT_PX) if plus and pred[plus[0]] else added & False
-            )
-            removed = (
-                touching(here & ~pred, removed) & _near(removed, FOOTPRINT_PX)
-                if minus and not pred[minus[0]]
-                else removed & False
-            )
-            if not added.any() and not removed.any():
-                break
-            mask = (here | added) & ~removed
-            run.append((k, mask))
-        prev = run[-1][1]
+        mask = touching(pred, prev) & _near(prev, FOOTPRINT_PX)
+        if not mask.any():
+            break
+        run.append((k, mask))
+        if _dice(mask, here) >= converge:
+            break
+        prev = mask
         k += direction
     return run
-
-
-def _centre(region: np.ndarray) -> Tuple[int, int]:
-    """The pixel of ``region`` farthest from its edge (where a click on it would be placed)."""
-    depth = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
-    r, c = np.unravel_index(int(np.argmax(depth)), region.shape)
-    return int(r), int(c)
 
 
 def _keep_seam(run, current, direction):

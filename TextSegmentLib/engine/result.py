@@ -9,6 +9,7 @@ import SimpleITK as sitk
 import torch
 
 from ..prompts import Query
+from .belief import Belief
 from .decode import confidence_of
 from .labelmap import DEFAULT_OVERLAP
 from .volume import AXIS_NORMAL, PreparedVolume
@@ -92,6 +93,7 @@ class PromptState:
     largest_only: Optional[bool] = None  # whether only the largest 3D piece was kept (None: nothing was segmented)
     parts: List[PartReport] = field(default_factory=list)  # both sides, group, spatial: each part's own report
     chosen: Optional[str] = None  # spatial: the part kept
+    belief: Optional[Belief] = None  # the fused probability the mask came from (3D clicks act on it)
 
     @property
     def match(self) -> Query:

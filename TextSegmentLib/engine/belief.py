@@ -1,0 +1,50 @@
+"""The model's belief behind a segment: the fused three-view probability in the box where it was computed (float16),
+kept with each prompt's result so that a click can act in 3D without decoding again.
+
+Example:
+    >>> import numpy as np
+    >>> b = Belief(((1, 3), (0, 2), (0, 2)), np.full((2, 2, 2), 0.75, np.float16))
+    >>> b.crop(((0, 4), (0, 2), (0, 2)))[:, 0, 0].tolist()
+    [0.0, 0.75, 0.75, 0.0]
+    >>> union([b, None]).box == b.box
+    True
+"""
+
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+Box = Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]  # canonical (lo, hi) per axis, hi exclusive
+
+
+@dataclass(frozen=True)
+class Belief:
+    """Fused probability ``prob`` (float16) of the canonical block ``box``; zero outside it."""
+
+    box: Box
+    prob: np.ndarray
+
+    def crop(self, region: Box) -> np.ndarray:
+        """The probability (float32) on the canonical block ``region``, zero where the box does not reach."""
+        out = np.zeros(tuple(hi - lo for lo, hi in region), dtype=np.float32)
+        inter = [(max(a[0], b[0]), min(a[1], b[1])) for a, b in zip(region, self.box)]
+        if any(lo >= hi for lo, hi in inter):
+            return out
+        dst = tuple(slice(lo - r[0], hi - r[0]) for (lo, hi), r in zip(inter, region))
+        src = tuple(slice(lo - b[0], hi - b[0]) for (lo, hi), b in zip(inter, self.box))
+        out[dst] = self.prob[src]
+        return out
+
+
+def union(beliefs: Sequence[Optional[Belief]]) -> Optional[Belief]:
+    """The voxelwise maximum of several beliefs (the parts of "both sides" or a group) on their joint box."""
+    found = [b for b in beliefs if b is not None]
+    if len(found) <= 1:
+        return found[0] if found else None
+    box = tuple((min(b.box[a][0] for b in found), max(b.box[a][1] for b in found)) for a in range(3))
+    prob = np.maximum.reduce([b.crop(box) for b in found]).astype(np.float16)  # type: ignore[arg-type]
+    return Belief(box, prob)  # type: ignore[arg-type]
+
+
+__all__ = ["Belief", "union"]
