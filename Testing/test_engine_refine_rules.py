@@ -16,7 +16,8 @@ from engine_volumes import CH2  # noqa: E402
 
 from TextSegmentLib.engine import Cancelled, InputError, Segmenter  # noqa: E402
 from TextSegmentLib.engine.refine import (  # noqa: E402
-    CLICK_REACH_MM,
+    CLICK_FADE_MM,
+    CLICK_RADIUS_MM,
     WARP_FRACTION,
     SlicePrompts,
     _keep_seam,
@@ -228,41 +229,49 @@ def test_a_click_that_changes_nothing_and_a_box_at_the_edge_touch_one_slice_at_m
 
 
 # --- points act in 3D on the model's belief; a box's correction fades over its neighbours ------------------------
-def test_points_act_in_3d_on_the_belief_within_their_reach():
-    shape = (30, 30, 30)
-    belief = np.zeros(shape, np.float16)
-    belief[10:20, 10:20, 10:20] = 0.3  # the model half believes in a cube the segment misses
-    belief[10:20, 10:20, 0:3] = 0.3  # and in a far one, joined to it only through low belief
-    current = np.zeros(shape, bool)
-    current[12:18, 22:26, 12:18] = True  # a false positive the model is unsure of
-    current[2:6, 2:6, 22:26] = True  # a part the model is sure of
-    belief[current] = 0.5
-    belief[2:6, 2:6, 22:26] = 0.95
+def test_points_push_the_boundary_through_themselves_fading_with_distance_and_gated_by_the_belief():
+    shape = (40, 40, 40)
     spacing = (1.0, 1.0, 1.0)
-    plus = click_changes(
-        current, belief, 15, SlicePrompts(points_rc=np.array([[15.0, 15.0]]), labels=np.array([1])), spacing
-    )
-    added = np.zeros(shape, bool)
-    for k, m in plus.items():
-        added[k] = m & ~current[k]
-    zz, yy, xx = np.nonzero(added)
-    dist = np.sqrt((zz - 15) ** 2 + (yy - 15) ** 2 + (xx - 15) ** 2)
-    assert added[15, 15, 15] and dist.max() <= CLICK_REACH_MM  # the region around the point, within reach
-    assert set(plus) == set(range(10, 20))  # several slices: where the believed cube lies within reach
-    assert not added[:, :, :5].any()  # not the far cube
-    minus = click_changes(
-        current, belief, 15, SlicePrompts(points_rc=np.array([[23.0, 15.0]]), labels=np.array([0])), spacing
-    )
-    assert set(minus) == set(range(12, 18)) and not any(m[22:26, 12:18].any() for m in minus.values())
-    sure = click_changes(
-        current, belief, 4, SlicePrompts(points_rc=np.array([[4.0, 24.0]]), labels=np.array([0])), spacing
-    )
-    left = np.stack([sure.get(k, current[k]) for k in range(30)])
-    assert not left[4, 4, 24] and left[2:6, 2:6, 22:26].sum() > 0.5 * 64  # a sure part: only a small ball goes
-    off = click_changes(
-        current, belief, 0, SlicePrompts(points_rc=np.array([[0.0, 0.0]]), labels=np.array([0])), spacing
-    )
-    assert off == {}  # a - point off the segment removes nothing
+    current = np.zeros(shape, bool)
+    current[10:30, 10:30, 10:30] = True  # the segment: a 20 mm cube
+    belief = np.full(shape, 0.5, np.float16)
+    belief[:, :, 33:] = 0.0  # the model sees nothing beyond x = 33
+
+    def apply_to(segment, changes):
+        return np.stack([changes.get(k, segment[k]) for k in range(shape[0])])
+
+    def apply(changes):
+        return apply_to(current, changes)
+
+    def prompts(row, col, label):
+        return SlicePrompts(points_rc=np.array([[float(row), float(col)]]), labels=np.array([label]))
+
+    # a + point 3 mm outside the face x = 29: that face moves out through it, fully there, less and less away
+    grown = apply(click_changes(current, belief, 20, prompts(20, 32, 1), spacing))
+    assert grown[20, 20, 30:33].all()  # through the point (to half a voxel beyond it)
+    assert not grown[:, :, 35:].any() and not grown[14, 20, 33]  # not where the model sees nothing (but the ball)
+    far = 20 - int(CLICK_FADE_MM)  # the fade reaches nothing at CLICK_FADE_MM
+    assert not (grown[:, :, 30:] & ~current[:, :, 30:])[: far + 1].any()
+    added = (grown & ~current).sum(axis=(0, 1))
+    assert added[30] > added[31] > added[32] > 0  # less added the further out
+    assert not (grown[:, :, :20] != current[:, :, :20]).any()  # the far side does not move
+    # a - point 3 mm inside the face y = 10: that face moves in past it
+    shrunk = apply(click_changes(current, belief, 20, prompts(13, 20, 0), spacing))
+    assert not shrunk[20, 10:16, 20].any() and shrunk[20, 16:30, 20].all()  # past it (and its 2 mm ball)
+    assert (shrunk <= current).all() and shrunk[:, 25:, :].sum() == current[:, 25:, :].sum()
+    sure = belief.copy()
+    sure[:] = 1.0  # the model is sure of every voxel: only the small ball around the point goes
+    kept = apply(click_changes(current, sure, 20, prompts(13, 20, 0), spacing))
+    assert not kept[20, 13, 20] and (current & ~kept).sum() <= 4 / 3 * np.pi * CLICK_RADIUS_MM**3 + 1
+    # a - point on a small piece of segment within its reach removes all of it
+    blob = current.copy()
+    blob[20, 34:38, 34:38] = True
+    assert not apply_to(blob, click_changes(blob, belief, 20, prompts(35, 35, 0), spacing))[:, 33:, 33:].any()
+    # a + point on the segment and a - point off it change nothing; the reach along the normal is bounded
+    assert click_changes(current, belief, 20, prompts(20, 20, 1), spacing) == {}
+    assert click_changes(current, belief, 20, prompts(2, 2, 0), spacing) == {}
+    bounded = click_changes(current, belief, 20, prompts(20, 32, 1), spacing, max_slices=1)
+    assert set(bounded) <= {19, 20, 21}
 
 
 def test_a_minus_click_on_a_false_positive_removes_it_on_every_slice_it_spans(seg, segmented, slab):
