@@ -255,18 +255,22 @@ def _edge_variants(r: "Runner", mni: sitk.Image, labels: sitk.Image, t2: sitk.Im
     from . import robustness_edges as e
 
     shipped = [row for row in r.rows if row["group"] == "as shipped"]
+    whole = sitk.ReadImage(str(out / "seg_as_shipped.nii.gz"))
+    report = json.loads((out / "seg_as_shipped.nii.gz.json").read_text())
+    values = [int(seg["label"]) for seg in report["segments"]]
+    uncut = {}
     for name, (image, ref) in e.fov_variants(mni, labels).items():
         r.run(name, image, ref)
+        uncut[name] = e.same_region_dice(whole, ref, values, [DEEP_GREY[n] for n in DEEP_GREY])
     for name, (image, ref) in e.rotation_variants(mni, labels, t2).items():
         r.run(name, image, ref)
     r.run("PD-like", e.pd_like(mni), labels)
     r.run("oblique grid 15 deg", e.oblique_grid(mni, 15), e.oblique_grid(labels, 15, sitk.sitkNearestNeighbor))
-    report = json.loads((out / "seg_as_shipped.nii.gz.json").read_text())
-    values = [int(seg["label"]) for seg in report["segments"]]
     agree = e.agreement(out / "seg_as_shipped.nii.gz", out / "seg_oblique_grid_15_deg.nii.gz", values)
     image, ref = e.atrophic(mni, labels)
     atrophy = r.run("atrophy (ventricles and sulci +2 mm, hippocampal rim)", image, ref)
     return {
+        "fov_uncut_same_region": uncut,
         "orientation_agreement_15deg": {row["structure"]: a for row, a in zip(shipped, agree)},
         "volume_tracking": e.volume_tracking(shipped, atrophy),
     }
@@ -281,6 +285,10 @@ def markdown(s: Dict) -> str:
     for g, v in s["variants"].items():
         ratio = s["volume_ratio"][g]
         lines.append(f"| {g} | {v['dice']:.3f} | {v['nsd_1mm']:.3f} | {v['nsd_2mm']:.3f} | {ratio:.2f} |")
+    if s.get("fov_uncut_same_region"):
+        lines += ["", "| field of view | mean Dice, cut scan | the uncut scan's segments in the same region |",
+                  "|---|---|---|"]  # fmt: skip
+        lines += [f"| {k} | {s['variants'][k]['dice']:.3f} | {v:.3f} |" for k, v in s["fov_uncut_same_region"].items()]
     if s.get("orientation_agreement_15deg"):
         lines += ["", "| structure | agreement, straight vs 15-degree oblique grid (Dice) |", "|---|---|"]
         lines += [f"| {k} | {v:.3f} |" for k, v in s["orientation_agreement_15deg"].items()]

@@ -93,6 +93,20 @@ def oblique_grid(image: sitk.Image, degrees: float, interpolator=sitk.sitkLinear
     return sitk.Resample(image, grid, sitk.Transform(), interpolator, 0.0, image.GetPixelID())
 
 
+def same_region_dice(whole: sitk.Image, ref: sitk.Image, values: List[int], labels: List[List[int]]) -> float:
+    """Mean Dice, over the structures, of the uncut scan's segmentation ``whole`` (label ``values[i]`` for structure
+    i) within the field of view of the cut reference ``ref`` (structure i: AAL ``labels[i]``): what the cut scan
+    would score if cutting changed nothing but the region scored (a structure the cut leaves a sliver of scores low
+    either way)."""
+    pred = sitk.GetArrayFromImage(sitk.Resample(whole, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    truth = sitk.GetArrayFromImage(ref)
+    scores = []
+    for v, codes in zip(values, labels):
+        p, q = pred == v, np.isin(truth, codes)
+        scores.append(2.0 * float((p & q).sum()) / max(1.0, float(p.sum() + q.sum())))
+    return round(float(np.mean(scores)), 4)
+
+
 def agreement(straight: Path, oblique: Path, labels: List[int]) -> List[float]:
     """Dice, per label, between the straight image's segmentation and the oblique grid's carried back onto the
     straight grid (nearest neighbour)."""
@@ -139,4 +153,13 @@ def volume_tracking(shipped: List[Dict], atrophy: List[Dict]) -> List[Dict]:
     return out
 
 
-__all__ = ["agreement", "atrophic", "fov_variants", "oblique_grid", "pd_like", "rotation_variants", "volume_tracking"]
+__all__ = [
+    "agreement",
+    "atrophic",
+    "fov_variants",
+    "oblique_grid",
+    "pd_like",
+    "rotation_variants",
+    "same_region_dice",
+    "volume_tracking",
+]
