@@ -125,9 +125,13 @@ def test_points_on_the_sagittal_view_refine_a_sagittal_slice_and_undo_restores(s
     plus = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "plus")
     minus = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "minus")
     minus.SetAttribute(markups.POINT_LABEL_ATTRIBUTE, "negative")
-    plus.AddControlPoint(vtk.vtkVector3d(-9.0, -10.0, 5.0))  # R = -9 mm: i = 3 (3 mm along L)
+    # on sagittal slice i = 3 (R = -9 mm): the + point off the segment, the - point on it (IJK-to-RAS diag(-3, -2, 2.5))
+    off, on = np.argwhere(~before[:, :, 3]), np.argwhere(before[:, :, 3])
+    assert len(off) and len(on), "the slice holds segment and background"
+    (k0, j0), (k1, j1) = off[len(off) // 2], on[len(on) // 2]
+    plus.AddControlPoint(vtk.vtkVector3d(-9.0, -2.0 * j0, 2.5 * k0))
     markups.record_view_plane(plus, sagittal)
-    minus.AddControlPoint(vtk.vtkVector3d(-9.0, -30.0, 20.0))
+    minus.AddControlPoint(vtk.vtkVector3d(-9.0, -2.0 * j1, 2.5 * k1))
     markups.record_view_plane(minus, sagittal)
     _, prompts = logic.refinePrompts(seg, sid, None, (plus, minus))
     assert prompts.plane == "sagittal" and prompts.labels == [1, 0] and prompts.slice_ijk[0] == pytest.approx(3.0)
