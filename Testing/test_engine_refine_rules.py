@@ -312,3 +312,47 @@ def test_a_box_around_the_structure_improves_every_slice_it_reaches_on_balance(s
 
     assert dice(after, ref) > dice(before, ref)
     seg.undo(res)
+
+
+def test_points_fuzzed_only_add_or_only_remove_within_their_reach():
+    """Random segments, beliefs, spacings and points, also at the volume's corners: a + point never removes, a -
+    point never adds, nothing changes beyond ``max_slices`` or the fade's reach, and the slices keep their shape."""
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        shape = tuple(int(n) for n in rng.integers(3, 24, size=3))
+        current = rng.random(shape) > rng.choice([0.5, 0.9, 0.99])
+        belief = rng.random(shape).astype(np.float16) if trial % 3 else None
+        spacing = tuple(float(v) for v in rng.choice([0.5, 1.0, 2.5, 6.0], size=3))
+        s = int(rng.integers(0, shape[0]))
+        row, col = (float(rng.integers(-2, n + 2)) for n in shape[1:])  # off the slice too: clamped
+        label = int(rng.integers(0, 2))
+        limit = int(rng.integers(0, 4))
+        changes = click_changes(current, belief, s, SlicePrompts(points_rc=np.array([[row, col]]),
+                                labels=np.array([label])), spacing, max_slices=limit)  # fmt: skip
+        for k, mask in changes.items():
+            assert mask.shape == shape[1:] and mask.dtype == bool
+            assert abs(k - s) <= min(limit, int(np.ceil(CLICK_FADE_MM / spacing[0])))
+            assert (mask >= current[k]).all() if label == 1 else (mask <= current[k]).all()
+
+
+def test_boxes_fuzzed_keep_the_slice_inside_the_box_and_warps_keep_their_shape():
+    """Random slice masks and boxes (reversed corners, one pixel, partly or wholly off the slice): the refined slice
+    lies inside the box, and carrying the correction gives a mask of the slice's shape."""
+    from TextSegmentLib.engine.refine import _clamped, extent, warp_slice
+
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        shape = tuple(int(n) for n in rng.integers(2, 30, size=2))
+        current = rng.random(shape) > rng.choice([0.3, 0.8, 1.0])
+        pred = rng.random(shape) > 0.5
+        r0, r1 = (float(v) for v in rng.integers(-5, shape[0] + 5, size=2))
+        c0, c1 = (float(v) for v in rng.integers(-5, shape[1] + 5, size=2))
+        box = (min(r0, r1), min(c0, c1), max(r0, r1), max(c0, c1))
+        new = refine_on_slice(pred, current, SlicePrompts(box_rc=box))
+        assert new.shape == shape and not (new & ~box_region(shape, box)).any()
+        src = extent(current)
+        if src is not None:
+            for weight in (0.0, 0.3, 1.0):
+                moved = warp_slice(current, src, _clamped(src, box), weight)
+                assert moved.shape == shape and moved.dtype == bool
+            assert np.array_equal(warp_slice(current, src, src, 1.0), current)  # no correction: unchanged
