@@ -170,6 +170,35 @@ def test_sagittal_targets_are_side_free_and_flips_swap_sides(bank):
             assert np.nonzero(s.mask)[1].mean() > np.nonzero(head)[1].mean()
 
 
+def test_variant_weights_draw_flagged_variants_less_often(bank, tmp_path):
+    """``bank.variant_weights``: a variant whose ``variant.json`` records a flag (here ``edges``) is drawn that much
+    less often; weight 0 never draws it; without weights both variants come equally."""
+    import shutil
+
+    root = tmp_path / "bank"
+    shutil.copytree(bank, root)
+    info_path = root / "v0000" / "variant.json"
+    info = json.loads(info_path.read_text())
+    info["edges"] = {"cut": "top"}
+    info_path.write_text(json.dumps(info))
+    opts = {"augment": None, "structure_weights": {"brain": 1e6}, "neg_ratio": 0.0, "prompt_modes": {"text": 1.0}}
+
+    def share_of_edges(weights, n=400):
+        sampler = BankSampler(root, opts, "train", variant_weights=weights)
+        j = sampler.index["brain"]
+        flagged = [i for i, v in enumerate(sampler.variants) if v.info.get("edges")]
+        rng = np.random.default_rng(0)
+        picks = [int(rng.choice(sampler.has[j], p=sampler.variant_p[j])) for _ in range(n)]
+        return np.isin(picks, flagged).mean()
+
+    assert 0.4 < share_of_edges(None) < 0.6
+    assert 0.12 < share_of_edges({"edges": 0.25}) < 0.28  # 0.25 / 1.25 = 0.2
+    assert share_of_edges({"edges": 0.0}) == 0.0
+    assert 0.4 < share_of_edges({"atrophy": 0.1}) < 0.6  # a flag no variant has changes nothing
+    with pytest.raises(ValueError, match="negative"):
+        BankSampler(root, opts, "train", variant_weights={"edges": -1})
+
+
 def test_synthesis_gives_valid_images_of_every_family(source):
     rng = np.random.default_rng(0)
     slab = source.gen[80:83, ::2, ::2]

@@ -69,9 +69,18 @@ class BankSampler:
     """Draws augmented, prompted samples (or fixed validation samples) from a variant bank.
 
     ``options``: the config's ``train.data`` (weights, prompt modes, ``p_synth``, ``plane_weights``, ``augment``).
+    ``variant_weights``: how often a variant is drawn, by the flags its ``variant.json`` records (``{"edges": 0.25}``
+    draws a variant with a cut field of view or a slab a quarter as often as a whole one; flags multiply).
     """
 
-    def __init__(self, bank_dir, options: Dict, split: str = "train", slice_context: bool = False) -> None:
+    def __init__(
+        self,
+        bank_dir,
+        options: Dict,
+        split: str = "train",
+        slice_context: bool = False,
+        variant_weights: Optional[Dict[str, float]] = None,
+    ) -> None:
         self.root = Path(bank_dir)
         with open(self.root / "bank.json", encoding="utf-8") as fh:
             self.manifest = json.load(fh)
@@ -82,6 +91,9 @@ class BankSampler:
         self.structures = [Structure.from_dict(s) for s in self.manifest["structures"]]
         self.index = {s.name: i for i, s in enumerate(self.structures)}
         self.split = split
+        self.variant_weights = {str(k): float(w) for k, w in (variant_weights or {}).items()}
+        if any(w < 0 for w in self.variant_weights.values()):
+            raise ValueError(f"variant_weights must not be negative: {self.variant_weights}")
         self.variants: List[Variant] = []
         self._refresh_every = float(options.get("bank_refresh_s", 600))
         self._scan()
@@ -138,7 +150,23 @@ class BankSampler:
             ]
             for j, s in enumerate(self.structures)
         }
+        # with variant weights, a structure draws its variant by them (and none whose variants all weigh 0)
+        self.variant_p: Dict[int, Optional[np.ndarray]] = {j: None for j in self.has}
+        if self.variant_weights:
+            vw = np.asarray([self._variant_weight(v) for v in self.variants])
+            for j, idx in self.has.items():
+                total = vw[idx].sum() if idx else 0.0
+                self.variant_p[j] = vw[idx] / total if total > 0 else None
+                if total <= 0:
+                    self.has[j] = []
         self.structure_p = _normalise([w if self.has[j] else 0.0 for j, w in enumerate(self.base_weights)])
+
+    def _variant_weight(self, v: Variant) -> float:
+        w = 1.0
+        for flag, factor in self.variant_weights.items():
+            if v.info.get(flag):
+                w *= factor
+        return w
 
     def all_prompts(self) -> List[str]:
         """Every text the sampler can produce (for precomputing text features)."""
@@ -204,7 +232,7 @@ class BankSampler:
         js = [self.index[t.name] for t in targets]
         neg_ratio = float(self.opt.get("neg_ratio", 0.3))
         negative = rng.random() < neg_ratio / (1 + neg_ratio)
-        v = self.variants[int(rng.choice(self.has[j]))] if self.has[j] else None
+        v = self.variants[int(rng.choice(self.has[j], p=self.variant_p[j]))] if self.has[j] else None
         if v is None:
             return None
         ks = self._slices(v, plane, js, negative)

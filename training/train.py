@@ -155,7 +155,7 @@ def make_sampler(cfg: Dict, split: str = "train", augment: bool = True):
         options["augment"] = None
     context = bool(cfg.get("model", {}).get("slice_context", False))
     if "bank" in cfg:
-        return BankSampler(cfg["bank"]["dir"], options, split, context)
+        return BankSampler(cfg["bank"]["dir"], options, split, context, cfg["bank"].get("variant_weights"))
     return SliceSampler(cfg["prepare"]["cache"], options, split, context)
 
 
