@@ -353,3 +353,29 @@ def test_calibration_keeps_one_piece_only_where_the_largest_component_gains_enou
         {"name": "hippocampi"},
         {"name": "cerebellum"},
     ]
+
+
+def test_compare_scores_each_bundle_on_each_bank_and_refuses_a_bad_bank(bank, tiny_bundle, present_bundle, capsys):
+    """``training.compare``: one row per bundle, one column per bank (the same bank twice gives the same score), the
+    choice structures scored whole; a --bank that is not NAME=FOLDER with a bank.json, or a folder that is not a
+    bundle, exits non-zero naming it."""
+    from training import compare
+
+    assert compare.main([str(tiny_bundle), str(present_bundle), "--bank", f"a={bank}", "--bank", f"b={bank}",
+                         "--limit", "1"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| tiny") or line.startswith("| present")]
+    assert len(rows) == 2 and "| bundle | a | b |" in out.splitlines()
+    for row in rows:
+        a, b = (float(x) for x in row.strip("|").split("|")[1:])
+        assert 0.0 <= a <= 1.0 and a == b
+    # the present-biased bundle segments something everywhere: it overlaps the whole brain, the tiny one need not
+    assert float(rows[1].strip("|").split("|")[1]) > 0.0
+    for bad in (["--bank", "a"], ["--bank", f"a={bank / 'v0000'}"]):
+        with pytest.raises(SystemExit) as done:
+            compare.main([str(tiny_bundle), *bad])
+        assert done.value.code == 2
+        assert "--bank" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:
+        compare.main([str(bank), "--bank", f"a={bank}"])
+    assert done.value.code == 2 and "not a model bundle" in capsys.readouterr().err
