@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     panel.progressBar.setVisible(False)
     for button in (panel.segmentButton, panel.applyRefineButton, panel.undoButton):
         button.setEnabled(bool(rows))  # the state after a run
-    panel.modelComboBox.addItem("textsegment-brain-lite-v0.11.0 (default) - installed")
+    panel.modelComboBox.addItem("textsegment-brain-lite-v0.12.0 (default) - installed")
     for name in ("auto", "cuda", "mps", "cpu"):
         panel.deviceComboBox.addItem(name)
     panel.resize(430, panel.sizeHint().height())

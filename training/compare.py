@@ -1,7 +1,7 @@
 """Score candidate bundles side by side on the validation variants of several banks (never the MNI152).
 
     python -m training.compare --bank fixed=training/cache/brain_v2_bank --bank edges=training/cache/brain_v12_bank \
-        TextSegmentLib/resources/models/textsegment-brain-lite-v0.11.0 training/runs/cand/soup-11A
+        TextSegmentLib/resources/models/<shipped id> training/runs/cand/<candidate>
 
 Each bundle segments the deep grey structures, the whole brain and the cerebellum (``validate3d.CHOICE``) whole, three
 views, at the engine's default mask threshold, on the first ``--limit`` validation variants of each bank, as the real
