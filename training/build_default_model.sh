@@ -17,7 +17,7 @@ PY=.venv/bin/python
 MODELS=$($PY -c "import os; from TextSegmentLib.resources import EMBEDDED_MODELS_DIR as d; print(os.path.relpath(d))")
 LATEST=$(ls -d "$MODELS"/textsegment-brain-lite-v* | sort -V | tail -1)
 INIT=${2:-$LATEST}
-CONFIG=${CONFIG:-training/configs/brain_v12_128.yaml}
+CONFIG=${CONFIG:-training/configs/brain_v13_128.yaml}
 # the validation variants every version since 0.2 was chosen and calibrated on (the v0.2-v0.8 bank's); a config whose
 # own bank differs (v0.9: stronger warps) is still judged on them, so that versions stay comparable
 VAL_CONFIG=${VAL_CONFIG:-training/configs/brain_v8_128.yaml}
