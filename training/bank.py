@@ -155,9 +155,10 @@ class BankSampler:
         if self.variant_weights:
             vw = np.asarray([self._variant_weight(v) for v in self.variants])
             for j, idx in self.has.items():
-                total = vw[idx].sum() if idx else 0.0
-                self.variant_p[j] = vw[idx] / total if total > 0 else None
-                if total <= 0:
+                w = vw[idx]
+                if w.sum() > 0:
+                    self.variant_p[j] = w / w.sum()
+                else:
                     self.has[j] = []
         self.structure_p = _normalise([w if self.has[j] else 0.0 for j, w in enumerate(self.base_weights)])
 

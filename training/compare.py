@@ -14,23 +14,17 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-import numpy as np
 import torch
 
-from TextSegmentLib.checkpoint import load_bundle
-from TextSegmentLib.engine.vocabulary import DEFAULT_MASK_THRESHOLD
+from TextSegmentLib.checkpoint import BundleError, check_bundle, load_bundle
 
-from .validate3d import CHOICE, validate
+from .validate3d import choice_scores
 
 
 def score(bundle: Path, banks: Sequence[Tuple[str, Path]], limit: int) -> Dict[str, float]:
-    """{bank name: mean Dice of CHOICE over T1 and T2-like} of one bundle."""
+    """{bank name: mean Dice of CHOICE over T1 and T2-like} of one bundle (``validate3d.choice_scores``)."""
     model = load_bundle(Path(bundle), torch.device("cpu")).requires_grad_(False)
-    out = {}
-    for name, folder in banks:
-        res = validate(model, folder, {"t": {"mask_threshold": DEFAULT_MASK_THRESHOLD}}, limit=limit, names=CHOICE)
-        out[name] = round(float(np.mean(list(res["t"].values()))), 4)
-    return out
+    return {name: choice_scores(model, folder, limit)["mean"] for name, folder in banks}
 
 
 def table(rows: Dict[str, Dict[str, float]], banks: List[str]) -> str:
@@ -65,8 +59,10 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(max(1, args.threads))
     for bundle in args.bundles:
-        if not (bundle / "model.json").is_file():
-            parser.error(f"{bundle} is not a model bundle (no model.json); export a run first (training.export)")
+        try:
+            check_bundle(bundle)
+        except BundleError as exc:
+            parser.error(f"{bundle} is not a model bundle ({exc}); export a run first (training.export)")
     rows = {}
     for bundle in args.bundles:
         rows[bundle.name] = score(bundle, args.bank, args.limit)

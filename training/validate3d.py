@@ -97,6 +97,14 @@ def validate(
     return {s: {c: round(float(np.mean(v)), 4) for c, v in cs.items()} for s, cs in scores.items()}
 
 
+def choice_scores(model: torch.nn.Module, bank: Path, limit: Optional[int] = None) -> Dict[str, float]:
+    """What weights are chosen by: :func:`validate` over :data:`CHOICE` with three views at the engine's default
+    threshold (one threshold for every candidate: a shipped card's calibrated ones would favour it over uncalibrated
+    weights); ``{"real": ..., "t2": ..., "mean": ...}``."""
+    res = validate(model, bank, {"t": {"mask_threshold": DEFAULT_MASK_THRESHOLD}}, limit=limit, names=CHOICE)["t"]
+    return {**res, "mean": round(float(np.mean(list(res.values()))), 4)}
+
+
 def choose(cfg: Dict, run: Path, shipped: Path, limit: Optional[int] = None) -> Dict[str, object]:
     """Which weights to ship: the run's best and last weights and the shipped bundle, each validated with three views
     on T1 and T2-like variants over :data:`CHOICE` at the engine's default threshold (the shipped card's calibrated
@@ -115,10 +123,7 @@ def choose(cfg: Dict, run: Path, shipped: Path, limit: Optional[int] = None) -> 
         else:
             model, step = load_trained_model(cfg, Path(run), weights)
             model.card = {"input": {"planes": list(PLANES)}}
-        # one threshold for all three: the shipped card's calibrated ones would favour it over uncalibrated weights
-        opts = {"mask_threshold": DEFAULT_MASK_THRESHOLD}
-        res = validate(model, bank, {"three views": opts}, limit=limit, names=CHOICE)["three views"]
-        scores[name] = {"step": step, **res, "mean": round(float(np.mean(list(res.values()))), 4)}
+        scores[name] = {"step": step, **choice_scores(model, bank, limit)}
         log.info("%s (%s): %s", name, step, scores[name])
     choice = max(scores, key=lambda k: (scores[k]["mean"], k == "shipped"))  # a tie keeps the shipped model
     return {"choice": choice, "scores": scores}
