@@ -153,6 +153,8 @@ def _input_problem(spec: Dict[str, Any]) -> Optional[str]:
     for key in ("default_ct_window", "orientation"):
         if spec.get(key) is not None and not isinstance(spec[key], str):
             return f"input.{key} must be text, got {spec[key]!r}"
+    if not isinstance(spec.get("align_head", False), bool):
+        return f"input.align_head must be true or false, got {spec['align_head']!r}"
     return None
 
 

@@ -178,6 +178,7 @@ def export(
         "input": {
             "planes": manifest.get("planes", ["axial"]),
             "view_weights": ex.get("view_weights", {"axial": 0.4, "coronal": 0.4, "sagittal": 0.2}),
+            "align_head": bool(ex.get("align_head", False)),
         },
     }
     if timings:

@@ -41,6 +41,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="resample a volume tilted by more than 5 degrees onto the anatomical axes before segmenting (the "
         "masks are resampled back onto its grid); default: read it on its nearest axes, voxel-exactly",
     )
+    p.add_argument(
+        "--no-align-head",
+        dest="align_head",
+        action="store_false",
+        help="keep an MR head that is turned by more than 10 degrees on the input's grid; default (for models whose "
+        "card asks for it): find how the head is turned (about 3 s) and segment it on the head's own axes",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     p.add_argument("--shard", help="i/n: process only cases i, i+n, i+2n, ... (0 <= i < n), for cluster job arrays")
     p.add_argument("--format", default=".nii.gz", choices=FORMATS, help="output type of each case in an output folder")
@@ -194,6 +201,7 @@ def _load(args: argparse.Namespace):
             batch_size=args.batch_size,
             precision=args.precision,
             conform_oblique=args.conform_oblique,
+            align_head=args.align_head,
         )
     except (BundleError, CatalogError) as exc:
         raise UsageError(f"model '{args.model}': {exc}") from exc

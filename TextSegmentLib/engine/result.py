@@ -244,6 +244,7 @@ class Result:
             "views": list(self.views),
             "modality": "CT" if self.volume.is_ct else "MR/other",
             "oblique_degrees": round(self.volume.reorientation.oblique_degrees, 3),
+            "head_pose": None if getattr(self.volume, "pose", None) is None else self.volume.pose.to_dict(),
             "segments": [asdict(s) for s in self.segments],
         }
 

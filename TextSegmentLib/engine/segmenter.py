@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import SimpleITK as sitk
 import torch
 
 from ..checkpoint import BundleError, load_bundle
 from ..device import resolve_device, resolve_precision
+from ..imaging import detect_ct
+from ..imaging.pose import HeadPose, estimate_head_pose
 from ..model import TextSegmentModel
 from ..prompts import Query, card_windows, clean_prompt, parse_query, read_side, vocabulary_names, words
 from .allocator import keep_freed_memory
@@ -25,9 +28,11 @@ from .queries import absent_state, decode_text, segment_query
 from .refine import SlicePrompts, apply_changes, refine_slices
 from .result import PromptState, Result, _Change
 from .vocabulary import DEFAULT_MASK_THRESHOLD
-from .volume import SLICE_AXES, PreparedVolume, check_axis
+from .volume import SLICE_AXES, PreparedVolume, check_axis, input_key
 
 log = logging.getLogger(__name__)
+#: a volume whose coarsest spacing exceeds this multiple of its finest is never resampled onto the head's axes
+MAX_ALIGN_ANISOTROPY = 2.0
 
 
 def check_prompts(prompts: Union[str, Query, Sequence[Union[str, Query]]]) -> List[Union[str, Query]]:
@@ -116,12 +121,18 @@ class Segmenter:
         cache_limit_mb: float = 2048.0,
         precision: str = "auto",
         conform_oblique: bool = False,
+        align_head: bool = True,
     ) -> None:
         keep_freed_memory()  # the next prompt reuses this one's memory instead of faulting it in again
         #: resample grids tilted by more than 5 degrees onto the anatomical axes (imaging/conform.py) for text
         #: segmentation; off by default so that a box or click on a slice of an oblique volume, as Slicer shows
         #: it, refines exactly that slice of the volume's own grid
         self.conform_oblique = bool(conform_oblique)
+        #: for a model whose card says ``input.align_head`` (heads posed like its training subject), an MR head
+        #: turned by more than 10 degrees is segmented on the head's own axes (imaging/pose.py); False keeps the
+        #: input's grid (a box or click then refines exactly the slice it was drawn on)
+        self.align_head = bool(align_head)
+        self._poses: Dict[str, HeadPose] = {}  # head poses by input content
         self.model = load_model(model, device)
         self.model.to(memory_format=torch.channels_last)  # convolution weights to match channels-last inputs
         self.dtype = resolve_precision(precision, self.model.device)
@@ -179,6 +190,7 @@ class Segmenter:
             spec.get("mr_percentiles", (0.5, 99.5)),
             self._mr_ranges,
             conform_oblique=self.conform_oblique,
+            pose=self.head_pose(image, meta, modality),
         )
         while len(self._mr_ranges) > 64:  # a batch over many volumes: the oldest ranges go
             self._mr_ranges.pop(next(iter(self._mr_ranges)))
@@ -186,6 +198,27 @@ class Segmenter:
         volume.source_path = Path(source) if isinstance(source, (str, Path)) else None  # type: ignore[attr-defined]
         volume.input_warnings = [w for w in meta.get(INPUT_WARNINGS, "").split("\n") if w]  # type: ignore[attr-defined]
         return volume
+
+    def head_pose(self, image: Any, metadata: Any, modality: Optional[str] = None) -> Optional[HeadPose]:
+        """How the head is turned in an MR ``image`` (imaging/pose.py; computed once per input content), or None
+        when this model or this segmenter does not align heads, for a CT, and for thick slices (spacing more than
+        twice as coarse along one axis: turning them blurs every view; on the validation variants it lost)."""
+        if not (self.align_head and self.card.get("input", {}).get("align_head")):
+            return None
+        spacing = image.GetSpacing()
+        if max(spacing) > MAX_ALIGN_ANISOTROPY * min(spacing):
+            return None
+        raw = sitk.GetArrayViewFromImage(image)
+        if (modality.strip().upper() == "CT") if modality else detect_ct(raw, metadata):
+            return None  # CT heads do not register reliably to the T1 template (docs/engine.md)
+        key = input_key(image)
+        if key not in self._poses:
+            t0 = time.perf_counter()
+            self._poses[key] = estimate_head_pose(image)
+            log.info("head pose %s in %.1f s", self._poses[key].to_dict(), time.perf_counter() - t0)
+            while len(self._poses) > 64:
+                self._poses.pop(next(iter(self._poses)))
+        return self._poses[key]
 
     def parse(self, prompts: Union[str, Query, Sequence[Union[str, Query]]]) -> List[Query]:
         """Each prompt read once against this model's vocabulary (a :class:`Query` passes as it is). InputError for

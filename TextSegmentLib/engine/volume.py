@@ -4,8 +4,9 @@ Orientation: the input is reoriented to canonical LPS by the **nearest axis** (i
 and flips, no resampling), so results map back voxel-exactly (obliquity above 20 degrees is warned about). With
 ``conform_oblique``, a grid tilted by more than ``CONFORM_DEGREES`` (5) against the anatomical axes is first
 resampled onto the nearest anatomical axes (imaging/conform.py, as FastSurfer conforms its inputs): the model sees the
-head as in a straight acquisition, and masks are resampled back onto the input's grid. ``image`` is always the input;
-input voxel indices map through physical space then.
+head as in a straight acquisition, and masks are resampled back onto the input's grid. With a ``pose`` whose head is
+turned (imaging/pose.py), the input is resampled onto the head's own axes instead, so that the model sees a tilted head
+straight. ``image`` is always the input; input voxel indices map through physical space then.
 
 Slice views of the canonical ``(S, P, L)`` array (rows, columns of each 2D slice as the model sees it):
 
@@ -33,9 +34,10 @@ from ..imaging import (
     plan_fit,
     reorientation_for,
 )
-from ..imaging.conform import conform, conform_grid, mask_to_input
+from ..imaging.conform import conform, conform_grid, head_grid, mask_to_input
 from ..imaging.fov import cut_ends
 from ..imaging.orientation import Reorientation, from_canonical, to_canonical
+from ..imaging.pose import HeadPose
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,25 @@ def check_axis(axis: str) -> str:
     if axis not in SLICE_AXES:
         raise ValueError(f"slice_axis must be one of {SLICE_AXES}, got {axis!r}")
     return axis
+
+
+def head_voxels(raw: np.ndarray, metadata: Mapping[str, str], modality: Optional[str]) -> np.ndarray:
+    """The voxels of an input that hold the head (above a fifth of the MR intensity range, or above -500 HU)."""
+    if (modality.strip().upper() == "CT") if modality else detect_ct(raw, metadata):
+        return raw > -500
+    lo, hi = mr_range(raw)
+    return raw > lo + 0.2 * (hi - lo)
+
+
+def input_key(image: sitk.Image) -> str:
+    """A key for an input's voxels and geometry (SHA-256 of its shape, type, geometry and every slice's CRC-32)."""
+    array = sitk.GetArrayViewFromImage(image)
+    digest = hashlib.sha256()
+    digest.update(repr((array.shape, str(array.dtype), image.GetSpacing(), image.GetOrigin())).encode())
+    digest.update(repr(image.GetDirection()).encode())
+    crcs = [zlib.crc32(memoryview(np.ascontiguousarray(s)).cast("B")) for s in array]
+    digest.update(np.asarray(crcs, dtype=np.uint32).tobytes())
+    return digest.hexdigest()[:32]
 
 
 def slice_view(canonical: np.ndarray, axis: str) -> np.ndarray:
@@ -163,14 +184,22 @@ class PreparedVolume:
         mr_percentiles: Sequence[float] = (0.5, 99.5),
         ranges: Optional[MutableMapping[str, Tuple[float, float]]] = None,
         conform_oblique: bool = False,
+        pose: Optional[HeadPose] = None,
     ) -> None:
         self.image = image
+        #: how the head is turned in the input (None: not estimated); a turned head is segmented on its own axes
+        self.pose = pose
         self.axis = check_axis(axis)
         self.image_size = int(image_size)
         self.reorientation = reorientation_for(image.GetDirection())
         raw = sitk.GetArrayViewFromImage(image)
         #: the grid on the nearest anatomical axes that an oblique input is resampled onto (None: not oblique)
         self.grid = conform_grid(image) if conform_oblique else None
+        if pose is not None and pose.turned:
+            self.grid = head_grid(image, pose.matrix, head_voxels(raw, metadata, modality))
+            log.info("the head is turned by %.1f degrees: resampled onto the head's own axes", pose.degrees)
+        elif self.grid is not None:
+            log.info("the volume is oblique by %.1f degrees: resampled onto the anatomical axes", self.oblique_degrees)
         if self.grid is None and self.reorientation.oblique_degrees > OBLIQUE_WARNING_DEGREES:
             log.warning(
                 "the volume is oblique by %.1f degrees; it is segmented on the nearest anatomical axes (no "
@@ -179,7 +208,6 @@ class PreparedVolume:
                 self.reorientation.oblique_degrees,
             )
         if self.grid is not None:
-            log.info("the volume is oblique by %.1f degrees: resampled onto the anatomical axes", self.oblique_degrees)
             conformed = sitk.GetArrayFromImage(conform(image, self.grid))
             straight = reorientation_for(self.grid.GetDirection())  # same axes, no tilt
             self.reorientation = Reorientation(straight.permutation, straight.flips, self.reorientation.oblique_degrees)

@@ -42,18 +42,43 @@ def conform_grid(image: sitk.Image, degrees: float = CONFORM_DEGREES) -> Optiona
     index axis), or None when ``image`` is tilted by ``degrees`` or less."""
     if reorientation_for(image.GetDirection()).oblique_degrees <= degrees:
         return None
-    snapped = snapped_direction(image.GetDirection())
+    return _grid_along(image, snapped_direction(image.GetDirection()), _corners(image))
+
+
+def head_grid(image: sitk.Image, rotation: np.ndarray, foreground: Optional[np.ndarray] = None) -> sitk.Image:
+    """An empty grid whose axes are the head's (``rotation``: 3x3, columns the head's L, P, S directions in LPS,
+    imaging/pose.py) in the order and sense of ``image``'s nearest anatomical axes, with the same spacing per index
+    axis, holding ``image``'s whole field of view, or only the voxels of ``foreground`` (a bool array in
+    SimpleITK order, e.g. the head) with a margin of two voxels: the turned field of view's empty corners would
+    otherwise make the head smaller in the model's slices."""
+    direction = np.asarray(rotation, dtype=float).reshape(3, 3) @ snapped_direction(image.GetDirection())
+    if foreground is None or not np.any(foreground):
+        return _grid_along(image, direction, _corners(image))
+    k, j, i = np.nonzero(foreground)
+    points = physical_points(image, np.stack([i, j, k], axis=1))
+    margin = 2.5 * float(max(image.GetSpacing()))
+    return _grid_along(image, direction, points, margin)
+
+
+def _grid_along(image: sitk.Image, direction: np.ndarray, points: np.ndarray, margin: float = 0.0) -> sitk.Image:
+    """An empty grid with ``direction`` (3x3, columns = index axes in LPS) and ``image``'s spacing that holds
+    ``points`` (physical, (N, 3)) with ``margin`` mm to spare."""
     spacing = np.asarray(image.GetSpacing(), dtype=float)
-    corners = _corners(image)
-    u = corners @ snapped / spacing  # the corners in voxels of the snapped grid (its origin at 0)
-    lo, hi = u.min(axis=0), u.max(axis=0)
+    u = points @ direction  # the points along the new grid's axes (mm)
+    lo, hi = (u.min(axis=0) - margin) / spacing, (u.max(axis=0) + margin) / spacing
     n = np.ceil(hi - lo - 1e-6).astype(int)
     lo = lo - (n - (hi - lo)) / 2  # centred on the field of view
     grid = sitk.Image([int(v) for v in n], sitk.sitkFloat32)
     grid.SetSpacing(spacing.tolist())
-    grid.SetDirection(snapped.ravel().tolist())
-    grid.SetOrigin((snapped @ ((lo + 0.5) * spacing)).tolist())
+    grid.SetDirection(direction.ravel().tolist())
+    grid.SetOrigin((direction @ ((lo + 0.5) * spacing)).tolist())
     return grid
+
+
+def physical_points(image: sitk.Image, ijk: np.ndarray) -> np.ndarray:
+    """(N, 3) voxel indices (i, j, k) of ``image`` -> (N, 3) physical points (LPS mm)."""
+    geometry = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3) * np.asarray(image.GetSpacing())
+    return np.asarray(image.GetOrigin()) + np.asarray(ijk, dtype=float) @ geometry.T
 
 
 def _corners(image: sitk.Image) -> np.ndarray:
@@ -98,4 +123,12 @@ def mask_to_input(mask: np.ndarray, grid: sitk.Image, image: sitk.Image) -> np.n
     return out
 
 
-__all__ = ["CONFORM_DEGREES", "conform", "conform_grid", "mask_to_input", "snapped_direction"]
+__all__ = [
+    "CONFORM_DEGREES",
+    "conform",
+    "conform_grid",
+    "head_grid",
+    "mask_to_input",
+    "physical_points",
+    "snapped_direction",
+]
