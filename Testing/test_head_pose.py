@@ -118,6 +118,9 @@ def test_a_nodding_head_is_segmented_on_its_own_axes(colin_2mm):
     assert report["aligned"] and abs(report["degrees"] - 35.0) < 4.0
     assert plain.to_dict()["head_pose"] is None
     assert aligned.labelmap.GetSize() == image.GetSize() and aligned.labelmap.GetOrigin() == image.GetOrigin()
+    labelmap = sitk.GetArrayViewFromImage(aligned.labelmap)  # each segment keeps its own label on the input's grid
+    for i, segment in enumerate(aligned.segments):
+        assert np.array_equal(labelmap == segment.label, aligned.mask(i)) and segment.label == i + 1
     for i, value in enumerate((THALAMUS_L, PUTAMEN_R)):
         with_pose, without = _dice(aligned.mask(i), ref_arr == value), _dice(plain.mask(i), ref_arr == value)
         assert with_pose > 0.7 and with_pose > without + 0.02, (prompts[i], with_pose, without)

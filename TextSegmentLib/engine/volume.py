@@ -303,12 +303,19 @@ class PreparedVolume:
         return float(self.reorientation.oblique_degrees)
 
     def to_input_array(self, canonical: np.ndarray) -> np.ndarray:
-        """A canonical ``(S, P, L)`` array -> input ``(k, j, i)`` order (exact inverse of the preparation; for an
-        oblique input, a mask resampled back onto the input's grid)."""
+        """A canonical ``(S, P, L)`` mask or label array -> input ``(k, j, i)`` order (exact inverse of the
+        preparation; for a resampled input (an oblique grid, a turned head), each label's mask resampled back onto
+        the input's grid, in increasing order of label)."""
         array = np.ascontiguousarray(from_canonical(canonical, self.reorientation))
         if self.grid is None:
             return array
-        return mask_to_input(array.astype(bool), self.grid, self.image).astype(canonical.dtype)
+        if array.dtype == bool:
+            return mask_to_input(array, self.grid, self.image)
+        out = np.zeros(sitk.GetArrayViewFromImage(self.image).shape, dtype=array.dtype)
+        for label in np.unique(array):
+            if label != 0:
+                out[mask_to_input(array == label, self.grid, self.image)] = label
+        return out
 
     def from_input_mask(self, mask: np.ndarray) -> np.ndarray:
         """A boolean mask in input ``(k, j, i)`` order -> a canonical ``(S, P, L)`` bool copy (inverse of
