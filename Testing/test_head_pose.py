@@ -2,6 +2,7 @@
 head's own axes and the masks come back on the input's grid. Real MRI (Colin27 T1 and its AAL labels), the real
 templates and the embedded default model."""
 
+import json
 import math
 from pathlib import Path
 
@@ -150,3 +151,20 @@ def test_degrees_are_counted_against_the_volumes_own_grid():
     turned_with_grid = sitk.Resample(turned(head, 2, 30.0), grid, sitk.Transform(), sitk.sitkLinear, 0.0)
     pose = estimate_head_pose(turned_with_grid)
     assert not pose.turned and pose.degrees < 3 and angle_between(pose.matrix, tilt) < 3
+
+
+def test_the_command_line_aligns_by_default_and_says_so(colin_2mm, tmp_path):
+    from TextSegmentLib.cli.main import main
+
+    source = tmp_path / "nodding.nii.gz"
+    sitk.WriteImage(turned(colin_2mm[0], 0, 35.0), str(source))
+    reports = {}
+    for name, extra in (("aligned", []), ("plain", ["--no-align-head"])):
+        out = tmp_path / f"{name}.nii.gz"
+        assert (
+            main(["segment", str(source), "--prompt", "left thalamus", "--output", str(out), "--device", "cpu", *extra])
+            == 0
+        )
+        reports[name] = json.loads(Path(str(out) + ".json").read_text())
+    assert reports["aligned"]["head_pose"]["aligned"] and reports["plain"]["head_pose"] is None
+    assert reports["aligned"]["segments"][0]["found"] and reports["plain"]["segments"][0]["found"]
