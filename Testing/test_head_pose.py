@@ -168,3 +168,18 @@ def test_the_command_line_aligns_by_default_and_says_so(colin_2mm, tmp_path):
         reports[name] = json.loads(Path(str(out) + ".json").read_text())
     assert reports["aligned"]["head_pose"]["aligned"] and reports["plain"]["head_pose"] is None
     assert reports["aligned"]["segments"][0]["found"] and reports["plain"]["segments"][0]["found"]
+
+
+@pytest.mark.parametrize("kind", ["constant", "noise", "box", "flat"])
+def test_what_is_not_a_head_is_never_aligned(kind):
+    rng = np.random.default_rng(0)
+    arrays = {
+        "constant": np.zeros((70, 70, 70), np.float32),
+        "noise": rng.random((70, 80, 80)).astype(np.float32),
+        "box": (np.pad(np.ones((30, 30, 30)), 20) * 200).astype(np.uint8),
+        "flat": rng.random((3, 120, 120)).astype(np.float32),
+    }
+    image = sitk.GetImageFromArray(arrays[kind])
+    image.SetSpacing((1.0, 1.0, 20.0 if kind == "flat" else 1.0))
+    pose = estimate_head_pose(image)
+    assert not pose.turned and 0.0 <= pose.coverage <= 1.0
