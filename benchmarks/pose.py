@@ -54,11 +54,11 @@ def main() -> None:
     rows = []
     for name, image in (("MNI152 straight", brain), ("MNI152 turned 30 deg", turned(brain, 30.0))):
         pose = estimate_head_pose(image)
-        alone = median_seconds(lambda: estimate_head_pose(image), args.runs)
+        alone = median_seconds(lambda image=image: estimate_head_pose(image), args.runs)
         firsts = {}
         for align in (True, False):
 
-            def first():
+            def first(image=image, align=align):
                 seg = Segmenter(model, device="cpu", precision=args.precision, align_head=align)
                 seg.segment(image, ["left hippocampus"])
 
