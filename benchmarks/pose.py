@@ -69,7 +69,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name, degrees, aligned, alone, with_pose, without in rows:
         state = f"{degrees:.1f} deg, {'aligned' if aligned else 'left on its grid'}"
-        print(f"| {name} | {state} | {alone:.2f} s | {with_pose:.2f} s | {without:.2f} s | {with_pose / without:.1f}x |")
+        ratio = with_pose / without
+        print(f"| {name} | {state} | {alone:.2f} s | {with_pose:.2f} s | {without:.2f} s | {ratio:.1f}x |")
 
 
 if __name__ == "__main__":
