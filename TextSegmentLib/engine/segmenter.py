@@ -14,7 +14,6 @@ import torch
 
 from ..checkpoint import BundleError, load_bundle
 from ..device import resolve_device, resolve_precision
-from ..imaging import detect_ct
 from ..imaging.pose import HeadPose, estimate_head_pose
 from ..model import TextSegmentModel
 from ..prompts import Query, card_windows, clean_prompt, parse_query, read_side, vocabulary_names, words
@@ -28,7 +27,7 @@ from .queries import absent_state, decode_text, segment_query
 from .refine import SlicePrompts, apply_changes, refine_slices
 from .result import PromptState, Result, _Change
 from .vocabulary import DEFAULT_MASK_THRESHOLD
-from .volume import SLICE_AXES, PreparedVolume, check_axis, input_key
+from .volume import SLICE_AXES, PreparedVolume, check_axis, input_key, is_ct_input
 
 log = logging.getLogger(__name__)
 #: a volume whose coarsest spacing exceeds this multiple of its finest is never resampled onto the head's axes
@@ -129,7 +128,7 @@ class Segmenter:
         #: it, refines exactly that slice of the volume's own grid
         self.conform_oblique = bool(conform_oblique)
         #: for a model whose card says ``input.align_head`` (heads posed like its training subject), an MR head
-        #: turned by more than 10 degrees is segmented on the head's own axes (imaging/pose.py); False keeps the
+        #: turned by more than 25 degrees is segmented on the head's own axes (imaging/pose.py); False keeps the
         #: input's grid (a box or click then refines exactly the slice it was drawn on)
         self.align_head = bool(align_head)
         self._poses: Dict[str, HeadPose] = {}  # head poses by input content
@@ -208,8 +207,7 @@ class Segmenter:
         spacing = image.GetSpacing()
         if max(spacing) > MAX_ALIGN_ANISOTROPY * min(spacing):
             return None
-        raw = sitk.GetArrayViewFromImage(image)
-        if (modality.strip().upper() == "CT") if modality else detect_ct(raw, metadata):
+        if is_ct_input(sitk.GetArrayViewFromImage(image), metadata, modality):
             return None  # CT heads do not register reliably to the T1 template (docs/engine.md)
         key = input_key(image)
         if key not in self._poses:

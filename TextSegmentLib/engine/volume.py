@@ -56,9 +56,14 @@ def check_axis(axis: str) -> str:
     return axis
 
 
+def is_ct_input(raw: np.ndarray, metadata: Mapping[str, str], modality: Optional[str]) -> bool:
+    """Whether an input is a CT: as ``modality`` says ("CT" or "MR"), else as its values and metadata show."""
+    return modality.strip().upper() == "CT" if modality else bool(detect_ct(raw, metadata))
+
+
 def head_voxels(raw: np.ndarray, metadata: Mapping[str, str], modality: Optional[str]) -> np.ndarray:
     """The voxels of an input that hold the head (above a fifth of the MR intensity range, or above -500 HU)."""
-    if (modality.strip().upper() == "CT") if modality else detect_ct(raw, metadata):
+    if is_ct_input(raw, metadata, modality):
         return raw > -500
     lo, hi = mr_range(raw)
     return raw > lo + 0.2 * (hi - lo)
@@ -215,10 +220,7 @@ class PreparedVolume:
         else:
             self.canonical = to_canonical(raw, self.reorientation)
         self.canonical_spacing = self.reorientation.canonical_spacing(image.GetSpacing())
-        if modality:
-            self.is_ct = modality.strip().upper() == "CT"
-        else:
-            self.is_ct = detect_ct(raw, metadata)
+        self.is_ct = is_ct_input(raw, metadata, modality)
         self.slice_context = slice_context
         self.mr_percentiles = tuple(mr_percentiles)
         self.voxel_ml = float(np.prod(image.GetSpacing())) / 1000.0
