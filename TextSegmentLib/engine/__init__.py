@@ -7,10 +7,10 @@ Example:
 """
 
 from .batching import Cancelled
-from .io import InputError, VolumeInput, load_input
+from .io import InputError, VolumeInput, check_prompts, load_input
 from .options import DEFAULT_OPTIONS
 from .result import Result, SegmentReport
-from .segmenter import Segmenter, check_prompts, load_model
+from .segmenter import Segmenter, load_model
 from .volume import SLICE_AXES, PreparedVolume
 
 __all__ = [

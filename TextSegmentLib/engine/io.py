@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import SimpleITK as sitk
 
+from ..prompts import Query, clean_prompt
 from .errors import InputError
 from .readcheck import check_image_file
 
@@ -303,6 +304,32 @@ def check_image(image: sitk.Image, name: str = "input") -> None:
 
 
 # --- refinement prompts --------------------------------------------------------------------------------------------
+def check_prompts(prompts: Union[str, Query, Sequence[Union[str, Query]]]) -> List[Union[str, Query]]:
+    """Validate prompts: a string or a non-empty list of non-empty strings (a parsed :class:`Query` passes as it is).
+    Raises InputError."""
+    if isinstance(prompts, (str, Query)):
+        prompts = [prompts]
+    if prompts is not None and not isinstance(prompts, (list, tuple)):
+        raise InputError(f"prompts must be a text or a list of texts, got {type(prompts).__name__} {prompts!r:.60}")
+    prompts = list(prompts or [])
+    if not prompts:
+        raise InputError("no prompt given; give at least one text prompt such as 'liver'")
+    out = []
+    for p in prompts:
+        if isinstance(p, Query):
+            out.append(p)
+            continue
+        if not isinstance(p, str):
+            raise InputError(f"prompt {p!r:.60} is a {type(p).__name__}, not a text; every prompt must be a text")
+        if not p.strip():
+            raise InputError(f"prompt {p!r} is empty; every prompt must name what to segment")
+        try:
+            out.append(clean_prompt(p))
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+    return out
+
+
 def _coords(value: Any, what: str, sizes: Tuple[int, ...] = (2, 3)) -> List[float]:
     try:
         out = [float(v) for v in value]

@@ -9,55 +9,27 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 
 from ..checkpoint import BundleError, load_bundle
 from ..device import resolve_device, resolve_precision
-from ..imaging.pose import HeadPose, estimate_head_pose
+from ..imaging.pose import HeadPose
 from ..model import TextSegmentModel
-from ..prompts import Query, card_windows, clean_prompt, parse_query, read_side, vocabulary_names, words
+from ..prompts import Query, card_windows, parse_query, read_side, vocabulary_names, words
 from .allocator import keep_freed_memory
 from .batching import Batcher, CancelFn, ProgressFn, check_cancel
 from .coords import Coords, in_plane, slice_of
 from .embeddings import EmbeddingCache, EmbeddingStore, SliceEmbeddings
-from .io import INPUT_WARNINGS, InputError, InputLike, check_refine_prompts, load_input
+from .headpose import HeadPoses
+from .io import INPUT_WARNINGS, InputError, InputLike, check_prompts, check_refine_prompts, load_input
 from .options import DEFAULT_OPTIONS, resolve_options
 from .queries import absent_state, decode_text, segment_query
 from .refine import SlicePrompts, apply_changes, refine_slices
 from .result import PromptState, Result, _Change
 from .vocabulary import DEFAULT_MASK_THRESHOLD
-from .volume import SLICE_AXES, PreparedVolume, check_axis, input_key, is_ct_input
+from .volume import SLICE_AXES, PreparedVolume, check_axis
 
 log = logging.getLogger(__name__)
-#: a volume whose coarsest spacing exceeds this multiple of its finest is never resampled onto the head's axes
-MAX_ALIGN_ANISOTROPY = 2.0
-
-
-def check_prompts(prompts: Union[str, Query, Sequence[Union[str, Query]]]) -> List[Union[str, Query]]:
-    """Validate prompts: a string or a non-empty list of non-empty strings (a parsed :class:`Query` passes as it is).
-    Raises InputError."""
-    if isinstance(prompts, (str, Query)):
-        prompts = [prompts]
-    if prompts is not None and not isinstance(prompts, (list, tuple)):
-        raise InputError(f"prompts must be a text or a list of texts, got {type(prompts).__name__} {prompts!r:.60}")
-    prompts = list(prompts or [])
-    if not prompts:
-        raise InputError("no prompt given; give at least one text prompt such as 'liver'")
-    out = []
-    for p in prompts:
-        if isinstance(p, Query):
-            out.append(p)
-            continue
-        if not isinstance(p, str):
-            raise InputError(f"prompt {p!r:.60} is a {type(p).__name__}, not a text; every prompt must be a text")
-        if not p.strip():
-            raise InputError(f"prompt {p!r} is empty; every prompt must name what to segment")
-        try:
-            out.append(clean_prompt(p))
-        except ValueError as exc:
-            raise InputError(str(exc)) from exc
-    return out
 
 
 def load_model(model: Union[str, Path, torch.nn.Module], device: str = "auto") -> TextSegmentModel:
@@ -131,7 +103,7 @@ class Segmenter:
         #: turned by more than 25 degrees is segmented on the head's own axes (imaging/pose.py); False keeps the
         #: input's grid (a box or click then refines exactly the slice it was drawn on)
         self.align_head = bool(align_head)
-        self._poses: Dict[str, HeadPose] = {}  # head poses by input content
+        self._poses = HeadPoses()
         self.model = load_model(model, device)
         self.model.to(memory_format=torch.channels_last)  # convolution weights to match channels-last inputs
         self.dtype = resolve_precision(precision, self.model.device)
@@ -199,24 +171,9 @@ class Segmenter:
         return volume
 
     def head_pose(self, image: Any, metadata: Any, modality: Optional[str] = None) -> Optional[HeadPose]:
-        """How the head is turned in an MR ``image`` (imaging/pose.py; computed once per input content), or None
-        when this model or this segmenter does not align heads, for a CT, and for thick slices (spacing more than
-        twice as coarse along one axis: turning them blurs every view; on the validation variants it lost)."""
-        if not (self.align_head and self.card.get("input", {}).get("align_head")):
-            return None
-        spacing = image.GetSpacing()
-        if max(spacing) > MAX_ALIGN_ANISOTROPY * min(spacing):
-            return None
-        if is_ct_input(sitk.GetArrayViewFromImage(image), metadata, modality):
-            return None  # CT heads do not register reliably to the T1 template (docs/engine.md)
-        key = input_key(image)
-        if key not in self._poses:
-            t0 = time.perf_counter()
-            self._poses[key] = estimate_head_pose(image)
-            log.info("head pose %s in %.1f s", self._poses[key].to_dict(), time.perf_counter() - t0)
-            while len(self._poses) > 64:
-                self._poses.pop(next(iter(self._poses)))
-        return self._poses[key]
+        """How the head is turned in an MR ``image`` (engine/headpose.py), or None where the engine does not align
+        (``align_head`` off, a model whose card does not ask for it, a CT, thick slices)."""
+        return self._poses.get(image, metadata, self.card, modality) if self.align_head else None
 
     def parse(self, prompts: Union[str, Query, Sequence[Union[str, Query]]]) -> List[Query]:
         """Each prompt read once against this model's vocabulary (a :class:`Query` passes as it is). InputError for
