@@ -383,16 +383,16 @@ def test_a_shell_in_the_vocabulary_keeps_its_holes(seg3, brain):
     from TextSegmentLib.engine import queries as engine  # where each part's views are fused
 
     seen = []
-    original = engine.fuse_views
+    original = engine.belief_mask
 
-    def recording(volume, decodes, opts):
+    def recording(volume, belief, opts):
         seen.append(opts["fill_holes"])
-        return original(volume, decodes, opts)
+        return original(volume, belief, opts)
 
     vocab = [{"name": "skull", "fill_holes": False}, {"name": "brain"}]
     seg3.model.card = dict(seg3.model.card, vocabulary=vocab)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(engine, "fuse_views", recording)
+        mp.setattr(engine, "belief_mask", recording)
         seg3.segment(brain, ["skull", "brain"], vocabulary_gate=0.0)
         seg3.segment(brain, ["brain"], vocabulary_gate=0.0, fill_holes=False)
     assert seen == [False, True, False]

@@ -287,7 +287,13 @@ def test_a_selected_volume_is_prepared_in_the_background(module, scene, monkeypa
         deadline = time.monotonic() + 300
         while widget.background.watcher is not None and time.monotonic() < deadline:
             widget._tick()
-        assert job.state == "done" and sum(job.result.values()) == 26 + 34 + 28  # every slice of the three planes
+        own = {plane: n for plane, n in job.result.items() if not plane.startswith("mirrored ")}
+        assert job.state == "done" and sum(own.values()) == 26 + 34 + 28  # every slice of the three planes
+        # and of the mirrored volume's axial and coronal planes (its sagittal slices are the volume's own)
+        assert {k: v for k, v in job.result.items() if k not in own} == {
+            "mirrored axial": own["axial"],
+            "mirrored coronal": own["coronal"],
+        }
         assert widget.ui.statusLabel.text.startswith("preparing TextSegment test head for prompts: ready in")
         assert widget._timer.stop.called
 

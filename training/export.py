@@ -179,6 +179,7 @@ def export(
             "planes": manifest.get("planes", ["axial"]),
             "view_weights": ex.get("view_weights", {"axial": 0.4, "coronal": 0.4, "sagittal": 0.2}),
             "align_head": bool(ex.get("align_head", False)),
+            "mirror": bool(ex.get("mirror", False)),
         },
     }
     if timings:

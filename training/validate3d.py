@@ -101,7 +101,8 @@ def choice_scores(model: torch.nn.Module, bank: Path, limit: Optional[int] = Non
     """What weights are chosen by: :func:`validate` over :data:`CHOICE` with three views at the engine's default
     threshold (one threshold for every candidate: a shipped card's calibrated ones would favour it over uncalibrated
     weights); ``{"real": ..., "t2": ..., "mean": ...}``."""
-    res = validate(model, bank, {"t": {"mask_threshold": DEFAULT_MASK_THRESHOLD}}, limit=limit, names=CHOICE)["t"]
+    opts = {"mask_threshold": DEFAULT_MASK_THRESHOLD, "mirror": False}  # the card's mirror averaging would favour it
+    res = validate(model, bank, {"t": opts}, limit=limit, names=CHOICE)["t"]
     return {**res, "mean": round(float(np.mean(list(res.values()))), 4)}
 
 

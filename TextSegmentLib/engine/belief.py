@@ -20,7 +20,8 @@ Box = Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]  # canonical (lo,
 
 @dataclass(frozen=True)
 class Belief:
-    """Fused probability ``prob`` (float16) of the canonical block ``box``; zero outside it."""
+    """Fused probability ``prob`` (float16 as a result keeps it, float32 while fusing) of the canonical block ``box``;
+    zero outside it."""
 
     box: Box
     prob: np.ndarray
@@ -37,6 +38,37 @@ class Belief:
         return out
 
 
+def mirrored(belief: Optional[Belief], width: int) -> Optional[Belief]:
+    """A belief of a left-right mirrored volume (``width`` voxels along the canonical L axis) on the volume's own grid.
+
+    Example:
+        >>> b = Belief(((0, 1), (0, 1), (1, 3)), np.array([[[0.25, 0.75]]], np.float16))
+        >>> m = mirrored(b, 4)
+        >>> m.box[2], m.crop(((0, 1), (0, 1), (0, 4)))[0, 0].tolist()
+        ((1, 3), [0.0, 0.75, 0.25, 0.0])
+    """
+    if belief is None:
+        return None
+    (s, p, (lo, hi)) = belief.box
+    return Belief((s, p, (width - hi, width - lo)), np.ascontiguousarray(belief.prob[:, :, ::-1]))
+
+
+def mean(a: Optional[Belief], b: Optional[Belief]) -> Optional[Belief]:
+    """The voxelwise mean of two beliefs on their joint box, float32 (a missing one counts as zero everywhere).
+
+    Example:
+        >>> a = Belief(((0, 1), (0, 1), (0, 2)), np.array([[[1.0, 0.5]]], np.float16))
+        >>> mean(a, None).prob.tolist(), mean(a, a).prob.tolist()
+        ([[[0.5, 0.25]]], [[[1.0, 0.5]]])
+    """
+    found = [x for x in (a, b) if x is not None]
+    if not found:
+        return None
+    box = tuple((min(x.box[i][0] for x in found), max(x.box[i][1] for x in found)) for i in range(3))
+    total = sum(x.crop(box) for x in found)  # type: ignore[arg-type]
+    return Belief(box, (total / 2.0).astype(np.float32))  # type: ignore[arg-type]
+
+
 def union(beliefs: Sequence[Optional[Belief]]) -> Optional[Belief]:
     """The voxelwise maximum of several beliefs (the parts of "both sides" or a group) on their joint box."""
     found = [b for b in beliefs if b is not None]
@@ -47,4 +79,4 @@ def union(beliefs: Sequence[Optional[Belief]]) -> Optional[Belief]:
     return Belief(box, prob)  # type: ignore[arg-type]
 
 
-__all__ = ["Belief", "union"]
+__all__ = ["Belief", "mean", "mirrored", "union"]

@@ -14,13 +14,13 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from .batching import Batcher
-from .volume import PlaneView, WindowLike
+from .volume import PlaneView, PreparedVolume, WindowLike
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +186,21 @@ class SliceEmbeddings:
         return kept if kept.shape[1] == channels else kept.expand(-1, channels, -1, -1).contiguous()
 
 
+class ReversedEmbeddings:
+    """The embeddings of a plane view read last slice first: a left-right mirrored volume's sagittal slices are the
+    volume's own in reverse order (:meth:`PreparedVolume.mirrored`), so they need no encoding of their own."""
+
+    def __init__(self, inner: SliceEmbeddings) -> None:
+        self.inner = inner
+        self.last = int(inner.stored.have.size) - 1
+
+    def get(self, indices: Sequence[int]) -> torch.Tensor:
+        return self.inner.get([self.last - int(k) for k in indices])
+
+    def images(self, indices: Sequence[int]) -> torch.Tensor:
+        return self.inner.images([self.last - int(k) for k in indices])
+
+
 class EmbeddingStore:
     """Gives :class:`SliceEmbeddings` for (plane view, model, preset); each slice is encoded once."""
 
@@ -229,3 +244,30 @@ class EmbeddingStore:
         return SliceEmbeddings(model, volume, window, self.batcher, stored, key)  # type: ignore[arg-type]
 
     lazy = embeddings  # refinements use the same embeddings
+
+
+def plane_embeddings(
+    store: EmbeddingStore,
+    model: torch.nn.Module,
+    volume: PreparedVolume,
+    planes: Sequence[str],
+    window: WindowLike,
+    use_cache: bool,
+    groups: Dict[Tuple[str, str, str], Any],
+    mirror_of: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
+    """{plane: embeddings} of ``volume`` in ``window``, kept in ``groups`` for the prompts of one call. With
+    ``mirror_of`` (the embeddings of the volume that ``volume`` mirrors, :meth:`PreparedVolume.mirrored`), the
+    sagittal plane reads those in reverse order instead of encoding its own (a mirror's sagittal slices are the same
+    pixels)."""
+    out = {}
+    for plane in planes:
+        view = volume.view(plane)
+        key = (view.content_hash, plane, view.window_key(window))
+        if key not in groups:
+            if mirror_of is not None and plane == "sagittal":
+                groups[key] = ReversedEmbeddings(mirror_of[plane])
+            else:
+                groups[key] = store.embeddings(model, view, window, use_cache)
+        out[plane] = groups[key]
+    return out

@@ -283,26 +283,32 @@ def decode_views(
     return out
 
 
-def fuse_views(
+def fused_belief(
     volume: PreparedVolume, decodes: Mapping[str, VolumeDecode], opts: Mapping[str, Any]
-) -> Tuple[np.ndarray, Optional[Belief]]:
-    """The canonical mask (the planes' probabilities fused inside the target's box, thresholded, cleaned up) and the
-    fused probability it came from (None when no plane found the target)."""
+) -> Optional[Belief]:
+    """The planes' probabilities fused inside the target's box, float32 (None when no plane found the target)."""
     gate = prob_to_logit(opts["presence_threshold"])
-    mask = np.zeros(volume.canonical.shape, dtype=bool)
     regions = {d.region for d in decodes.values()} - {None}
     if regions:  # decoded by decode_views: fuse where its fine pass decoded
         box = union_box(list(regions))
     else:
         box = target_box(volume, decodes, gate, opts["view_weights"], opts["mask_threshold"])
     if box is None:
-        return mask, None
+        return None
     blocks = {p: view_probabilities(volume.view(p), d, box, gate, contiguous=False) for p, d in decodes.items()}
-    region = tuple(slice(lo, hi) for lo, hi in box)
     factors = box_edge_factors(volume, list(blocks), box)
     prob = fuse(blocks, opts["view_weights"], factors)
+    return Belief(tuple((int(lo), int(hi)) for lo, hi in box), prob.astype(np.float32))  # type: ignore[arg-type]
+
+
+def belief_mask(volume: PreparedVolume, belief: Optional[Belief], opts: Mapping[str, Any]) -> np.ndarray:
+    """The canonical mask of a fused probability: thresholded at ``mask_threshold``, cleaned up in its box."""
+    mask = np.zeros(volume.canonical.shape, dtype=bool)
+    if belief is None:
+        return mask
+    region = tuple(slice(lo, hi) for lo, hi in belief.box)
     mask[region] = cleanup_3d(
-        prob >= opts["mask_threshold"],
+        belief.prob >= opts["mask_threshold"],
         volume.voxel_ml,
         opts["min_component_ml"],
         opts["min_slices"],
@@ -311,7 +317,21 @@ def fuse_views(
         opts["min_component_fraction"],
         _n=volume.canonical.shape[0],
     )
-    return mask, Belief(tuple((int(lo), int(hi)) for lo, hi in box), prob.astype(np.float16))  # type: ignore[arg-type]
+    return mask
 
 
-__all__ = ["auto_stride", "decode_views", "fuse_views", "target_box"]
+def stored(belief: Optional[Belief]) -> Optional[Belief]:
+    """A belief as a result keeps it: float16."""
+    return None if belief is None else Belief(belief.box, belief.prob.astype(np.float16))
+
+
+def fuse_views(
+    volume: PreparedVolume, decodes: Mapping[str, VolumeDecode], opts: Mapping[str, Any]
+) -> Tuple[np.ndarray, Optional[Belief]]:
+    """The canonical mask (the planes' probabilities fused inside the target's box, thresholded, cleaned up) and the
+    fused probability it came from (None when no plane found the target)."""
+    belief = fused_belief(volume, decodes, opts)
+    return belief_mask(volume, belief, opts), stored(belief)
+
+
+__all__ = ["auto_stride", "belief_mask", "decode_views", "fuse_views", "fused_belief", "target_box"]

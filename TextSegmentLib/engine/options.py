@@ -37,14 +37,20 @@ DEFAULT_OPTIONS: Dict[str, Any] = {
     # "matched": a prompt that names a vocabulary structure (however long the sentence around it) is given to the
     # model as that structure's name; "raw": the model reads the prompt as typed
     "prompt_text": "matched",
+    # also segment the volume mirrored left-right (left and right swapped in the text) and average the two fused
+    # probabilities (+0.008 Dice on the validation variants; a first prompt +0.4 s, further ones 1.7x); None: as the
+    # model card's ``input.mirror`` says, else False. Only for prompts given to the model as a vocabulary name
+    # (``prompt_text="matched"``): a text as typed cannot be mirrored reliably
+    "mirror": None,
 }
 
 
 #: the option checks, in one place (the application layer's request validation uses them too)
 _PROBABILITIES = ("presence_threshold", "mask_threshold", "vocabulary_gate", "min_component_fraction")
 _COUNTS = ("min_slices", "slice_stride", "fine_pixels")
-_FLAGS = ("fill_holes", "largest_only", "use_cache")
-_AUTO = ("mask_threshold", "largest_only", "slice_stride", "fine_pixels")  # None: the model card or engine decides
+_FLAGS = ("fill_holes", "largest_only", "use_cache", "mirror")
+#: None: the model card or the engine decides
+_AUTO = ("mask_threshold", "largest_only", "slice_stride", "fine_pixels", "mirror")
 
 
 def check_ct_window(window: Any) -> Optional[Union[str, Tuple[float, float]]]:
@@ -152,4 +158,6 @@ def resolve_options(options: Dict[str, Any], planes: Sequence[str], card: Dict[s
     weights = dict(DEFAULT_WEIGHTS, **(card.get("input", {}).get("view_weights") or {}))
     weights.update(opts["view_weights"] or {})
     opts["view_weights"] = {p: float(weights.get(p, 1.0)) for p in views}
+    if opts["mirror"] is None:
+        opts["mirror"] = bool(card.get("input", {}).get("mirror", False))
     return opts

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from ..model.mask_decoder import ABSENT_LOGIT
-from ..prompts import Query
-from .belief import Belief
+from ..prompts import Query, mirror_sides
+from .belief import Belief, mean, mirrored
 from .belief import union as unite
-from .multiview import decode_views, fuse_views
+from .multiview import belief_mask, decode_views, fused_belief, stored
 from .result import PartReport, PromptState, laterality_check
 from .vocabulary import calibrated_threshold, one_piece, solid
 from .volume import PreparedVolume
@@ -39,10 +39,13 @@ def decode_text(
     progress: Any,
     cancel: Any,
     memo: Optional[Dict[Any, Any]] = None,
+    mirror: Optional[Tuple[PreparedVolume, Dict[str, Any]]] = None,
 ) -> DecodeFn:
     """The function that segments one text (a vocabulary name: its calibrated threshold and clean-up). ``memo``
     keeps what one call decoded, so that prompts sharing parts ("putamen", "basal ganglia") decode them once; its
-    masks are shared: never change them in place."""
+    masks are shared: never change them in place. ``mirror``: the volume mirrored left-right and its embeddings; a
+    vocabulary name is then also segmented there with left and right swapped, and the two fused probabilities are
+    averaged before the threshold (a text that is not a vocabulary name is segmented once)."""
     memo = {} if memo is None else memo
 
     def run(text: str, name: Optional[str], start: float, span: float):
@@ -56,15 +59,24 @@ def decode_text(
         if threshold is None:
             threshold = calibrated_threshold(name, vocabulary)
         popts = dict(opts, mask_threshold=threshold)
+        both = mirror is not None and name is not None and text == name
+        share = span / 2 if both else span
         decodes = decode_views(
-            model, volume, embeddings, model.encode_text([text]), batcher, popts, progress, cancel, start, span
+            model, volume, embeddings, model.encode_text([text]), batcher, popts, progress, cancel, start, share
         )
+        belief = fused_belief(volume, decodes, popts)
+        if both:
+            other, other_embeddings = mirror  # type: ignore[misc]
+            swapped = model.encode_text([mirror_sides(text)])
+            seen = decode_views(model, other, other_embeddings, swapped, batcher, popts, progress, cancel,
+                                start + share, share)  # fmt: skip
+            belief = mean(belief, mirrored(fused_belief(other, seen, popts), volume.canonical.shape[2]))
         largest = opts["largest_only"]
         if largest is None:
             largest = one_piece(name or "", vocabulary)
         cleanup = {"fill_holes": opts["fill_holes"] and solid(name or "", vocabulary), "largest_only": largest}
-        mask, belief = fuse_views(volume, decodes, dict(popts, **cleanup))
-        return mask, {p: d.presence for p, d in decodes.items()}, threshold, largest, belief
+        mask = belief_mask(volume, belief, dict(popts, **cleanup))
+        return mask, {p: d.presence for p, d in decodes.items()}, threshold, largest, stored(belief)
 
     return run
 

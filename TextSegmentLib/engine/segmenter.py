@@ -19,7 +19,7 @@ from ..prompts import Query, card_windows, parse_query, read_side, vocabulary_na
 from .allocator import keep_freed_memory
 from .batching import Batcher, CancelFn, ProgressFn, check_cancel
 from .coords import Coords, in_plane, slice_of
-from .embeddings import EmbeddingCache, EmbeddingStore, SliceEmbeddings
+from .embeddings import EmbeddingCache, EmbeddingStore, SliceEmbeddings, plane_embeddings
 from .headpose import HeadPoses
 from .io import INPUT_WARNINGS, InputError, InputLike, check_prompts, check_refine_prompts, load_input
 from .options import DEFAULT_OPTIONS, resolve_options
@@ -242,12 +242,15 @@ class Segmenter:
             self.model.encode_text([None])  # loads the text encoder (about a second), encodes nothing
             self.store.begin(self.model)
             todo = {}
-            for plane in planes:
-                emb = self.store.embeddings(self.model, volume.view(plane), window)
+            views = [(plane, volume.view(plane)) for plane in planes]
+            if opts["mirror"]:  # the mirror's sagittal slices are the volume's own
+                views += [(f"mirrored {p}", volume.mirrored().view(p)) for p in planes if p != "sagittal"]
+            for plane, view in views:
+                emb = self.store.embeddings(self.model, view, window)
                 if self.cache.holds(emb.key, emb.stored):  # else too large to keep: no help to a later prompt
                     todo[plane] = (emb, [int(k) for k in np.flatnonzero(~emb.stored.have)])
             total = sum(len(missing) for _, missing in todo.values())
-            encoded = {p: 0 for p in planes}
+            encoded = {p: 0 for p, _ in views}
             start = 0.0
             for plane, (emb, missing) in todo.items():
                 span = len(missing) / max(total, 1)
@@ -274,7 +277,7 @@ class Segmenter:
         table = card_windows(self.card)
         windows = [(opts["ct_window"] or self._window(q.window, table)) if volume.is_ct else None for q in queries]
         self.store.begin(model)
-        groups: Dict[Tuple[str, str], SliceEmbeddings] = {}
+        groups: Dict[Tuple[str, str, str], Any] = {}
         states: List[PromptState] = []
         memo: Dict[Any, Any] = {}  # parts decoded in this call, shared by the prompts that name them
         for n, (query, window) in enumerate(zip(queries, windows)):
@@ -286,14 +289,15 @@ class Segmenter:
             if query.reason is not None:  # the gate is off: the model reads the request as typed
                 query = Query(query.prompt, side=query.side, side_read=query.side_read, window=query.window,
                               color=query.color, warnings=query.warnings)  # fmt: skip
-            embeddings = {}
-            for plane in views:
-                view = volume.view(plane)
-                key = (plane, view.window_key(window))
-                if key not in groups:
-                    groups[key] = self.store.embeddings(model, view, window, opts["use_cache"])
-                embeddings[plane] = groups[key]
-            decode = decode_text(model, volume, embeddings, self.batcher, opts, vocabulary, progress, cancel, memo)
+            embeddings = plane_embeddings(self.store, model, volume, views, window, opts["use_cache"], groups)
+            mirror = None
+            if opts["mirror"] and opts["prompt_text"] == "matched":
+                other = volume.mirrored()
+                found = plane_embeddings(self.store, model, other, views, window, opts["use_cache"], groups, embeddings)
+                mirror = (other, found)
+            decode = decode_text(
+                model, volume, embeddings, self.batcher, opts, vocabulary, progress, cancel, memo, mirror
+            )
             states.append(
                 segment_query(query, volume, decode, opts, vocabulary, window, n / len(queries), 1.0 / len(queries))
             )

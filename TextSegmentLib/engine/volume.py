@@ -15,6 +15,7 @@ Slice views of the canonical ``(S, P, L)`` array (rows, columns of each 2D slice
 - sagittal: slices along L (right -> left); rows superior -> inferior, columns anterior -> posterior
 """
 
+import copy
 import hashlib
 import logging
 import zlib
@@ -236,9 +237,29 @@ class PreparedVolume:
         self._hash: Optional[str] = None
         self._cut_ends: Optional[Tuple[Tuple[bool, bool], ...]] = None
         self._views: Dict[str, PlaneView] = {}
+        self._mirror: Optional[PreparedVolume] = None
         primary = self.view(self.axis)
         self.stack, self.fit = primary.stack, primary.fit
         self.num_slices, self.height, self.width = primary.num_slices, primary.height, primary.width
+
+    def mirrored(self) -> "PreparedVolume":
+        """The same volume mirrored left-right (the canonical L axis reversed; built once): the patient's left shows
+        where the right was. Its sagittal slices are this volume's in reverse order (same pixels, same intensity
+        range); its masks map back with ``[:, :, ::-1]``. For segmentation only: it has no input grid of its own.
+
+        Example:
+            >>> img = sitk.GetImageFromArray(np.arange(24, dtype=np.float32).reshape(2, 3, 4))
+            >>> pv = PreparedVolume(img, {}, image_size=64)
+            >>> pv.mirrored().canonical[0, 0].tolist(), pv.canonical[0, 0].tolist()
+            ([3.0, 2.0, 1.0, 0.0], [0.0, 1.0, 2.0, 3.0])
+        """
+        if self._mirror is None:
+            mirror = copy.copy(self)
+            mirror.canonical = np.ascontiguousarray(self.canonical[:, :, ::-1])
+            mirror._mr = None if self.is_ct else self.mr_range()  # the same values: the same intensity range
+            mirror._hash, mirror._cut_ends, mirror._views, mirror._mirror = None, None, {}, None
+            self._mirror = mirror
+        return self._mirror
 
     def view(self, plane: str) -> PlaneView:
         """The :class:`PlaneView` of ``plane`` (built once)."""

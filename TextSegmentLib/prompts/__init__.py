@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterable, Optional
 from .findings import FINDINGS, finding_in
 from .groups import GROUPS, group_in
 from .query import KINDS, Query, parse_queries, parse_query
-from .sides import SIDE_TABLE, SIDE_WORDS, SideReading, read_side, split_side
+from .sides import SIDE_TABLE, SIDE_WORDS, SideReading, mirror_sides, read_side, split_side
 from .spatial import UNSUPPORTED_REASON, read_spatial
 from .terminology import (
     TAG_CONFIDENCE,
@@ -67,5 +67,5 @@ __all__ = [
     "Query", "SideReading", "VocabularyIndex", "bad_characters", "card_windows", "clean_prompt", "fallback_color",
     "find_term", "finding_in", "fold", "group_in", "index_of", "known_names", "load_terminology", "match_prompt",
     "normalize", "parse_queries", "parse_query", "read_side", "read_spatial", "safe_text", "segment_tags",
-    "split_side", "terminology_path", "vocabulary_names", "window_for", "words",
+    "mirror_sides", "split_side", "terminology_path", "vocabulary_names", "window_for", "words",
 ]  # fmt: skip

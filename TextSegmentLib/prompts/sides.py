@@ -9,6 +9,7 @@ Example:
     "'rechts' read as right (German)"
 """
 
+import re
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
@@ -161,3 +162,22 @@ def split_side(found: Sequence[str]) -> Tuple[Optional[str], List[str]]:
 def side_words() -> Set[str]:
     """Every side word :func:`read_side` knows (not counting misspellings)."""
     return set(SIDE_TABLE)
+
+
+def mirror_sides(name: str) -> str:
+    """A vocabulary name with left and right swapped: what the same structure is called in a left-right mirrored
+    image.
+
+    Example:
+        >>> mirror_sides("left putamen"), mirror_sides("Right anterior limb of the internal capsule")
+        ('right putamen', 'Left anterior limb of the internal capsule')
+        >>> mirror_sides("brain"), mirror_sides("leftover")
+        ('brain', 'leftover')
+    """
+    swap = {"left": "right", "right": "left"}
+    return re.sub(
+        r"\b(left|right)\b",
+        lambda m: swap[m.group(1).lower()].capitalize() if m.group(1)[0].isupper() else swap[m.group(1).lower()],
+        name,
+        flags=re.IGNORECASE,
+    )
