@@ -355,6 +355,31 @@ def test_calibration_keeps_one_piece_only_where_the_largest_component_gains_enou
     ]
 
 
+def test_calibration_trims_outliers_only_where_it_gains_on_every_contrast():
+    """Trimming that gains on average but loses on real T1 (what the synthesised T2-like variants hide) is refused;
+    trimming that gains on both contrasts goes into the scored structure's sided and unsided entries."""
+    from training.calibrate import TRIM_SDS, apply_thresholds, choose_thresholds
+
+    scores = {name: {0.5: [0.6, 0.6]} for name in ("left hippocampus", "right hippocampus", "left caudate nucleus")}
+    gains = {
+        "left hippocampus": {0.5: {"real": [0.015], "t2": [0.03]}},
+        "right hippocampus": {0.5: {"real": [0.005], "t2": [0.02]}},
+        "left caudate nucleus": {0.5: {"real": [-0.05], "t2": [0.09]}},  # +0.02 on average, -0.05 on T1
+    }
+    chosen = choose_thresholds(scores, min_gain=0.005, gains=gains)
+    assert chosen["hippocampus"]["trim_outliers"] == TRIM_SDS
+    assert chosen["hippocampus"]["trim_gain"] == {"real": 0.01, "t2": 0.025}
+    assert chosen["caudate nucleus"]["trim_outliers"] == 0.0
+    card = {"vocabulary": [{"name": "left hippocampus"}, {"name": "hippocampus"}, {"name": "left caudate nucleus"}]}
+    card["vocabulary"][2]["trim_outliers"] = 3.0  # an older calibration is replaced
+    assert apply_thresholds(card, chosen, {}) == 2
+    assert card["vocabulary"] == [
+        {"name": "left hippocampus", "trim_outliers": TRIM_SDS},
+        {"name": "hippocampus", "trim_outliers": TRIM_SDS},
+        {"name": "left caudate nucleus"},
+    ]
+
+
 def test_compare_scores_each_bundle_on_each_bank_and_refuses_a_bad_bank(bank, tiny_bundle, present_bundle, capsys):
     """``training.compare``: one row per bundle, one column per bank (the same bank twice gives the same score), the
     choice structures scored whole; a --bank that is not NAME=FOLDER with a bank.json, or a folder that is not a

@@ -9,6 +9,12 @@ T1 and T2-like variants; the one with the highest mean Dice goes into the vocabu
 (``"mask_threshold"`` of ``name``, ``left name``, ``right name``) when it beats 0.5 by at least ``--min-gain``. The
 engine uses an entry's threshold whenever a call does not set ``mask_threshold`` itself.
 
+Where a structure's voxels look alike, the edge voxels unlike them are trimmed (``TextSegmentLib/engine/trim.py``):
+each mask is also scored trimmed at ``TRIM_SDS``, and a structure whose trimmed masks gain ``--min-gain`` on average
+and lose on no contrast (the T2-like variants are synthesised from class maps with one intensity per class, where
+trimming always pays; on real T1 it cost the caudate, putamen and thalamus up to 0.1) gets ``"trim_outliers"`` in
+its entries.
+
 Every scored structure is one piece (one side's nucleus, the brain, the cerebellum), so each mask is also scored with
 only its largest 3D component kept (the engine's ``largest_only`` clean-up); when that beats the best threshold with
 every component by ``--min-gain`` too, the scored names' entries get ``"largest_only": true`` (and the engine keeps
@@ -25,11 +31,13 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+import SimpleITK as sitk
 import torch
 
 from TextSegmentLib.checkpoint import CARD_FILE, check_bundle, load_bundle, read_card
 from TextSegmentLib.engine import Segmenter
 from TextSegmentLib.engine.decode import cleanup_3d
+from TextSegmentLib.engine.trim import trim_outliers
 from TextSegmentLib.engine.vocabulary import DEFAULT_MASK_THRESHOLD
 from TextSegmentLib.engine.writers import write_text
 from TextSegmentLib.prompts import split_side, words
@@ -43,6 +51,8 @@ log = logging.getLogger("training.calibrate")
 GRID = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
 #: the structures with a reference in the validation variants: deep grey nuclei, amygdala, pallidum, brain, cerebellum
 NAMES = (*CHOICE, *OTHER_GREY)
+#: the robust standard deviations at which edge outliers are tried (engine/trim.py)
+TRIM_SDS = 2.5
 
 
 def base_name(name: str) -> str:
@@ -56,6 +66,8 @@ def base_name(name: str) -> str:
 
 
 Scores = Dict[str, Dict[float, List[float]]]  # {name: {threshold: [Dice per variant and contrast]}}
+#: {name: {threshold: {contrast: [Dice trimmed - Dice untrimmed per variant]}}}
+Gains = Dict[str, Dict[float, Dict[str, List[float]]]]
 
 
 def largest_piece(mask: np.ndarray) -> np.ndarray:
@@ -76,28 +88,33 @@ def score_grid(
     names: Sequence[str] = NAMES,
     contrasts: Sequence[str] = ("real", "t2"),
     limit: Optional[int] = None,
-) -> Tuple[Scores, Scores]:
+) -> Tuple[Scores, Scores, Gains]:
     """Dice of every structure of ``names`` at every threshold of ``grid`` on the validation variants of ``bank``,
     with every component the engine keeps and with the largest one only: two ``{name: {threshold: [dice per variant
-    and contrast]}}`` (structures the field of view cuts to under 50 voxels are not scored)."""
+    and contrast]}}`` (structures the field of view cuts to under 50 voxels are not scored); and what trimming the
+    edge outliers at ``TRIM_SDS`` gains, per contrast (:data:`Gains`)."""
     seg = Segmenter(model, device="cpu")
     names = list(names)
     scores: Scores = {n: {float(t): [] for t in grid} for n in names}
     pieces: Scores = {n: {float(t): [] for t in grid} for n in names}
+    gains: Gains = {n: {float(t): {c: [] for c in contrasts} for t in grid} for n in names}
     for folder in validation_folders(bank, limit):
         aal = np.load(folder / "layer_aal.npy")
         refs = [reference(folder, n, aal) for n in names]
         for contrast in contrasts:
             image = variant_image(folder, contrast)
+            voxels = np.asarray(sitk.GetArrayViewFromImage(image))
             for t in grid:  # the embeddings are encoded once per image and reused for every threshold
-                result = seg.segment(image, names, mask_threshold=float(t), largest_only=False)
+                result = seg.segment(image, names, mask_threshold=float(t), largest_only=False, trim_outliers=0)
                 for i, ref in enumerate(refs):
                     if ref.sum() >= 50:
                         mask = result.mask(i)
                         scores[names[i]][float(t)].append(dice(mask, ref))
                         pieces[names[i]][float(t)].append(dice(largest_piece(mask), ref))
+                        trimmed = dice(trim_outliers(voxels, mask, TRIM_SDS), ref)
+                        gains[names[i]][float(t)][contrast].append(trimmed - scores[names[i]][float(t)][-1])
         log.info("%s done", folder.name)
-    return scores, pieces
+    return scores, pieces, gains
 
 
 def _pool(scores: Mapping[str, Mapping[float, Sequence[float]]]) -> Dict[str, Dict[float, List[float]]]:
@@ -115,12 +132,15 @@ def choose_thresholds(
     default: float = DEFAULT_MASK_THRESHOLD,
     min_gain: float = 0.005,
     pieces: Optional[Mapping[str, Mapping[float, Sequence[float]]]] = None,
+    gains: Optional[Gains] = None,
 ) -> Dict[str, Dict[str, Any]]:
     """Per structure (sides pooled), the threshold with the highest mean Dice, kept only when it beats ``default``
     by ``min_gain`` (else ``default``); with ``pieces`` (the same scores with the largest component only), largest
     only when its best threshold beats that by ``min_gain`` again: ``{base name: {"threshold", "largest_only",
     "dice", "dice_default", "n", "names"}}`` (``names``: the scored names pooled), with ``"dice_largest_only"`` (at its
-    best threshold) when ``pieces`` are given.
+    best threshold) when ``pieces`` are given. With ``gains`` (:data:`Gains`), ``"trim_outliers": TRIM_SDS`` (else
+    0) when trimming at the chosen threshold gains ``min_gain`` on average and loses on no contrast (without the
+    largest component only), with ``"trim_gain"`` per contrast.
 
     Example:
         >>> s = {"left hippocampus": {0.4: [0.5, 0.5], 0.5: [0.4, 0.4]}, "right hippocampus": {0.4: [0.4], 0.5: [0.3]},
@@ -149,9 +169,24 @@ def choose_thresholds(
                 chosen = {"threshold": t_one, "largest_only": True, "dice": round(one[t_one], 4)}
             chosen["dice_largest_only"] = round(one[t_one], 4)  # at its best threshold
         names = sorted(n for n in scores if base_name(n) == base)
+        if gains is not None:
+            chosen.update(_trim_choice(gains, names, chosen, min_gain))
         n = len(by_threshold[default])
         out[base] = {**chosen, "dice_default": round(means[default], 4), "n": n, "names": names}
     return out
+
+
+def _trim_choice(gains: Gains, names: Sequence[str], chosen: Mapping[str, Any], min_gain: float) -> Dict[str, Any]:
+    """Whether the structures ``names`` (sides pooled) are trimmed at the ``chosen`` threshold (see
+    :func:`choose_thresholds`)."""
+    by_contrast: Dict[str, List[float]] = {}
+    for name in names:
+        for contrast, values in gains.get(name, {}).get(float(chosen["threshold"]), {}).items():
+            by_contrast.setdefault(contrast, []).extend(values)
+    means = {c: round(float(np.mean(v)), 4) for c, v in by_contrast.items() if v}
+    every = [g for v in by_contrast.values() for g in v]
+    pays = bool(every) and float(np.mean(every)) >= min_gain and min(means.values()) >= 0.0
+    return {"trim_outliers": TRIM_SDS if pays and not chosen.get("largest_only") else 0.0, "trim_gain": means}
 
 
 def apply_thresholds(card: Dict[str, Any], chosen: Mapping[str, Mapping[str, Any]], record: Dict[str, Any]) -> int:
@@ -178,15 +213,17 @@ def apply_thresholds(card: Dict[str, Any], chosen: Mapping[str, Mapping[str, Any
         name = entry.get("name", "")
         side, _ = split_side(words(name))
         pick = chosen.get(base_name(name)) if side in (None, "left", "right") else None
-        entry.pop("mask_threshold", None)
-        entry.pop("largest_only", None)
+        for key in ("mask_threshold", "largest_only", "trim_outliers"):
+            entry.pop(key, None)
         if pick is None:
             continue
         if float(pick["threshold"]) != DEFAULT_MASK_THRESHOLD:
             entry["mask_threshold"] = float(pick["threshold"])
         if pick.get("largest_only") and name in pick.get("names", ()):
             entry["largest_only"] = True
-        count += "mask_threshold" in entry or "largest_only" in entry
+        if pick.get("trim_outliers"):
+            entry["trim_outliers"] = float(pick["trim_outliers"])
+        count += any(k in entry for k in ("mask_threshold", "largest_only", "trim_outliers"))
     card.setdefault("calibration", {})["mask_threshold"] = record
     return count
 
@@ -217,14 +254,19 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     bundle = Path(args.bundle)
     card = read_card(bundle)
     model = load_bundle(bundle, torch.device("cpu")).requires_grad_(False)  # every call sets its threshold
-    scores, pieces = score_grid(model, Path(cfg["bank"]["dir"]), grid, limit=args.limit)
-    chosen = choose_thresholds(scores, min_gain=args.min_gain, pieces=pieces)
-    record = {"grid": grid, "contrasts": ["T1", "T2-like"], "min_gain": args.min_gain, "structures": chosen}
+    scores, pieces, gains = score_grid(model, Path(cfg["bank"]["dir"]), grid, limit=args.limit)
+    chosen = choose_thresholds(scores, min_gain=args.min_gain, pieces=pieces, gains=gains)
+    record = {"grid": grid, "contrasts": ["T1", "T2-like"], "min_gain": args.min_gain, "trim_sds": TRIM_SDS,
+              "mirror": bool(card.get("input", {}).get("mirror")), "structures": chosen}  # fmt: skip
     print(json.dumps(record, indent=2))
     if not args.dry_run:
         count = apply_thresholds(card, chosen, record)
         write_card(bundle, card)
-        log.info("%s: %d vocabulary entries carry a calibrated threshold or largest only", bundle / CARD_FILE, count)
+        log.info(
+            "%s: %d vocabulary entries carry a calibrated threshold, largest only or outlier trimming",
+            bundle / CARD_FILE,
+            count,
+        )
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from .fusion import (
     view_box,
     view_probabilities,
 )
+from .trim import trim_outliers
 from .volume import AXIS_NORMAL, PlaneView, PreparedVolume, slice_pixel_spacing
 
 COARSE_MM = 6.0
@@ -302,7 +303,8 @@ def fused_belief(
 
 
 def belief_mask(volume: PreparedVolume, belief: Optional[Belief], opts: Mapping[str, Any]) -> np.ndarray:
-    """The canonical mask of a fused probability: thresholded at ``mask_threshold``, cleaned up in its box."""
+    """The canonical mask of a fused probability: thresholded at ``mask_threshold``, cleaned up in its box, and its
+    edge trimmed of outliers with ``trim_outliers`` > 0 (an MR volume only: :mod:`.trim`)."""
     mask = np.zeros(volume.canonical.shape, dtype=bool)
     if belief is None:
         return mask
@@ -317,6 +319,8 @@ def belief_mask(volume: PreparedVolume, belief: Optional[Belief], opts: Mapping[
         opts["min_component_fraction"],
         _n=volume.canonical.shape[0],
     )
+    if opts.get("trim_outliers") and not volume.is_ct:
+        mask[region] = trim_outliers(volume.canonical[region], mask[region], float(opts["trim_outliers"]))
     return mask
 
 

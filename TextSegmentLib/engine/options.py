@@ -42,6 +42,10 @@ DEFAULT_OPTIONS: Dict[str, Any] = {
     # model card's ``input.mirror`` says, else False. Only for prompts given to the model as a vocabulary name
     # (``prompt_text="matched"``): a text as typed cannot be mirrored reliably
     "mirror": None,
+    # edge voxels whose intensity lies more than this many robust standard deviations from the segment's inside are
+    # trimmed (engine/trim.py); None: as the structure's vocabulary entry says (``"trim_outliers"``, chosen by
+    # ``training.calibrate``), else no trimming; 0 turns it off for every prompt of the call
+    "trim_outliers": None,
 }
 
 
@@ -50,7 +54,7 @@ _PROBABILITIES = ("presence_threshold", "mask_threshold", "vocabulary_gate", "mi
 _COUNTS = ("min_slices", "slice_stride", "fine_pixels")
 _FLAGS = ("fill_holes", "largest_only", "use_cache", "mirror")
 #: None: the model card or the engine decides
-_AUTO = ("mask_threshold", "largest_only", "slice_stride", "fine_pixels", "mirror")
+_AUTO = ("mask_threshold", "largest_only", "slice_stride", "fine_pixels", "mirror", "trim_outliers")
 
 
 def check_ct_window(window: Any) -> Optional[Union[str, Tuple[float, float]]]:
@@ -110,9 +114,12 @@ def check_options(options: Dict[str, Any]) -> Dict[str, Any]:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
             raise ValueError(f"{key} must be a number from 0 to 1{' or None' if key in _AUTO else ''}, got {value!r}")
-    value = out.get("min_component_ml", DEFAULT_OPTIONS["min_component_ml"])
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < math.inf:
-        raise ValueError(f"min_component_ml must be a finite number >= 0, got {value!r}")
+    for key in ("min_component_ml", "trim_outliers"):
+        value = out.get(key, DEFAULT_OPTIONS[key])
+        if value is None and key in _AUTO:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < math.inf:
+            raise ValueError(f"{key} must be a finite number >= 0{' or None' if key in _AUTO else ''}, got {value!r}")
     for key in _COUNTS:
         value = out.get(key, DEFAULT_OPTIONS[key])
         if value is None and key in _AUTO:

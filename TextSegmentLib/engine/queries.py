@@ -20,7 +20,7 @@ from .belief import Belief, mean, mirrored
 from .belief import union as unite
 from .multiview import belief_mask, decode_views, fused_belief, stored
 from .result import PartReport, PromptState, laterality_check
-from .vocabulary import calibrated_threshold, one_piece, solid
+from .vocabulary import calibrated_threshold, one_piece, outlier_sds, solid
 from .volume import PreparedVolume
 
 #: decodes one text: (text, vocabulary name or None, start, span) -> (mask, presence, threshold, largest_only, belief)
@@ -74,7 +74,11 @@ def decode_text(
         largest = opts["largest_only"]
         if largest is None:
             largest = one_piece(name or "", vocabulary)
-        cleanup = {"fill_holes": opts["fill_holes"] and solid(name or "", vocabulary), "largest_only": largest}
+        trim = opts["trim_outliers"]
+        if trim is None:
+            trim = outlier_sds(name or "", vocabulary)
+        cleanup = {"fill_holes": opts["fill_holes"] and solid(name or "", vocabulary), "largest_only": largest,
+                   "trim_outliers": trim}  # fmt: skip
         mask = belief_mask(volume, belief, dict(popts, **cleanup))
         return mask, {p: d.presence for p, d in decodes.items()}, threshold, largest, stored(belief)
 

@@ -1,5 +1,6 @@
-"""What a model card's vocabulary says about a structure: its calibrated mask threshold, whether its holes are filled
-and whether it is one piece (what the model reads for a prompt is its query's, see ``TextSegmentLib.prompts``)."""
+"""What a model card's vocabulary says about a structure: its calibrated mask threshold, whether its holes are filled,
+whether it is one piece and whether its edge is trimmed of outliers (what the model reads for a prompt is its
+query's, see ``TextSegmentLib.prompts``)."""
 
 from typing import Any, Dict, Optional, Sequence
 
@@ -47,3 +48,15 @@ def one_piece(name: str, vocabulary: Sequence[Any]) -> bool:
         (True, False)
     """
     return bool(_entry(name, vocabulary).get("largest_only", False))
+
+
+def outlier_sds(name: str, vocabulary: Sequence[Any]) -> float:
+    """The robust standard deviations beyond which the edge voxels of a vocabulary structure are trimmed (its entry's
+    ``"trim_outliers"``, chosen by ``training.calibrate``; see :mod:`.trim`), else 0 (no trimming).
+
+    Example:
+        >>> voc = [{"name": "left hippocampus", "trim_outliers": 2.5}]
+        >>> outlier_sds("left hippocampus", voc), outlier_sds("brain", voc)
+        (2.5, 0.0)
+    """
+    return float(_entry(name, vocabulary).get("trim_outliers") or 0.0)
