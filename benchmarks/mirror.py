@@ -6,7 +6,9 @@
 For each precision: a first prompt ("left hippocampus", three views, a fresh Segmenter: loading the model, the head
 pose, encoding what the prompt needs) and a further prompt on the same volume ("right putamen", decoded from the cached
 embeddings), with mirror averaging (``mirror=True``, the default for models whose card asks for it) and without
-(``mirror=False``, the naive path); medians over ``--runs`` calls and the ratio of the two.
+(``mirror=False``, the naive path); and the background preparation the Slicer module runs on selecting a volume
+(``precompute``: every slice of the three planes, and of the mirror's axial and coronal planes with mirror averaging),
+then the first prompt. Medians over ``--runs`` calls and the ratio of the two.
 """
 
 import argparse
@@ -40,18 +42,22 @@ def main() -> None:
     for precision in [p.strip() for p in args.precision.split(",") if p.strip()]:
         times = {}
         for mirror in (True, False):
-            first, further = [], []
+            first, further, prepare, after = [], [], [], []
             for _ in range(args.runs):
                 seg = Segmenter(model, device="cpu", precision=precision)
                 first.append(timed(lambda seg=seg, m=mirror: seg.segment(brain, ["left hippocampus"], mirror=m)))
                 further.append(timed(lambda seg=seg, m=mirror: seg.segment(brain, ["right putamen"], mirror=m)))
-            times[mirror] = (statistics.median(first), statistics.median(further))
+                seg = Segmenter(model, device="cpu", precision=precision)
+                seg.model.card = dict(seg.card, input=dict(seg.card.get("input", {}), mirror=mirror))
+                prepare.append(timed(lambda seg=seg: seg.precompute(brain)))
+                after.append(timed(lambda seg=seg, m=mirror: seg.segment(brain, ["left hippocampus"], mirror=m)))
+            times[mirror] = tuple(statistics.median(t) for t in (first, further, prepare, after))
         rows.append((precision, times))
     print(f"MNI152 T1 (197 x 233 x 189), three views, medians of {args.runs} runs")
     print("| precision | prompt | mirror averaging (default) | without (naive) | ratio |")
     print("|---|---|---|---|---|")
     for precision, times in rows:
-        for i, what in enumerate(("first prompt", "further prompt")):
+        for i, what in enumerate(("first prompt", "further prompt", "background preparation", "then first prompt")):
             on, off = times[True][i], times[False][i]
             print(f"| {precision} | {what} | {on:.2f} s | {off:.2f} s | {on / off:.2f}x |")
 
