@@ -1,11 +1,30 @@
 """Volumes for the engine tests: a crop of a real brain MRI, a synthetic CT, and reoriented copies of any image."""
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
 CH2 = "/usr/share/mricron/templates/ch2.nii.gz"
+AAL = "/usr/share/mricron/templates/aal.nii.gz"
+
+
+def colin_2mm():
+    """(T1, AAL labels) of Colin27 resampled onto a 2 mm grid of the same direction (real MRI, about 91^3 voxels);
+    fails the test with what to install when the Debian mricron-data files are missing."""
+    import pytest
+
+    if not Path(CH2).is_file():
+        pytest.fail("Colin27 (Debian mricron-data) is missing: bash scripts/setup.sh installs it")
+    image = sitk.ReadImage(CH2)
+    grid = sitk.Image([int(n // 2) for n in image.GetSize()], sitk.sitkFloat32)
+    grid.SetSpacing([2.0] * 3)
+    grid.SetDirection(image.GetDirection())
+    grid.SetOrigin(image.TransformContinuousIndexToPhysicalPoint([0.5, 0.5, 0.5]))
+    t1 = sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    labels = sitk.Resample(sitk.ReadImage(AAL), grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    return t1, labels
 
 
 def brain_crop(size=(40, 48, 12)) -> sitk.Image:

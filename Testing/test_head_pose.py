@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import engine_volumes
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -14,8 +15,6 @@ from TextSegmentLib.app import open_segmenter
 from TextSegmentLib.imaging.conform import head_grid
 from TextSegmentLib.imaging.pose import ALIGN_DEGREES, centre, estimate_head_pose, load_template
 
-CH2 = Path("/usr/share/mricron/templates/ch2.nii.gz")
-AAL = Path("/usr/share/mricron/templates/aal.nii.gz")
 THALAMUS_L, PUTAMEN_R = 77, 74
 
 
@@ -88,16 +87,7 @@ def test_head_grid_axes_are_the_heads():
 
 @pytest.fixture(scope="module")
 def colin_2mm():
-    if not CH2.is_file():
-        pytest.fail("Colin27 (Debian mricron-data) is missing: bash scripts/setup.sh installs it")
-    image = sitk.ReadImage(str(CH2))
-    grid = sitk.Image([int(n // 2) for n in image.GetSize()], sitk.sitkFloat32)
-    grid.SetSpacing([2.0] * 3)
-    grid.SetDirection(image.GetDirection())
-    grid.SetOrigin(image.TransformContinuousIndexToPhysicalPoint([0.5, 0.5, 0.5]))
-    t1 = sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    labels = sitk.Resample(sitk.ReadImage(str(AAL)), grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-    return t1, labels
+    return engine_volumes.colin_2mm()
 
 
 def _dice(a, b):

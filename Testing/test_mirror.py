@@ -4,6 +4,7 @@ the two fused probabilities are averaged. Real MRI (Colin27 T1 at 2 mm), the emb
 import json
 from pathlib import Path
 
+import engine_volumes
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -13,19 +14,10 @@ from TextSegmentLib.cli.main import main as cli_main
 from TextSegmentLib.engine.options import check_options
 from TextSegmentLib.engine.volume import PreparedVolume
 
-CH2 = Path("/usr/share/mricron/templates/ch2.nii.gz")
-
 
 @pytest.fixture(scope="module")
 def colin_2mm() -> sitk.Image:
-    if not CH2.is_file():
-        pytest.fail("Colin27 (Debian mricron-data) is missing: bash scripts/setup.sh installs it")
-    image = sitk.ReadImage(str(CH2))
-    grid = sitk.Image([int(n // 2) for n in image.GetSize()], sitk.sitkFloat32)
-    grid.SetSpacing([2.0] * 3)
-    grid.SetDirection(image.GetDirection())
-    grid.SetOrigin(image.TransformContinuousIndexToPhysicalPoint([0.5, 0.5, 0.5]))
-    return sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    return engine_volumes.colin_2mm()[0]
 
 
 @pytest.fixture(scope="module")

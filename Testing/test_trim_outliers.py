@@ -1,8 +1,7 @@
 """Outlier trimming (engine/trim.py): edge voxels unlike the segment's inside are taken off, for any contrast, and
 nothing else changes. Real MRI for the engine test (Colin27 T1 at 2 mm and its AAL hippocampus, the embedded model)."""
 
-from pathlib import Path
-
+import engine_volumes
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -11,8 +10,6 @@ from scipy import ndimage
 from TextSegmentLib.app import open_segmenter
 from TextSegmentLib.engine.trim import MIN_INSIDE, trim_outliers
 
-CH2 = Path("/usr/share/mricron/templates/ch2.nii.gz")
-AAL = Path("/usr/share/mricron/templates/aal.nii.gz")
 HIPPOCAMPUS_L = 37
 
 
@@ -64,15 +61,7 @@ def test_nothing_is_trimmed_without_a_measure_or_with_it_off():
 
 @pytest.fixture(scope="module")
 def colin_2mm():
-    if not CH2.is_file():
-        pytest.fail("Colin27 (Debian mricron-data) is missing: bash scripts/setup.sh installs it")
-    image = sitk.ReadImage(str(CH2))
-    grid = sitk.Image([int(n // 2) for n in image.GetSize()], sitk.sitkFloat32)
-    grid.SetSpacing([2.0] * 3)
-    grid.SetDirection(image.GetDirection())
-    grid.SetOrigin(image.TransformContinuousIndexToPhysicalPoint([0.5, 0.5, 0.5]))
-    t1 = sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    labels = sitk.Resample(sitk.ReadImage(str(AAL)), grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    t1, labels = engine_volumes.colin_2mm()
     return t1, sitk.GetArrayFromImage(labels)
 
 
