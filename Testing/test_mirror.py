@@ -42,6 +42,7 @@ def test_a_mirrored_volume_shows_the_same_sagittal_slices_in_reverse(colin_2mm):
     mirror = volume.mirrored()
     assert mirror is volume.mirrored()  # built once
     assert np.array_equal(mirror.canonical, volume.canonical[:, :, ::-1])
+    assert np.array_equal(mirror.stack, volume.stack[:, :, ::-1])  # the primary (axial) plane's slices too
     assert mirror.canonical_hash != volume.canonical_hash and mirror.mr_range() == volume.mr_range()
     n = volume.view("sagittal").num_slices
     a = volume.view("sagittal").model_inputs([0, 5, n - 1], None)

@@ -258,6 +258,7 @@ class PreparedVolume:
             mirror.canonical = np.ascontiguousarray(self.canonical[:, :, ::-1])
             mirror._mr = None if self.is_ct else self.mr_range()  # the same values: the same intensity range
             mirror._hash, mirror._cut_ends, mirror._views, mirror._mirror = None, None, {}, None
+            mirror.stack = mirror.view(mirror.axis).stack  # the primary plane's slices are the mirror's own
             self._mirror = mirror
         return self._mirror
 
