@@ -82,6 +82,8 @@ def test_a_shrunken_hippocampus_gives_a_smaller_segment(colin_2mm):
     trimmed = seg.segment(image, ["left hippocampus"])
     plain = seg.segment(image, ["left hippocampus"], trim_outliers=0)
     a, b = trimmed.mask(0) > 0, plain.mask(0) > 0
+    assert trimmed.segments[0].trim_outliers == 2.5 and plain.segments[0].trim_outliers == 0.0  # the report says
+    assert trimmed.to_dict()["segments"][0]["trim_outliers"] == 2.5
     assert np.array_equal(sitk.GetArrayViewFromImage(image), before)
     assert not (a & ~b).any() and a.sum() < b.sum()
     shrunk = hippocampus & ~rim

@@ -23,9 +23,11 @@ from .result import PartReport, PromptState, laterality_check
 from .vocabulary import calibrated_threshold, one_piece, outlier_sds, solid
 from .volume import PreparedVolume
 
-#: decodes one text: (text, vocabulary name or None, start, span) -> (mask, presence, threshold, largest_only, belief)
+#: decodes one text: (text, vocabulary name or None, start, span) -> (mask, presence, threshold, largest_only, belief,
+#: trim_outliers)
 DecodeFn = Callable[
-    [str, Optional[str], float, float], Tuple[np.ndarray, Dict[str, torch.Tensor], float, bool, Optional[Belief]]
+    [str, Optional[str], float, float],
+    Tuple[np.ndarray, Dict[str, torch.Tensor], float, bool, Optional[Belief], float],
 ]
 
 
@@ -80,7 +82,7 @@ def decode_text(
         cleanup = {"fill_holes": opts["fill_holes"] and solid(name or "", vocabulary), "largest_only": largest,
                    "trim_outliers": trim}  # fmt: skip
         mask = belief_mask(volume, belief, dict(popts, **cleanup))
-        return mask, {p: d.presence for p, d in decodes.items()}, threshold, largest, stored(belief)
+        return mask, {p: d.presence for p, d in decodes.items()}, threshold, largest, stored(belief), float(trim)
 
     return run
 
@@ -115,19 +117,21 @@ def segment_query(
     t0 = time.perf_counter()
     if query.kind == "structure":
         said = query.text if opts["prompt_text"] == "matched" else query.prompt
-        mask, presence, threshold, largest, belief = decode(said, query.term, start, span)
+        mask, presence, threshold, largest, belief, trim = decode(said, query.term, start, span)
         mask = mask.copy()  # each prompt owns its mask (a refinement changes it in place; decodes are shared)
         return PromptState(query.prompt, query, window, presence, mask, time.perf_counter() - t0, text=said,
-                           threshold=threshold, largest_only=largest, belief=belief)  # fmt: skip
+                           threshold=threshold, largest_only=largest, belief=belief, trim_outliers=trim)  # fmt: skip
     voxel_ml = volume.voxel_ml
     parts: List[PartReport] = []
     masks: List[np.ndarray] = []
     presence: Dict[str, torch.Tensor] = {}
     thresholds = []
+    trims = []
     beliefs: List[Optional[Belief]] = []
     step = span / max(len(query.parts), 1)
     for i, name in enumerate(query.parts):
-        mask, pres, threshold, largest, belief = decode(name, name, start + i * step, step)
+        mask, pres, threshold, largest, belief, trim = decode(name, name, start + i * step, step)
+        trims.append(trim)
         beliefs.append(belief)
         side = _part_side(name, vocabulary)
         parts.append(PartReport(name, side, bool(mask.any()), round(float(mask.sum()) * voxel_ml, 3),
@@ -159,6 +163,7 @@ def segment_query(
         union = masks[0] if masks else np.zeros(volume.canonical.shape, dtype=bool)
     state = PromptState(query.prompt, query, window, presence, union, time.perf_counter() - t0, text=query.prompt,
                         threshold=min(thresholds) if thresholds else None, largest_only=False,
+                        trim_outliers=max(trims) if trims else None,
                         belief=unite(beliefs))  # fmt: skip
     state.parts = parts
     state.chosen = chosen

@@ -42,16 +42,17 @@ class PartReport:
 @dataclass
 class SegmentReport:
     """What happened to one prompt. ``label`` is its value in the labelmap (prompt index + 1); ``confidence`` in
-    [0, 1]; ``matched`` the model-card vocabulary name (None if not in the vocabulary); ``slices`` the first and
-    last slice holding the segment, as indices along the input's own index axis nearest the slice normal (the
-    convention of ``Segmenter.refine``'s int ``slice_index``); ``laterality_check`` is 'ok', 'mismatch' or None
-    (no side in the prompt, or nothing found); ``mask_threshold`` the fused-probability threshold its mask was
-    cut at (the model card's calibrated one for its structure unless the call set one; None if not segmented);
-    ``largest_only`` whether only its largest 3D piece was kept (the card's choice for its structure unless the call
-    set one; None if not segmented). How the prompt was read: ``kind`` (structure, both_sides, group, spatial,
-    finding, unsupported), ``reading`` (in words), ``side_read`` (how the side was read), ``parts`` (the parts
-    segmented for a both-sides, group or spatial query, each with its own laterality check) and ``chosen`` (the
-    part a spatial query kept)."""
+    [0, 1]; ``matched`` the model-card vocabulary name (None if not in the vocabulary); ``slices`` the first and last
+    slice holding the segment, as indices along the input's own index axis nearest the slice normal (the convention
+    of ``Segmenter.refine``'s int ``slice_index``); ``laterality_check`` is 'ok', 'mismatch' or None (no side in the
+    prompt, or nothing found); ``mask_threshold`` the fused-probability threshold its mask was cut at (the model
+    card's calibrated one for its structure unless the call set one; None if not segmented); ``largest_only``
+    whether only its largest 3D piece was kept (the card's choice for its structure unless the call set one; None if
+    not segmented); ``trim_outliers`` the robust standard deviations beyond which its edge voxels were trimmed (0:
+    not trimmed; the largest of its parts' for a group; None if not segmented). How the prompt was read: ``kind``
+    (structure, both_sides, group, spatial, finding, unsupported), ``reading`` (in words), ``side_read`` (how the
+    side was read), ``parts`` (the parts segmented for a both-sides, group or spatial query, each with its own
+    laterality check) and ``chosen`` (the part a spatial query kept)."""
 
     prompt: str
     label: int
@@ -67,6 +68,7 @@ class SegmentReport:
     refinements: int = 0
     mask_threshold: Optional[float] = None
     largest_only: Optional[bool] = None
+    trim_outliers: Optional[float] = None
     warnings: List[str] = field(default_factory=list)
     kind: str = "structure"
     reading: str = ""
@@ -91,6 +93,7 @@ class PromptState:
     text: Optional[str] = None  # what the model was given (the matched vocabulary name, or the prompt itself)
     threshold: Optional[float] = None  # the fused-probability threshold of its mask (None: nothing was segmented)
     largest_only: Optional[bool] = None  # whether only the largest 3D piece was kept (None: nothing was segmented)
+    trim_outliers: Optional[float] = None  # the SDs its edge was trimmed at (0: not trimmed; None: not segmented)
     parts: List[PartReport] = field(default_factory=list)  # both sides, group, spatial: each part's own report
     chosen: Optional[str] = None  # spatial: the part kept
     belief: Optional[Belief] = None  # the fused probability the mask came from (3D clicks act on it)
@@ -189,6 +192,7 @@ class Result:
             refinements=state.refinements,
             mask_threshold=state.threshold,
             largest_only=state.largest_only,
+            trim_outliers=state.trim_outliers,
             warnings=warnings,
             kind=query.kind,
             reading=query.reading,
