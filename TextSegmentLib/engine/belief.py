@@ -38,6 +38,13 @@ class Belief:
         return out
 
 
+def _joint_box(beliefs: Sequence[Belief]) -> Box:
+    """The smallest box holding every belief's box."""
+    lows = [min(b.box[a][0] for b in beliefs) for a in range(3)]
+    highs = [max(b.box[a][1] for b in beliefs) for a in range(3)]
+    return tuple(zip(lows, highs))  # type: ignore[return-value]
+
+
 def mirrored(belief: Optional[Belief], width: int) -> Optional[Belief]:
     """A belief of a left-right mirrored volume (``width`` voxels along the canonical L axis) on the volume's own grid.
 
@@ -64,8 +71,8 @@ def mean(a: Optional[Belief], b: Optional[Belief]) -> Optional[Belief]:
     found = [x for x in (a, b) if x is not None]
     if not found:
         return None
-    box = tuple((min(x.box[i][0] for x in found), max(x.box[i][1] for x in found)) for i in range(3))
-    total = sum(x.crop(box) for x in found)  # type: ignore[arg-type]
+    box = _joint_box(found)
+    total = sum(x.crop(box) for x in found)
     return Belief(box, (total / 2.0).astype(np.float32))  # type: ignore[arg-type]
 
 
@@ -74,7 +81,7 @@ def union(beliefs: Sequence[Optional[Belief]]) -> Optional[Belief]:
     found = [b for b in beliefs if b is not None]
     if len(found) <= 1:
         return found[0] if found else None
-    box = tuple((min(b.box[a][0] for b in found), max(b.box[a][1] for b in found)) for a in range(3))
+    box = _joint_box(found)
     prob = np.maximum.reduce([b.crop(box) for b in found]).astype(np.float16)  # type: ignore[arg-type]
     return Belief(box, prob)  # type: ignore[arg-type]
 

@@ -329,13 +329,4 @@ def stored(belief: Optional[Belief]) -> Optional[Belief]:
     return None if belief is None else Belief(belief.box, belief.prob.astype(np.float16))
 
 
-def fuse_views(
-    volume: PreparedVolume, decodes: Mapping[str, VolumeDecode], opts: Mapping[str, Any]
-) -> Tuple[np.ndarray, Optional[Belief]]:
-    """The canonical mask (the planes' probabilities fused inside the target's box, thresholded, cleaned up) and the
-    fused probability it came from (None when no plane found the target)."""
-    belief = fused_belief(volume, decodes, opts)
-    return belief_mask(volume, belief, opts), stored(belief)
-
-
-__all__ = ["auto_stride", "belief_mask", "decode_views", "fuse_views", "fused_belief", "target_box"]
+__all__ = ["auto_stride", "belief_mask", "decode_views", "fused_belief", "stored", "target_box"]

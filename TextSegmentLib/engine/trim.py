@@ -39,12 +39,13 @@ def trim_outliers(image: np.ndarray, mask: np.ndarray, sds: float, rim: int = 1)
     inside = ndimage.binary_erosion(mask, _SIX, iterations=max(1, int(rim)))
     if int(inside.sum()) < MIN_INSIDE:
         return mask
-    values = np.asarray(image, dtype=np.float32)[inside]
+    image = np.asarray(image, dtype=np.float32)
+    values = image[inside]
     median = float(np.median(values))
     spread = 1.4826 * float(np.median(np.abs(values - median)))
     if spread <= 0.0:
         return mask
-    far = np.abs(np.asarray(image, dtype=np.float32) - median) > sds * spread
+    far = np.abs(image - median) > sds * spread
     return mask & ~(far & ~inside)
 
 

@@ -179,12 +179,14 @@ def _estimate(image: sitk.Image, starts: Sequence[float]) -> HeadPose:
     coarse = downsample(fine, 8.0)
     candidates = []
     for name in TEMPLATE_FILES:  # a head with its skull, and a brain without (skull-stripped inputs)
-        transform = _start(load_template(name, 8.0), coarse, np.eye(3))
-        candidates.append((_fit(load_template(name, 8.0), coarse, transform, 60, True), name, transform))
+        fixed = load_template(name, 8.0)
+        transform = _start(fixed, coarse, np.eye(3))
+        candidates.append((_fit(fixed, coarse, transform, 60, True), name, transform))
     name = min(candidates, key=lambda c: c[0])[1]  # the template that fits a straight start better
+    fixed = load_template(name, 8.0)
     for rotation in [_rotation(a, d) for a in range(3) for d in starts]:
-        transform = _start(load_template(name, 8.0), coarse, rotation)
-        candidates.append((_fit(load_template(name, 8.0), coarse, transform, 60, True), name, transform))
+        transform = _start(fixed, coarse, rotation)
+        candidates.append((_fit(fixed, coarse, transform, 60, True), name, transform))
     candidates.sort(key=lambda c: c[0])
     best = None
     for _, name, transform in candidates[:2]:
