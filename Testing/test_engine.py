@@ -83,7 +83,7 @@ def test_oblique_input_keeps_geometry_and_says_so(segmenter, brain, caplog):
     assert res.to_dict()["oblique_degrees"] == pytest.approx(35, abs=0.1)
     assert res.mask(0).shape == sitk.GetArrayViewFromImage(strong).shape
     assert res.mask(0).any()
-    segmenter.conform_oblique = False  # the default: the nearest axes, the same voxels as the straight grid
+    segmenter.conform_oblique = False  # asked off: the nearest axes, the same voxels as the straight grid
     with caplog.at_level(logging.WARNING):
         res = segmenter.segment(strong, ["brain"], **ALL)
     assert np.array_equal(res.mask(0), ref.mask(0)) and any("conform" in r.message for r in caplog.records)

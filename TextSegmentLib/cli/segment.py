@@ -37,9 +37,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--conform-oblique",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="resample a volume tilted by more than 5 degrees onto the anatomical axes before segmenting (the "
-        "masks are resampled back onto its grid); default: read it on its nearest axes, voxel-exactly",
+        "masks are resampled back onto its grid; the default); --no-conform-oblique reads it on its nearest axes "
+        "with tilted slices",
     )
     p.add_argument(
         "--no-align-head",

@@ -1,5 +1,6 @@
 """Where a refinement's slice, box corners and points lie: user coordinates (input voxels or physical LPS mm) ->
-the slice of a plane view and (row, col) on it."""
+the slice of a plane view and (row, col) on it. The volume is read on the input's own grid (a result segmented on a
+resampled grid is carried onto it before it is refined: engine/rebase.py)."""
 
 from typing import Any, List, Sequence, Tuple
 
@@ -21,15 +22,6 @@ def slice_of(volume: PreparedVolume, plane: str, slice_index: Any, coords: str) 
     """The view slice of ``plane`` that an int (index along the input's axis nearest the normal) or a 3D point
     names; :class:`InputError` when it lies outside the volume."""
     n = volume.view(plane).num_slices
-    if isinstance(slice_index, (int, np.integer)) and volume.grid is not None:  # oblique: the slice's centre
-        c = AXIS_NORMAL[plane]
-        p = volume.reorientation.permutation[c]
-        size = volume.image.GetSize()[p]
-        if not 0 <= int(slice_index) < size:
-            raise InputError(f"slice_index {slice_index} is outside 0..{size - 1}")
-        centre = [(v - 1) / 2.0 for v in volume.image.GetSize()]
-        centre[p] = float(slice_index)
-        return int(np.clip(round(view_point(volume, plane, centre, "voxel")[0]), 0, n - 1))
     if isinstance(slice_index, (int, np.integer)):
         c = AXIS_NORMAL[plane]
         p = volume.reorientation.permutation[c]
@@ -64,15 +56,11 @@ def in_plane(volume: PreparedVolume, plane: str, s: int, pair: Coords, coords: s
 
 def _centre_index(volume: PreparedVolume, plane: str, s: int) -> List[float]:
     """The input voxel index at the centre of slice ``s`` of ``plane``."""
-    grid = volume.image if volume.grid is None else volume.grid
-    size = grid.GetSize()
+    size = volume.image.GetSize()
     normal = AXIS_NORMAL[plane]
     p = volume.reorientation.permutation[normal]
     ijk = [(n - 1) / 2.0 for n in size]
     ijk[p] = float(size[p] - 1 - s if volume.reorientation.flips[normal] else s)
-    if volume.grid is not None:  # the conformed grid's index -> the input's
-        point = grid.TransformContinuousIndexToPhysicalPoint(ijk)
-        return list(volume.image.TransformPhysicalPointToContinuousIndex(point))
     return ijk
 
 

@@ -24,6 +24,7 @@ from .headpose import HeadPoses
 from .io import INPUT_WARNINGS, InputError, InputLike, check_prompts, check_refine_prompts, load_input
 from .options import DEFAULT_OPTIONS, resolve_options
 from .queries import absent_state, decode_text, segment_query
+from .rebase import rebase
 from .refine import SlicePrompts, apply_changes, refine_slices
 from .result import PromptState, Result, _Change
 from .vocabulary import DEFAULT_MASK_THRESHOLD
@@ -91,17 +92,17 @@ class Segmenter:
         batch_size: int = 16,
         cache_limit_mb: float = 2048.0,
         precision: str = "auto",
-        conform_oblique: bool = False,
+        conform_oblique: bool = True,
         align_head: bool = True,
     ) -> None:
         keep_freed_memory()  # the next prompt reuses this one's memory instead of faulting it in again
         #: resample grids tilted by more than 5 degrees onto the anatomical axes (imaging/conform.py) for text
-        #: segmentation; off by default so that a box or click on a slice of an oblique volume, as Slicer shows
-        #: it, refines exactly that slice of the volume's own grid
+        #: segmentation (the model sees the head as in a straight acquisition); refinements still work on the
+        #: volume's own grid (engine/rebase.py), so a box on a slice of an oblique volume refines exactly that slice
         self.conform_oblique = bool(conform_oblique)
         #: for a model whose card says ``input.align_head`` (heads posed like its training subject), an MR head
         #: turned by more than 25 degrees is segmented on the head's own axes (imaging/pose.py); False keeps the
-        #: input's grid (a box or click then refines exactly the slice it was drawn on)
+        #: input's grid
         self.align_head = bool(align_head)
         self._poses = HeadPoses()
         self.model = load_model(model, device)
@@ -402,6 +403,8 @@ class Segmenter:
         segment before refining, so the refinement starts from it and :meth:`undo` gives it back exactly. It is
         not modified. Updates ``result`` in place (undo with :meth:`undo`); returns it.
         """
+        with self._lock:
+            rebase(result)  # a resampled grid's result onto the input's own: the slice drawn on is the one refined
         plane = self._check_plane(result, plane)
         check_refine_prompts(result, prompt_index, slice_index, box, points, labels, coords, plane)
         given = self._check_current(result, prompt_index, current)

@@ -1,12 +1,13 @@
 """A volume prepared for the slice model: canonical LPS array, slice stack along an axis, intensity, slice fit.
 
 Orientation: the input is reoriented to canonical LPS by the **nearest axis** (imaging/orientation.py: a permutation
-and flips, no resampling), so results map back voxel-exactly (obliquity above 20 degrees is warned about). With
-``conform_oblique``, a grid tilted by more than ``CONFORM_DEGREES`` (5) against the anatomical axes is first
-resampled onto the nearest anatomical axes (imaging/conform.py, as FastSurfer conforms its inputs): the model sees the
-head as in a straight acquisition, and masks are resampled back onto the input's grid. With a ``pose`` whose head is
-turned (imaging/pose.py), the input is resampled onto the head's own axes instead, so that the model sees a tilted head
-straight. ``image`` is always the input; input voxel indices map through physical space then.
+and flips, no resampling), so results map back voxel-exactly. With ``conform_oblique`` (the Segmenter's default;
+without it, obliquity above 20 degrees is warned about), a grid tilted by more than ``CONFORM_DEGREES`` (5) against
+the anatomical axes is first resampled onto the nearest anatomical axes (imaging/conform.py, as FastSurfer conforms
+its inputs): the model sees the head as in a straight acquisition, and masks are resampled back onto the input's
+grid. With a ``pose`` whose head is turned (imaging/pose.py), the input is resampled onto the head's own axes
+instead, so that the model sees a tilted head straight. ``image`` is always the input; input voxel indices map
+through physical space then. A result is refined on the input's own grid (engine/rebase.py).
 
 Slice views of the canonical ``(S, P, L)`` array (rows, columns of each 2D slice as the model sees it):
 
@@ -35,7 +36,7 @@ from ..imaging import (
     plan_fit,
     reorientation_for,
 )
-from ..imaging.conform import conform, conform_grid, head_grid, mask_to_input
+from ..imaging.conform import CONFORM_DEGREES, conform, conform_grid, head_grid, mask_to_input
 from ..imaging.fov import cut_ends
 from ..imaging.orientation import Reorientation, from_canonical, to_canonical
 from ..imaging.pose import HeadPose
@@ -208,17 +209,29 @@ class PreparedVolume:
         raw = sitk.GetArrayViewFromImage(image)
         self.is_ct = is_ct_input(raw, metadata, modality)
         #: the grid on the nearest anatomical axes that an oblique input is resampled onto (None: not oblique)
-        self.grid = conform_grid(image) if conform_oblique else None
-        if pose is not None and pose.turned:
-            self.grid = head_grid(image, pose.matrix, raw > foreground_level(self.is_ct, mr_range(raw)))
+        self.grid = None
+        turned = pose is not None and pose.turned
+        if turned or (conform_oblique and self.reorientation.oblique_degrees > CONFORM_DEGREES):
+            head = raw > foreground_level(self.is_ct, (0.0, 0.0) if self.is_ct else mr_range(raw))
+            self.grid = head_grid(image, pose.matrix, head) if turned else conform_grid(image, foreground=head)
+        if turned:
             log.info("the head is turned by %.1f degrees: resampled onto the head's own axes", pose.degrees)
+        elif self.grid is not None and pose is not None and pose.along_grid:
+            self.grid = None  # the grid follows the head: read it as it is
+            log.info(
+                "the volume is oblique by %.1f degrees along the head (turned %.1f degrees on its grid, %.1f on the "
+                "anatomical axes): read on its own grid",
+                self.oblique_degrees,
+                pose.degrees,
+                pose.world_degrees,
+            )
         elif self.grid is not None:
             log.info("the volume is oblique by %.1f degrees: resampled onto the anatomical axes", self.oblique_degrees)
-        if self.grid is None and self.reorientation.oblique_degrees > OBLIQUE_WARNING_DEGREES:
+        if self.grid is None and not conform_oblique and self.reorientation.oblique_degrees > OBLIQUE_WARNING_DEGREES:
             log.warning(
-                "the volume is oblique by %.1f degrees; it is segmented on the nearest anatomical axes (no "
-                "resampling, so a slice of the volume is refined exactly), so 'axial' slices are tilted by that "
-                "angle; conform_oblique=True (--conform-oblique) resamples it onto the anatomical axes instead",
+                "the volume is oblique by %.1f degrees and conform_oblique is off (--no-conform-oblique): it is "
+                "segmented on its nearest anatomical axes, so its 'axial' slices are tilted by that angle; leave "
+                "conform_oblique on (the default) to resample it onto the anatomical axes",
                 self.reorientation.oblique_degrees,
             )
         if self.grid is not None:

@@ -17,7 +17,7 @@ Example:
     ((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0), 10)
 """
 
-from typing import Optional
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -37,12 +37,16 @@ def snapped_direction(direction) -> np.ndarray:
     return out
 
 
-def conform_grid(image: sitk.Image, degrees: float = CONFORM_DEGREES) -> Optional[sitk.Image]:
-    """An empty grid on the nearest anatomical axes that holds ``image``'s whole field of view (same spacing per
-    index axis), or None when ``image`` is tilted by ``degrees`` or less."""
+def conform_grid(
+    image: sitk.Image, degrees: float = CONFORM_DEGREES, foreground: Optional[np.ndarray] = None
+) -> Optional[sitk.Image]:
+    """An empty grid on the nearest anatomical axes (same spacing per index axis) that holds ``image``'s whole field
+    of view, or only the voxels of ``foreground`` (a bool array in SimpleITK order, e.g. the head) with a margin of
+    two voxels (the tilted field of view's empty corners would otherwise make the head smaller in the model's
+    slices); None when ``image`` is tilted by ``degrees`` or less."""
     if reorientation_for(image.GetDirection()).oblique_degrees <= degrees:
         return None
-    return _grid_along(image, snapped_direction(image.GetDirection()), _corners(image))
+    return _grid_along_foreground(image, snapped_direction(image.GetDirection()), foreground)
 
 
 def head_grid(image: sitk.Image, rotation: np.ndarray, foreground: Optional[np.ndarray] = None) -> sitk.Image:
@@ -52,6 +56,10 @@ def head_grid(image: sitk.Image, rotation: np.ndarray, foreground: Optional[np.n
     SimpleITK order, e.g. the head) with a margin of two voxels: the turned field of view's empty corners would
     otherwise make the head smaller in the model's slices."""
     direction = np.asarray(rotation, dtype=float).reshape(3, 3) @ snapped_direction(image.GetDirection())
+    return _grid_along_foreground(image, direction, foreground)
+
+
+def _grid_along_foreground(image: sitk.Image, direction: np.ndarray, foreground: Optional[np.ndarray]) -> sitk.Image:
     if foreground is None or not np.any(foreground):
         return _grid_along(image, direction, _corners(image))
     k, j, i = np.nonzero(foreground)
@@ -106,7 +114,28 @@ def mask_to_input(mask: np.ndarray, grid: sitk.Image, image: sitk.Image) -> np.n
     if not idx.size:
         return out
     lo, hi = np.maximum(idx.min(axis=0) - 1, 0), np.minimum(idx.max(axis=0) + 2, mask.shape)
-    part = sitk.GetImageFromArray(mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].astype(np.float32))
+    block = mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].astype(np.float32)
+    found = values_to_input(block, lo, grid, image)
+    if found is not None:
+        start, values = found
+        out[tuple(slice(a, a + n) for a, n in zip(start, values.shape))] = values >= 0.5
+    return out
+
+
+def values_to_input(
+    block: np.ndarray, lo: Sequence[int], grid: sitk.Image, image: sitk.Image
+) -> Optional[Tuple[Tuple[int, int, int], np.ndarray]]:
+    """A float block of values on ``grid`` (SimpleITK array order, its first voxel at grid index ``lo`` (k, j, i))
+    resampled (linear, 0 outside) onto the voxels of ``image``'s grid that can fall inside it: (the first of those
+    voxels (k, j, i), their values (float32)), or None when none can.
+
+    Example:
+        >>> img = sitk.Image([4, 4, 4], sitk.sitkFloat32)
+        >>> start, values = values_to_input(np.ones((2, 2, 2), np.float32), (1, 1, 1), img, img)
+        >>> start, float(values[1:3, 1:3, 1:3].min())
+        ((0, 0, 0), 1.0)
+    """
+    part = sitk.GetImageFromArray(np.asarray(block, dtype=np.float32))
     part.SetSpacing(grid.GetSpacing())
     part.SetDirection(grid.GetDirection())
     part.SetOrigin(grid.TransformIndexToPhysicalPoint([int(v) for v in lo[::-1]]))
@@ -116,11 +145,10 @@ def mask_to_input(mask: np.ndarray, grid: sitk.Image, image: sitk.Image) -> np.n
     a = np.clip(np.floor(corners.min(axis=0)).astype(int), 0, size)
     b = np.clip(np.ceil(corners.max(axis=0)).astype(int) + 1, 0, size)
     if np.any(b <= a):
-        return out
+        return None
     region = sitk.RegionOfInterest(image, [int(v) for v in b - a], [int(v) for v in a])
     values = sitk.Resample(part, region, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    out[a[2] : b[2], a[1] : b[1], a[0] : b[0]] = sitk.GetArrayViewFromImage(values) >= 0.5
-    return out
+    return (int(a[2]), int(a[1]), int(a[0])), sitk.GetArrayFromImage(values)
 
 
 __all__ = [
@@ -131,4 +159,5 @@ __all__ = [
     "mask_to_input",
     "physical_points",
     "snapped_direction",
+    "values_to_input",
 ]

@@ -80,6 +80,18 @@ class HeadPose:
     def matrix(self) -> np.ndarray:
         return np.asarray(self.rotation, dtype=float).reshape(3, 3)
 
+    @property
+    def world_degrees(self) -> float:
+        """How far the head is turned against the anatomical (physical LPS) axes: what the model would see on a grid
+        conformed onto them (imaging/conform.py)."""
+        return math.degrees(math.acos(float(np.clip((np.trace(self.matrix) - 1) / 2, -1.0, 1.0))))
+
+    @property
+    def along_grid(self) -> bool:
+        """Whether the head lies straighter along the volume's own grid than along the anatomical axes (an
+        acquisition tilted to follow the head): a grid that is then conformed would turn the head for the model."""
+        return self.coverage >= MIN_COVERAGE and self.degrees < self.world_degrees
+
     def to_dict(self) -> dict:
         return {
             "degrees": round(self.degrees, 2),

@@ -1,0 +1,145 @@
+"""Oblique grids: a straight head stored on a tilted grid is segmented on the anatomical axes (conformed, the
+default), a grid tilted along the head is read as it is, and a conformed result is refined on the input's own slices
+(engine/rebase.py). Real MRI (Colin27 T1 at 2 mm with its AAL labels), the embedded default model."""
+
+import engine_volumes
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from TextSegmentLib.app import open_segmenter
+from TextSegmentLib.cli.main import build_parser
+from TextSegmentLib.engine.rebase import rebase
+
+PUTAMEN_L = 73
+
+
+@pytest.fixture(scope="module")
+def colin():
+    return engine_volumes.colin_2mm()
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    return open_segmenter("default", device="cpu")
+
+
+def tilted_grid(image: sitk.Image, degrees: float, interpolator=sitk.sitkLinear) -> sitk.Image:
+    """The same head resampled onto a grid of the same size tilted by ``degrees`` about the head-foot axis (a straight
+    head in a tilted acquisition)."""
+    t = np.radians(degrees)
+    rot = np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1]])
+    direction = rot @ np.asarray(image.GetDirection()).reshape(3, 3)
+    grid = sitk.Image(image.GetSize(), image.GetPixelID())
+    grid.SetSpacing(image.GetSpacing())
+    grid.SetDirection(direction.ravel().tolist())
+    centre = np.asarray(image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in image.GetSize()]))
+    grid.SetOrigin(
+        (centre - direction @ (np.asarray(image.GetSpacing()) * (np.asarray(image.GetSize()) - 1) / 2)).tolist()
+    )
+    return sitk.Resample(image, grid, sitk.Transform(), interpolator, 0.0, image.GetPixelID())
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+
+
+@pytest.fixture(scope="module")
+def tilted(colin):
+    t1, labels = colin
+    return tilted_grid(t1, 20.0), tilted_grid(labels, 20.0, sitk.sitkNearestNeighbor)
+
+
+def _back(mask: np.ndarray, grid: sitk.Image, onto: sitk.Image) -> np.ndarray:
+    """A mask on ``grid`` carried onto ``onto``'s grid (nearest neighbour)."""
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    image.CopyInformation(grid)
+    return sitk.GetArrayFromImage(sitk.Resample(image, onto, sitk.Transform(), sitk.sitkNearestNeighbor, 0)) > 0
+
+
+def test_a_tilted_grid_is_conformed_and_a_grid_along_the_head_is_not(colin, tilted, segmenter):
+    """A straight head on a grid tilted by 20 degrees gives the segments of the straight image (agreement >= 0.84 for
+    each structure; read on its nearest axes with tilted slices, the hippocampus and caudate agreed 0.74 / 0.77); a
+    grid tilted along the head is read as it is: the same voxels as the straight head."""
+    t1, _ = colin
+    image, _ = tilted
+    prompts = ["left putamen", "left hippocampus", "right caudate nucleus", "right thalamus"]
+    straight = segmenter.segment(t1, prompts)
+    conformed = segmenter.segment(image, prompts)
+    plain = open_segmenter("default", device="cpu", conform_oblique=False).segment(image, prompts)
+    assert conformed.volume.grid is not None and plain.volume.grid is None
+    assert conformed.to_dict()["oblique_degrees"] == pytest.approx(20, abs=0.1)
+    assert conformed.labelmap.GetSize() == image.GetSize() and conformed.labelmap.GetDirection() == image.GetDirection()
+    agree = [_dice(_back(conformed.mask(i), image, t1), straight.mask(i)) for i in range(len(prompts))]
+    nearest = [_dice(_back(plain.mask(i), image, t1), straight.mask(i)) for i in range(len(prompts))]
+    assert min(agree) >= 0.84 and np.mean(agree) > np.mean(nearest) + 0.03, (agree, nearest)
+    along = engine_volumes.rotated(t1, 20.0)  # the same voxels, the grid (and the head with it) tilted
+    result = segmenter.segment(along, prompts[:1])
+    assert result.volume.grid is None and np.array_equal(result.mask(0), straight.mask(0))
+
+
+def test_carrying_a_conformed_result_onto_its_grid_changes_no_voxel(tilted, segmenter):
+    image, _ = tilted
+    result = segmenter.segment(image, ["left putamen", "right thalamus"])
+    masks = [result.mask(i) for i in range(2)]
+    labelmap = sitk.GetArrayFromImage(result.labelmap)
+    confidence = [s.confidence for s in result.segments]
+    assert rebase(result) and result.volume.grid is None and not rebase(result)
+    for i, state in enumerate(result.states):
+        assert np.array_equal(result.mask(i), masks[i])
+        full = state.belief.crop(tuple((0, n) for n in state.mask.shape))
+        assert _dice(full >= state.threshold, state.mask) > 0.9  # the belief came along with the mask
+        assert result.segments[i].confidence == pytest.approx(confidence[i], abs=0.05)
+    assert np.array_equal(sitk.GetArrayFromImage(result.labelmap), labelmap)
+
+
+def test_a_box_on_a_slice_of_a_conformed_volume_refines_exactly_that_slice(tilted, segmenter):
+    image, ref = tilted
+    reference = sitk.GetArrayFromImage(ref) == PUTAMEN_L
+    result = segmenter.segment(image, ["left putamen"])
+    assert result.volume.grid is not None
+    before = result.mask(0)
+    k = int(np.argmax(reference.sum(axis=(1, 2))))  # the input's axial slice with the most putamen
+    rows, cols = np.nonzero(reference[k])
+    box = ((int(cols.min()), int(rows.min()), k), (int(cols.max()), int(rows.max()), k))  # (i, j, k) corners
+    segmenter.refine(result, 0, k, box=box, plane="axial", max_propagation=0)
+    after = result.mask(0)
+    changed = np.flatnonzero((after != before).any(axis=(1, 2)))
+    assert changed.tolist() == [k]
+    inside = np.zeros(after[k].shape, bool)
+    inside[max(0, rows.min() - 1) : rows.max() + 2, max(0, cols.min() - 1) : cols.max() + 2] = True
+    assert after[k].any() and not (after[k] & ~inside).any()  # the box bounds the segment on its slice
+    # it fills the structure inside the box (the box's empty corners, the putamen lying diagonally in this tilted
+    # grid's slice, cost some precision: Dice 0.85 -> 0.79 on this slice, where the text result was good already)
+    assert (after[k] & reference[k]).sum() >= 0.9 * reference[k].sum() and _dice(after[k], reference[k]) > 0.7
+    segmenter.refine(result, 0, k, box=box, plane="axial")  # propagated: every slice it touched is closer or kept
+    for s in np.flatnonzero((result.mask(0) != before).any(axis=(1, 2))):
+        assert _dice(result.mask(0)[s], reference[s]) >= _dice(before[s], reference[s]) - 0.1, s
+    segmenter.undo(result)
+    segmenter.undo(result)
+    assert np.array_equal(result.mask(0), before)
+
+
+def test_a_click_on_a_conformed_volume_acts_on_the_carried_belief(tilted, segmenter):
+    image, _ = tilted
+    result = segmenter.segment(image, ["left putamen"])
+    before = result.mask(0)
+    k = int(np.argmax(before.sum(axis=(1, 2))))
+    rows, cols = np.nonzero(before[k])
+    outside = (int(cols.max()) + 2, int(rows[np.argmax(cols)]), k)  # (i, j, k) just beyond its edge
+    assert not before[outside[2], outside[1], outside[0]]
+    segmenter.refine(result, 0, outside, points=[outside], labels=[1], plane="axial")
+    after = result.mask(0)
+    assert after[outside[2], outside[1], outside[0]] and (after & ~before).any() and not (before & ~after).any()
+    kk, jj, ii = np.nonzero(after & ~before)
+    spacing = np.array(image.GetSpacing())[::-1]
+    dist = np.sqrt((((np.stack([kk, jj, ii], 1) - np.array(outside[::-1])) * spacing) ** 2).sum(1))
+    assert dist.max() <= 15.0 + 2.0  # the push fades out within 15 mm of the click
+
+
+def test_the_command_line_conforms_unless_told_not_to():
+    base = ["segment", "in.nii.gz", "--prompt", "brain", "--output", "out.nii.gz"]
+    parser = build_parser()
+    assert parser.parse_args(base).conform_oblique is True
+    assert parser.parse_args([*base, "--no-conform-oblique"]).conform_oblique is False
