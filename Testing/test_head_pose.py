@@ -83,6 +83,9 @@ def test_head_grid_axes_are_the_heads():
     ]
     inside = [grid.TransformPhysicalPointToContinuousIndex(p) for p in corners]
     assert all(-0.51 <= v <= n - 0.49 for p in inside for v, n in zip(p, grid.GetSize()))  # holds the whole input
+    brain = np.zeros((30, 50, 40), bool)  # a small skull-stripped brain: the grid keeps the input's scale
+    brain[10:20, 20:30, 15:25] = True
+    assert head_grid(image, rotation, brain).GetSize() == image.GetSize()
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import SimpleITK as sitk
 from TextSegmentLib.app import open_segmenter
 from TextSegmentLib.cli.main import build_parser
 from TextSegmentLib.engine.rebase import rebase
+from TextSegmentLib.imaging.orientation import reorientation_for
 
 PUTAMEN_L = 73
 
@@ -143,3 +144,26 @@ def test_the_command_line_conforms_unless_told_not_to():
     parser = build_parser()
     assert parser.parse_args(base).conform_oblique is True
     assert parser.parse_args([*base, "--no-conform-oblique"]).conform_oblique is False
+
+
+def test_a_conformed_grid_holds_the_head_at_the_input_grids_scale():
+    """The conformed grid of a tilted volume keeps at least the input's voxels per axis around a small (skull-stripped)
+    brain, which would otherwise fill the model's slices, and grows to hold a head that fills the tilted field of view
+    (the corners of which would otherwise be cut)."""
+    from TextSegmentLib.imaging.conform import conform_grid
+
+    image = engine_volumes.rotated(sitk.Image([60, 70, 50], sitk.sitkFloat32), 20.0)
+    image.SetSpacing((2.0, 2.0, 2.0))
+    small = np.zeros((50, 70, 60), bool)
+    small[20:30, 30:40, 25:35] = True
+    grid = conform_grid(image, foreground=small)
+    assert grid.GetSize() == image.GetSize() and grid.GetSpacing() == image.GetSpacing()
+    assert reorientation_for(grid.GetDirection()).oblique_degrees == pytest.approx(0.0, abs=1e-6)
+    full = np.ones((50, 70, 60), bool)
+    grid = conform_grid(image, foreground=full)
+    assert all(g > n for g, n in zip(grid.GetSize()[:2], image.GetSize()[:2]))  # the tilted corners are held
+    corners = [(i, j, k) for i in (0, 59) for j in (0, 69) for k in (0, 49)]
+    for c in corners:
+        inside = grid.TransformPhysicalPointToContinuousIndex(image.TransformIndexToPhysicalPoint(c))
+        assert all(-0.5 <= v <= n - 0.5 for v, n in zip(inside, grid.GetSize()))
+    assert conform_grid(engine_volumes.rotated(image, -16.0), foreground=small) is None  # 4 degrees: left as it is
