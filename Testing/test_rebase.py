@@ -167,3 +167,27 @@ def test_a_conformed_grid_holds_the_head_at_the_input_grids_scale():
         inside = grid.TransformPhysicalPointToContinuousIndex(image.TransformIndexToPhysicalPoint(c))
         assert all(-0.5 <= v <= n - 0.5 for v, n in zip(inside, grid.GetSize()))
     assert conform_grid(engine_volumes.rotated(image, -16.0), foreground=small) is None  # 4 degrees: left as it is
+
+
+def test_every_kind_of_prompt_of_a_conformed_result_refines_and_undoes(segmenter, caplog):
+    """A group, an unsided pair and a prompt that was not found, on a 30-degree grid: each refines on the input's
+    slices (a box with no propagation changes its one slice), says nothing about conforming being off, and undoes."""
+    import logging
+
+    image = engine_volumes.rotated(engine_volumes.brain_crop((60, 70, 30)), 30.0)
+    prompts = ["brain", "basal ganglia", "putamen", "liver"]
+    result = segmenter.segment(image, prompts, min_component_ml=0.0)
+    assert result.volume.grid is not None
+    size = image.GetSize()
+    for i in range(len(prompts)):
+        before = result.mask(i)
+        k = size[2] // 2
+        with caplog.at_level(logging.INFO):
+            segmenter.refine(
+                result, i, k, box=((5, 5, k), (size[0] - 6, size[1] - 6, k)), plane="axial", max_propagation=0
+            )
+        assert not any("conform_oblique is off" in r.message for r in caplog.records)
+        assert set(np.flatnonzero((result.mask(i) != before).any(axis=(1, 2))).tolist()) <= {k}
+        segmenter.undo(result)
+        assert np.array_equal(result.mask(i), before)
+    assert [s.prompt for s in result.segments] == prompts

@@ -36,6 +36,7 @@ def input_grid_volume(volume: PreparedVolume) -> PreparedVolume:
         "CT" if volume.is_ct else "MR",
         volume.mr_percentiles,
         None,
+        conform_oblique=None,  # its own grid, without the warning meant for a user who turned conforming off
     )
     if not volume.is_ct:
         plain._mr = volume.mr_range()  # the same intensities map to the same grey levels as the segmentation's

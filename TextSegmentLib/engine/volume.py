@@ -197,7 +197,7 @@ class PreparedVolume:
         modality: Optional[str] = None,
         mr_percentiles: Sequence[float] = (0.5, 99.5),
         ranges: Optional[MutableMapping[str, Tuple[float, float]]] = None,
-        conform_oblique: bool = False,
+        conform_oblique: Optional[bool] = False,
         pose: Optional[HeadPose] = None,
     ) -> None:
         self.image = image
@@ -227,7 +227,11 @@ class PreparedVolume:
             )
         elif self.grid is not None:
             log.info("the volume is oblique by %.1f degrees: resampled onto the anatomical axes", self.oblique_degrees)
-        if self.grid is None and not conform_oblique and self.reorientation.oblique_degrees > OBLIQUE_WARNING_DEGREES:
+        if (
+            self.grid is None
+            and conform_oblique is False
+            and self.reorientation.oblique_degrees > OBLIQUE_WARNING_DEGREES
+        ):
             log.warning(
                 "the volume is oblique by %.1f degrees and conform_oblique is off (--no-conform-oblique): it is "
                 "segmented on its nearest anatomical axes, so its 'axial' slices are tilted by that angle; leave "
