@@ -401,7 +401,8 @@ class Segmenter:
         ``current``: the segment as the user has it now (e.g. after Segment Editor edits), a bool/uint8 array with
         the shape of :meth:`Result.mask` (input ``(k, j, i)`` order, non-zero = inside); it replaces the prompt's
         segment before refining, so the refinement starts from it and :meth:`undo` gives it back exactly. It is
-        not modified. Updates ``result`` in place (undo with :meth:`undo`); returns it.
+        not modified. Updates ``result`` in place (undo with :meth:`undo`); returns it. A result segmented on a
+        resampled grid (an oblique grid, a turned head) is first carried onto the input's own grid (engine/rebase.py).
         """
         with self._lock:
             rebase(result)  # a resampled grid's result onto the input's own: the slice drawn on is the one refined
