@@ -67,8 +67,12 @@ def _grid_along_foreground(
 ) -> sitk.Image:
     if foreground is None or not np.any(foreground):
         return _grid_along(image, direction, _corners(image))
-    k, j, i = np.nonzero(foreground)
-    points = physical_points(image, np.stack([i, j, k], axis=1))
+    # the extremes of the foreground along any axes lie at the ends of its rows: those points suffice
+    k, j = np.nonzero(foreground.any(axis=2))
+    first = np.argmax(foreground, axis=2)[k, j]
+    last = foreground.shape[2] - 1 - np.argmax(foreground[:, :, ::-1], axis=2)[k, j]
+    ends = np.concatenate([np.stack([first, j, k], axis=1), np.stack([last, j, k], axis=1)])
+    points = physical_points(image, ends)
     margin = 2.5 * float(max(image.GetSpacing()))
     return _grid_along(image, direction, points, margin, min_size)
 
