@@ -176,3 +176,19 @@ def test_what_is_not_a_head_is_never_aligned(kind):
     image.SetSpacing((1.0, 1.0, 20.0 if kind == "flat" else 1.0))
     pose = estimate_head_pose(image)
     assert not pose.turned and 0.0 <= pose.coverage <= 1.0
+
+
+def test_a_head_nodded_by_15_degrees_is_aligned_too(colin_2mm):
+    """Since the aligned grid keeps the input's scale, heads turned by more than 10 degrees are aligned: a 15-degree
+    nod is found, aligned, and the four structures score at least as well on average as on the input's grid (the
+    hippocampus alone loses 0.06 here; the fixed validation variants gained 0.012 on average)."""
+    t1, labels = colin_2mm
+    image, ref = turned(t1, 0, 15.0), turned(labels, 0, 15.0, sitk.sitkNearestNeighbor)
+    ref_arr = sitk.GetArrayViewFromImage(ref)
+    prompts, values = ["left thalamus", "right putamen", "left hippocampus", "right caudate nucleus"], [77, 74, 37, 72]
+    aligned = open_segmenter("default", device="cpu").segment(image, prompts)
+    plain = open_segmenter("default", device="cpu", align_head=False).segment(image, prompts)
+    assert aligned.to_dict()["head_pose"]["aligned"] and aligned.volume.grid is not None
+    with_pose = np.mean([_dice(aligned.mask(i), ref_arr == v) for i, v in enumerate(values)])
+    without = np.mean([_dice(plain.mask(i), ref_arr == v) for i, v in enumerate(values)])
+    assert with_pose >= without and with_pose > 0.7, (with_pose, without)

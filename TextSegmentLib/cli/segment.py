@@ -47,7 +47,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "--no-align-head",
         dest="align_head",
         action="store_false",
-        help="keep an MR head that is turned by more than 25 degrees on the input's grid; default (for models whose "
+        help="keep an MR head that is turned by more than 10 degrees on the input's grid; default (for models whose "
         "card asks for it): find how the head is turned (about 1 s) and segment it on the head's own axes",
     )
     p.add_argument(

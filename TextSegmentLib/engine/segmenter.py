@@ -101,7 +101,7 @@ class Segmenter:
         #: volume's own grid (engine/rebase.py), so a box on a slice of an oblique volume refines exactly that slice
         self.conform_oblique = bool(conform_oblique)
         #: for a model whose card says ``input.align_head`` (heads posed like its training subject), an MR head
-        #: turned by more than 25 degrees is segmented on the head's own axes (imaging/pose.py); False keeps the
+        #: turned by more than 10 degrees is segmented on the head's own axes (imaging/pose.py); False keeps the
         #: input's grid
         self.align_head = bool(align_head)
         self._poses = HeadPoses()
