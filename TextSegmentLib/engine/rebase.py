@@ -57,7 +57,7 @@ def rebase(result) -> bool:
         raise RuntimeError("a refined result cannot be carried onto another grid")
     new = input_grid_volume(old)
     for state in result.states:
-        state.mask = np.ascontiguousarray(to_canonical(old.to_input_array(state.mask), new.reorientation))
+        state.mask = new.from_input_mask(old.to_input_array(state.mask))
         state.belief = _carried_belief(state.belief, old, new)
         state.presence = {plane: _carried_presence(logits, old, new, plane) for plane, logits in state.presence.items()}
     result.volume = new
@@ -98,18 +98,14 @@ def _carried_presence(logits: torch.Tensor, old: PreparedVolume, new: PreparedVo
     if not len(logits) or not n_new:
         return logits[:0]
     size = new.image.GetSize()
+    p, flip = new.reorientation.permutation[c], new.reorientation.flips[c]
     nearest = []
     for k in range(n_new):
         ijk = [(n - 1) / 2.0 for n in size]
-        p = new.reorientation.permutation[c]
-        ijk[p] = float(size[p] - 1 - k) if new.reorientation.flips[c] else float(k)
-        s = _view_slice(old, plane, ijk)
+        ijk[p] = float(size[p] - 1 - k) if flip else float(k)
+        s = old.input_index_to_view(ijk, plane)[0]  # the slice of ``old`` through that slice's centre
         nearest.append(int(np.clip(round(s), 0, len(logits) - 1)))
     return logits[torch.as_tensor(nearest, dtype=torch.long)]
-
-
-def _view_slice(volume: PreparedVolume, plane: str, ijk) -> float:
-    return float(volume.input_index_to_view(ijk, plane)[0])
 
 
 __all__ = ["BELIEF_FLOOR", "input_grid_volume", "rebase"]

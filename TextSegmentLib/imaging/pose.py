@@ -87,7 +87,7 @@ class HeadPose:
     def world_degrees(self) -> float:
         """How far the head is turned against the anatomical (physical LPS) axes: what the model would see on a grid
         conformed onto them (imaging/conform.py)."""
-        return math.degrees(math.acos(float(np.clip((np.trace(self.matrix) - 1) / 2, -1.0, 1.0))))
+        return rotation_degrees(self.matrix)
 
     @property
     def along_grid(self) -> bool:
@@ -102,6 +102,16 @@ class HeadPose:
             "coverage": round(self.coverage, 3),
             "aligned": self.turned,
         }
+
+
+def rotation_degrees(rotation: np.ndarray) -> float:
+    """The angle (degrees) of a 3x3 rotation matrix.
+
+    Example:
+        >>> round(rotation_degrees(_rotation(2, 30.0)), 6)
+        30.0
+    """
+    return math.degrees(math.acos(float(np.clip((np.trace(rotation) - 1) / 2, -1.0, 1.0))))
 
 
 def centre(image: sitk.Image) -> Tuple[float, float, float]:
@@ -219,7 +229,7 @@ def _estimate(image: sitk.Image, starts: Sequence[float]) -> HeadPose:
     u, _, vt = np.linalg.svd(matrix)
     rotation = u @ vt  # the similarity's isotropic scale removed
     seen = tilt.T @ rotation
-    degrees = math.degrees(math.acos(float(np.clip((np.trace(seen) - 1) / 2, -1.0, 1.0))))
+    degrees = rotation_degrees(seen)
     return HeadPose(tuple(float(v) for v in rotation.ravel()), degrees, unrotated - value, _coverage(image, transform))
 
 
@@ -247,4 +257,5 @@ __all__ = [
     "TEMPLATE_FILES",
     "estimate_head_pose",
     "load_template",
+    "rotation_degrees",
 ]
