@@ -181,3 +181,21 @@ def test_every_kind_of_prompt_of_a_conformed_result_refines_and_undoes(segmenter
         segmenter.undo(result)
         assert np.array_equal(result.mask(i), before)
     assert [s.prompt for s in result.segments] == prompts
+
+
+def test_user_edits_on_a_conformed_result_are_kept(tilted, segmenter):
+    """The segment as the user edited it (``current=``, on the input's grid) is what a refinement of a conformed result
+    starts from: the edits outside the refined slice stay voxel for voxel, and undo gives back the edited segment."""
+    image, _ = tilted
+    result = segmenter.segment(image, ["left putamen"])
+    edited = result.mask(0).copy()
+    k = int(np.argmax(edited.sum(axis=(1, 2))))
+    other = k + 3 if edited[k + 3].any() else k - 3
+    edited[other] = False  # the user erased the segment on another slice
+    rows, cols = np.nonzero(edited[k])
+    box = ((int(cols.min()) + 1, int(rows.min()) + 1, k), (int(cols.max()) - 1, int(rows.max()) - 1, k))
+    segmenter.refine(result, 0, k, box=box, plane="axial", max_propagation=0, current=edited)
+    after = result.mask(0)
+    assert np.flatnonzero((after != edited).any(axis=(1, 2))).tolist() == [k] and not after[other].any()
+    segmenter.undo(result)
+    assert np.array_equal(result.mask(0), edited)
