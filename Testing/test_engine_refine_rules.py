@@ -16,6 +16,8 @@ from engine_volumes import CH2  # noqa: E402
 
 from TextSegmentLib.engine import Cancelled, InputError, Segmenter  # noqa: E402
 from TextSegmentLib.engine.refine import (  # noqa: E402
+    CARRY_HIGH,
+    CARRY_LOW,
     CLICK_FADE_MM,
     CLICK_RADIUS_MM,
     WARP_FRACTION,
@@ -313,6 +315,35 @@ def test_a_box_around_the_structure_improves_every_slice_it_reaches_on_balance(s
 
     assert dice(after, ref) > dice(before, ref)
     seg.undo(res)
+
+
+def test_a_box_carries_its_correction_only_where_the_model_was_unsure(seg, segmented, slab):
+    """Beyond the box's slice, the carried correction adds no voxel the model's belief puts below ``CARRY_LOW`` and
+    removes none it puts above ``CARRY_HIGH``; undo gives the segment back."""
+    res = segmented
+    ref = slab[1]
+    before = res.mask(0)
+    state = res.states[0]
+    full = np.zeros(state.mask.shape, np.float32)
+    full[tuple(slice(lo, hi) for lo, hi in state.belief.box)] = state.belief.prob
+    belief = res.volume.to_input_array(full)
+    checked = 0
+    for k in (15, 24, 32):  # three slices through the hippocampus, each box shifted 3 voxels off the reference
+        lo, hi = ref_box(ref, k)
+        shift = np.array([3, -3, 0])
+        seg.refine(res, 0, lo, box=(tuple(np.array(lo) + shift), tuple(np.array(hi) + shift)))
+        after = res.mask(0)
+        touched = changed_k(before, after)
+        assert k in touched
+        for t in touched:
+            if t == k:
+                continue
+            added, removed = after[t] & ~before[t], before[t] & ~after[t]
+            assert (belief[t][added] >= CARRY_LOW - 1e-3).all() and (belief[t][removed] <= CARRY_HIGH + 1e-3).all()
+            checked += int(added.sum() + removed.sum())
+        seg.undo(res)
+        assert np.array_equal(res.mask(0), before)
+    assert checked > 0  # the correction did carry on
 
 
 def test_points_fuzzed_only_add_or_only_remove_within_their_reach():

@@ -15,7 +15,11 @@ order they are applied:
   refined slice to 0 at ``WARP_FRACTION`` of the segment's extent along the normal away from it. Segmentation
   errors of a 2D model are smooth from slice to slice (a structure drawn too wide on one slice is too wide on the
   next): on the validation variants this lifts the 3D Dice after one box about 2.5 times as much as correcting the
-  one slice, where the model re-decoding the neighbours with the carried box mostly copied its mask prior.
+  one slice, where the model re-decoding the neighbours with the carried box mostly copied its mask prior. The
+  carried correction acts only where the model was unsure: it adds no voxel whose belief (the fused probability
+  kept with the result) is below ``CARRY_LOW`` and removes none above ``CARRY_HIGH`` (a thin, curved structure such
+  as the caudate is moved least where it is surest; on the validation variants one box then gained +0.024 instead
+  of +0.021 and no structure's mean fell).
 - Where the box marks a structure the segment misses on that slice (the slice is empty), the box is carried on
   instead (the previous slice's new mask's bounding box, ``FOOTPRINT_PX`` pixels wider, with the current segment
   inside it as the dense prompt), keeping the part of each slice's prediction that overlaps the previous slice's
@@ -77,6 +81,7 @@ CLICK_FADE_MM = 15.0  # a point moves the boundary fully at itself, fading to no
 CLICK_RADIUS_MM = 2.0  # the ball a point always adds or removes around itself
 SEAM_TOLERANCE = 0.05  # the Dice a propagated run's last slice may lose against the unchanged slice beyond it
 CLICK_LOW, CLICK_HIGH = 0.05, 0.95  # a + point adds no voxel of lower belief, a - point removes none of higher
+CARRY_LOW, CARRY_HIGH = 0.2, 0.8  # a box's carried correction adds no voxel of lower belief, removes none of higher
 _EIGHT = np.ones((3, 3), dtype=bool)
 Box = Tuple[float, float, float, float]
 
@@ -245,12 +250,16 @@ def refine_slices(
     if prompts.box_rc is None:
         return changes  # points without a belief: that slice only
     src = extent(own)
+    belief: Optional[np.ndarray] = None
     for step, direction in enumerate((+1, -1)):
         if src is None:  # the box marks what the segment misses there: carry the box on
             run = _propagate(decode, current, s, new_s, direction, (lo, hi), limit, gate, converge_dice, cancel)
         elif (new_s & own).any():  # the box corrects the segment there: carry the correction on, fading
             dst = _clamped(src, prompts.box_rc)
             run = _warp_run(current, s, src, dst, direction, (lo, hi), limit)
+            if state.belief is not None:
+                belief = _belief_view(state.belief, state.mask.shape, view.plane) if belief is None else belief
+                run = [(k, _gated(current[k], mask, belief[k])) for k, mask in run]
         else:
             run = []
         for k, mask in _keep_seam(run, current, direction):
@@ -321,6 +330,18 @@ def _warp_run(current, s, src, dst, direction, bounds, limit):
             break  # the structure ends
         run.append((k, warp_slice(current[k], src, dst, 1.0 - d / (reach + 1.0))))
     return run
+
+
+def _gated(old: np.ndarray, new: np.ndarray, belief: np.ndarray) -> np.ndarray:
+    """``new`` where the model was unsure: voxels it adds to ``old`` only where ``belief`` >= ``CARRY_LOW``, voxels
+    it takes away only where ``belief`` <= ``CARRY_HIGH``.
+
+    Example:
+        >>> old, new = np.array([1, 1, 0, 0], bool), np.array([0, 0, 1, 1], bool)
+        >>> _gated(old, new, np.array([0.5, 0.95, 0.5, 0.05])).astype(int).tolist()
+        [0, 1, 1, 0]
+    """
+    return (old | (new & (belief >= CARRY_LOW))) & ~(old & ~new & (belief <= CARRY_HIGH))
 
 
 def _view_spacing(view) -> Tuple[float, float, float]:
