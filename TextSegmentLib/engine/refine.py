@@ -250,15 +250,15 @@ def refine_slices(
     if prompts.box_rc is None:
         return changes  # points without a belief: that slice only
     src = extent(own)
-    belief: Optional[np.ndarray] = None
+    carried = src is not None and state.belief is not None  # a correction to carry, gated by the belief
+    belief = _belief_view(state.belief, state.mask.shape, view.plane) if carried else None  # type: ignore[arg-type]
     for step, direction in enumerate((+1, -1)):
         if src is None:  # the box marks what the segment misses there: carry the box on
             run = _propagate(decode, current, s, new_s, direction, (lo, hi), limit, gate, converge_dice, cancel)
         elif (new_s & own).any():  # the box corrects the segment there: carry the correction on, fading
             dst = _clamped(src, prompts.box_rc)
             run = _warp_run(current, s, src, dst, direction, (lo, hi), limit)
-            if state.belief is not None:
-                belief = _belief_view(state.belief, state.mask.shape, view.plane) if belief is None else belief
+            if belief is not None:
                 run = [(k, _gated(current[k], mask, belief[k])) for k, mask in run]
         else:
             run = []
