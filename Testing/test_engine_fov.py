@@ -70,3 +70,34 @@ def test_a_field_of_view_cut_through_each_structure_keeps_it(colin, monkeypatch)
         assert aware >= plain - 0.02, scores
     assert min(s[1] for s in scores.values()) >= 0.3, scores
     assert np.mean(gains) >= 0.25, scores
+
+
+def test_a_field_of_view_cut_through_the_brain_goes_on_with_its_mirror_image(colin, monkeypatch):
+    """A scan that ends at the middle of the thalami: the views whose slices the top edge cuts see the brain go on
+    beyond it (30 mm of its mirror image), which finds the structures along the cut far better than slices that end
+    in air; the lowest slices, which cut the neck and not the brain, and a whole head are shown as they are."""
+    image, labels = colin
+    arr = sitk.GetArrayFromImage(labels)
+    top = int(np.argwhere(arr == 77).mean(axis=0)[0])  # mid-thalamus (k)
+    size = list(image.GetSize())
+    size[2] = top + 1
+    cut, cut_labels = sitk.RegionOfInterest(image, size, [0, 0, 0]), sitk.RegionOfInterest(labels, size, [0, 0, 0])
+    ref = sitk.GetArrayFromImage(cut_labels)
+    names = ["left putamen", "left thalamus", "left hippocampus"]
+    values = [73, 77, 37]
+
+    def scores(seg):
+        res = seg.segment(cut, names)
+        return res, [_dice(res.mask(i) > 0, ref == v) for i, v in enumerate(values)]
+
+    res, padded = scores(open_segmenter("default", device="cpu"))
+    assert res.volume.end_pads == ((0, 30), (0, 0), (0, 0))  # canonical S, P, L: the top only, not the neck
+    assert res.volume.view("coronal").fit.pad == (30, 0, 0, 0) and res.volume.view("axial").fit.pad == (0, 0, 0, 0)
+    whole = open_segmenter("default", device="cpu").segment(image, ["left putamen"])
+    assert whole.volume.end_pads == ((0, 0), (0, 0), (0, 0))
+    from TextSegmentLib.engine import volume as engine_volume
+
+    monkeypatch.setattr(engine_volume, "MIRROR_PAD_MM", 0.0)
+    _, plain = scores(open_segmenter("default", device="cpu"))
+    assert np.mean(padded) >= np.mean(plain) + 0.05, (padded, plain)
+    assert min(p - q for p, q in zip(padded, plain)) >= -0.01, (padded, plain)

@@ -94,3 +94,27 @@ def test_fit_preserves_physical_aspect_and_maps_back():
     assert back.shape == (1, 100, 200)
     got, want = back[0] > 127, torch.as_tensor(slices[0] > 127)
     assert (got & want).sum() / (got | want).sum() > 0.85
+
+
+def test_a_padded_fit_shows_the_mirror_image_beyond_the_cut_and_maps_back_to_the_slice_alone():
+    """A slice whose field of view ends at its top row goes on with its mirror image there; coordinates, the
+    model-resolution maps brought back and the slice itself are those of the unpadded slice."""
+    plain = plan_fit(60, 120, 1.0, 1.0, 120)
+    fit = plan_fit(60, 120, 1.0, 1.0, 120, pad=(30, 0, 0, 0))
+    assert (plain.h, fit.h, fit.w) == (60, 90, 120) and fit.padded_height == 90
+    slices = np.zeros((1, 60, 120), np.float32)
+    slices[0, 0:10, 50:70] = 200.0  # a structure the top edge cuts
+    slices[0, 40:50, 20:30] = 100.0
+    model_in = fit_slices(slices, fit)[0]
+    y, x = fit.to_model(np.array([0.0, 45.0]), np.array([60.0, 25.0]))
+    assert model_in[int(round(y[0])), int(round(x[0]))] == pytest.approx(200.0, abs=1.0)
+    assert model_in[int(round(y[1])), int(round(x[1]))] == pytest.approx(100.0, abs=1.0)
+    above = model_in[fit.top : int(round(y[0])), :]  # the 30 rows beyond the cut: the cut structure, mirrored
+    assert above.shape[0] == 30 and float(above[-10:, 60].min()) == pytest.approx(200.0, abs=1.0)
+    assert float(above[:, 25].max()) == 0.0  # the lower structure is 40 mm away: not in the 30 mm mirrored
+    rows, cols = fit.from_model(y, x)
+    np.testing.assert_allclose(rows, [0.0, 45.0], atol=1e-9)
+    np.testing.assert_allclose(cols, [60.0, 25.0], atol=1e-9)
+    back = fit.to_slices(fit_slices(slices, fit)[None][0])
+    assert back.shape == (1, 60, 120)
+    np.testing.assert_allclose(back.numpy(), slices, atol=1e-3)

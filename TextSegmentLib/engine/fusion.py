@@ -44,10 +44,17 @@ Cuts = Sequence[Tuple[bool, bool]]  # per canonical axis: (low end, high end) cu
 ALL_CUT: Cuts = ((True, True),) * 3
 
 
-def edge_ramp(n: int, spacing: float, positions: np.ndarray, cut: Tuple[bool, bool] = (True, True)) -> np.ndarray:
+def edge_ramp(
+    n: int,
+    spacing: float,
+    positions: np.ndarray,
+    cut: Tuple[bool, bool] = (True, True),
+    pad: Tuple[float, float] = (0.0, 0.0),
+) -> np.ndarray:
     """Weight factor of voxels at ``positions`` along an axis of ``n`` voxels of ``spacing`` mm: their distance to
     the nearer end of the axis that ``cut`` marks as cutting through the body, over ``EDGE_MM``, clipped to
-    [``EDGE_FLOOR``, 1] (1 everywhere when neither end cuts).
+    [``EDGE_FLOOR``, 1] (1 everywhere when neither end cuts). ``pad``: the mm of mirror image the slices go on
+    with beyond each end (``PreparedVolume.end_pads``), counted as distance.
 
     Example:
         >>> [round(float(v), 3) for v in edge_ramp(100, 1.0, np.array([0, 19, 50, 99]))]
@@ -58,9 +65,9 @@ def edge_ramp(n: int, spacing: float, positions: np.ndarray, cut: Tuple[bool, bo
     pos = np.asarray(positions, dtype=np.float64)
     distance = np.full(pos.shape, np.inf)
     if cut[0]:
-        distance = np.minimum(distance, (pos + 0.5) * spacing)
+        distance = np.minimum(distance, (pos + 0.5) * spacing + pad[0])
     if cut[1]:
-        distance = np.minimum(distance, (n - pos - 0.5) * spacing)
+        distance = np.minimum(distance, (n - pos - 0.5) * spacing + pad[1])
     return np.clip(distance / EDGE_MM, EDGE_FLOOR, 1.0).astype(np.float32)
 
 
@@ -70,17 +77,20 @@ def edge_factors(
     plane: str,
     positions: Sequence[np.ndarray],
     cuts: Cuts = ALL_CUT,
+    pads: Optional[Sequence[Tuple[float, float]]] = None,
 ) -> np.ndarray:
     """The field-of-view factor of ``plane``'s weight at the canonical grid ``positions`` (S, P, L index arrays;
-    ``spacing`` in mm per canonical axis; ``cuts``: which ends cut through the body): the product of
-    :func:`edge_ramp` along its two in-plane axes, shaped to broadcast over (len(S), len(P), len(L))."""
+    ``spacing`` in mm per canonical axis; ``cuts``: which ends cut through the body; ``pads``: mm of mirror image
+    beyond each end): the product of :func:`edge_ramp` along its two in-plane axes, shaped to broadcast over
+    (len(S), len(P), len(L))."""
     out = np.ones((1, 1, 1), dtype=np.float32)
     for axis in range(3):
         if axis == NORMAL_AXIS[plane]:
             continue
         shape_1d = [1, 1, 1]
         shape_1d[axis] = len(positions[axis])
-        ramp = edge_ramp(int(shape[axis]), float(spacing[axis]), positions[axis], tuple(cuts[axis]))  # type: ignore
+        pad = tuple(pads[axis]) if pads is not None else (0.0, 0.0)
+        ramp = edge_ramp(int(shape[axis]), float(spacing[axis]), positions[axis], tuple(cuts[axis]), pad)  # type: ignore
         out = out * ramp.reshape(shape_1d)
     return out
 
@@ -91,7 +101,8 @@ def box_edge_factors(volume, planes: Sequence[str], box: Box) -> Dict[str, np.nd
     spacing = tuple(volume.canonical_spacing[::-1])  # (L, P, S) -> canonical array order
     positions = [np.arange(lo, hi) for lo, hi in box]
     cuts = volume.cut_ends
-    return {p: edge_factors(shape, spacing, p, positions, cuts) for p in planes}
+    pads = [(lo * sp, hi * sp) for (lo, hi), sp in zip(volume.end_pads, spacing)]
+    return {p: edge_factors(shape, spacing, p, positions, cuts, pads) for p in planes}
 
 
 def edge_zone(volume, plane: str, box: Box) -> List[Box]:
@@ -99,9 +110,12 @@ def edge_zone(volume, plane: str, box: Box) -> List[Box]:
     body: there the other views' slices are cut by that edge, and ``plane`` alone may carry the fused mask."""
     axis = NORMAL_AXIS[plane]
     n = volume.canonical.shape[axis]
-    reach = int(math.ceil(EDGE_MM / max(float(volume.canonical_spacing[2 - axis]), 1e-6)))
+    reach = [
+        int(math.ceil(EDGE_MM / max(float(volume.canonical_spacing[2 - axis]), 1e-6))) - pad
+        for pad in volume.end_pads[axis]
+    ]  # the other views' slices go on with their mirror image for the padded voxels
     out = []
-    ends = [(0, min(n, reach)), (max(0, n - reach), n)]
+    ends = [(0, min(n, max(0, reach[0]))), (max(0, n - max(0, reach[1])), n)]
     cut = volume.cut_ends[axis]
     for (lo, hi), is_cut in zip(ends, cut):
         if not is_cut:
@@ -184,8 +198,8 @@ def view_probabilities(
     if present.size and out.size:
         fit = view.fit
         crop = dec.logits[torch.as_tensor(present + k0), fit.top : fit.top + fit.h, fit.left : fit.left + fit.w]
-        y = (rows + 0.5) * (2.0 / view.height) - 1.0
-        x = (torch.arange(c0, c1, dtype=torch.float32) + 0.5) * (2.0 / view.width) - 1.0
+        y = (rows + fit.pad[0] + 0.5) * (2.0 / fit.padded_height) - 1.0
+        x = (torch.arange(c0, c1, dtype=torch.float32) + fit.pad[2] + 0.5) * (2.0 / fit.padded_width) - 1.0
         grid = torch.stack(torch.meshgrid(x, y, indexing="xy"), dim=-1)[None]  # (1, rows, cols, (x, y))
         for start in range(0, present.size, 32):
             part = crop[start : start + 32].float()[:, None]

@@ -64,7 +64,8 @@ def fine_stride(view: PlaneView, pixels: float = 1.0) -> int:
     is enough there (``fine_pixels``). The slices in between are interpolated."""
     spacing = view.volume.canonical_spacing[AXIS_NORMAL[view.plane]]
     row_mm, col_mm = slice_pixel_spacing(view.volume.canonical_spacing, view.plane)
-    pixel_mm = max(view.height * row_mm / max(view.fit.h, 1), view.width * col_mm / max(view.fit.w, 1))
+    fit = view.fit
+    pixel_mm = max(fit.padded_height * row_mm / max(fit.h, 1), fit.padded_width * col_mm / max(fit.w, 1))
     return max(1, int(pixels * pixel_mm / max(spacing, 1e-6)))
 
 

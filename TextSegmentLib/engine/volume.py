@@ -47,6 +47,8 @@ SLICE_AXES = ("axial", "coronal", "sagittal")
 #: canonical axis (0 = L, 1 = P, 2 = S) normal to each slice view
 AXIS_NORMAL = {"axial": 2, "coronal": 1, "sagittal": 0}
 OBLIQUE_WARNING_DEGREES = 20.0
+#: a slice whose field of view cuts through the body is shown to the model extended by this much of its mirror image
+MIRROR_PAD_MM = 30.0
 
 WindowLike = Optional[object]
 
@@ -113,6 +115,43 @@ def slice_pixel_spacing(canonical_spacing: Sequence[float], axis: str) -> Tuple[
     return {"axial": (sp, sl), "coronal": (ss, sl), "sagittal": (ss, sp)}[axis]
 
 
+def end_pads(
+    cuts: Sequence[Tuple[bool, bool]], brain: Sequence[Tuple[bool, bool]], canonical_spacing: Sequence[float]
+) -> Tuple[Tuple[int, int], ...]:
+    """Per canonical (S, P, L) axis, the voxels (low end, high end) by which slices lying across that axis are
+    extended with their mirror image: ``MIRROR_PAD_MM`` where the field of view cuts through the body (``cuts``)
+    and through the brain (``brain``, from the head pose) while the axis's other end does not cut the brain (a slab
+    cut on both sides would be tiled with copies of itself), 0 elsewhere. A coronal or sagittal slice of a scan that
+    ends at the thalamus then shows the model a brain that goes on beyond the cut, not one that ends in air as no
+    training slice did.
+
+    Example (a scan cut at the top of the thalami, 1 mm voxels; its lowest slices cut the neck, not the brain):
+        >>> end_pads(((True, True), (False, False), (False, False)), ((False, True),) + ((False, False),) * 2,
+        ...          (1.0, 1.0, 1.0))
+        ((0, 30), (0, 0), (0, 0))
+    """
+    spacing = tuple(canonical_spacing)[::-1]  # (L, P, S) -> canonical array order
+    out = []
+    for axis in range(3):
+        voxels = int(round(MIRROR_PAD_MM / max(float(spacing[axis]), 1e-6)))
+        out.append(
+            tuple(voxels if cuts[axis][end] and brain[axis][end] and not brain[axis][1 - end] else 0 for end in (0, 1))
+        )
+    return tuple(out)  # type: ignore[return-value]
+
+
+def view_pad(plane: str, pads: Sequence[Tuple[int, int]]) -> Tuple[int, int, int, int]:
+    """``plane``'s slice pixels (top, bottom, left, right) of the canonical :func:`end_pads` ``pads``.
+
+    Example:
+        >>> view_pad("coronal", ((0, 30), (0, 0), (4, 0)))  # rows run superior -> inferior
+        (30, 0, 4, 0)
+    """
+    rows_axis, cols_axis = {"axial": (1, 2), "coronal": (0, 2), "sagittal": (0, 1)}[plane]
+    top, bottom = pads[rows_axis][::-1] if rows_axis == 0 else pads[rows_axis]
+    return int(top), int(bottom), int(pads[cols_axis][0]), int(pads[cols_axis][1])
+
+
 def resolve_window(window: WindowLike) -> Tuple[float, float]:
     """A window name or (level, width) -> (level, width)."""
     if isinstance(window, str):
@@ -138,14 +177,16 @@ class PlaneView:
         self.stack = slice_view(volume.canonical, self.plane)
         self.num_slices, self.height, self.width = (int(s) for s in self.stack.shape)
         row_sp, col_sp = slice_pixel_spacing(volume.canonical_spacing, self.plane)
-        self.fit = plan_fit(self.height, self.width, row_sp, col_sp, volume.image_size)
+        self.pad = view_pad(self.plane, volume.end_pads)
+        self.fit = plan_fit(self.height, self.width, row_sp, col_sp, volume.image_size, self.pad)
         self.is_ct = volume.is_ct
         self.slice_context = volume.slice_context
 
     @property
     def content_hash(self) -> str:
         """Hash of the canonical volume, the plane and the fit: equal for the same volume in any orientation."""
-        return f"{self.volume.canonical_hash}:{self.plane}:{self.fit.h}x{self.fit.w}"
+        pad = "" if not any(self.pad) else ":pad" + "-".join(str(v) for v in self.pad)
+        return f"{self.volume.canonical_hash}:{self.plane}:{self.fit.h}x{self.fit.w}{pad}"
 
     def window_key(self, window: WindowLike) -> str:
         return self.volume.window_key(window)
@@ -253,6 +294,9 @@ class PreparedVolume:
         self._ranges = ranges
         self._hash: Optional[str] = None
         self._cut_ends: Optional[Tuple[Tuple[bool, bool], ...]] = None
+        #: per canonical axis, whether the field of view ends inside the brain at its (low, high) end (from the head
+        #: pose's registration; never for a volume without a pose or one resampled onto other axes)
+        self.brain_ends = self._brain_ends()
         self._views: Dict[str, PlaneView] = {}
         self._mirror: Optional[PreparedVolume] = None
         primary = self.view(self.axis)
@@ -275,6 +319,7 @@ class PreparedVolume:
             mirror.canonical = np.ascontiguousarray(self.canonical[:, :, ::-1])
             mirror._mr = None if self.is_ct else self.mr_range()  # the same values: the same intensity range
             mirror._hash, mirror._cut_ends, mirror._views, mirror._mirror = None, None, {}, None
+            mirror.brain_ends = (*self.brain_ends[:2], self.brain_ends[2][::-1])
             mirror.stack = mirror.view(mirror.axis).stack  # the primary plane's slices are the mirror's own
             self._mirror = mirror
         return self._mirror
@@ -332,6 +377,21 @@ class PreparedVolume:
             mr = (0.0, 0.0) if self.is_ct else self.mr_range()
             self._cut_ends = cut_ends(self.canonical, foreground_level(self.is_ct, mr))
         return self._cut_ends
+
+    def _brain_ends(self) -> Tuple[Tuple[bool, bool], ...]:
+        if self.pose is None or self.grid is not None:
+            return ((False, False),) * 3
+        out = []
+        for axis in range(3):  # canonical array axis S, P, L = canonical index 2, 1, 0
+            c = 2 - axis
+            low, high = self.pose.brain_cuts[self.reorientation.permutation[c]]
+            out.append((high, low) if self.reorientation.flips[c] else (low, high))
+        return tuple(out)
+
+    @property
+    def end_pads(self) -> Tuple[Tuple[int, int], ...]:
+        """Per canonical axis, the mirror padding (low, high) in voxels that slices across it get (:func:`end_pads`)."""
+        return end_pads(self.cut_ends, self.brain_ends, self.canonical_spacing)
 
     @property
     def oblique_degrees(self) -> float:

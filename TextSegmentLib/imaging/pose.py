@@ -52,6 +52,8 @@ MIN_GAIN = 0.15
 #: the share of the template's brain the input's field of view must hold: a field of view cut through the brain is
 #: segmented on its own grid, where the fusion knows its edges (engine/fusion.py)
 MIN_COVERAGE = 0.9
+#: an end of the field of view cuts through the brain when this share of the template's brain lies beyond it
+BRAIN_CUT_SHARE = 0.02
 #: the starting rotations: straight, and +-35 degrees about each axis
 START_DEGREES = 35.0
 #: a field of view narrower than this along any axis is too little of a head to tell how it is turned (mm)
@@ -66,12 +68,15 @@ class HeadPose:
     superior directions in physical LPS; ``degrees``: how far the head is turned against the volume's own index
     axes, as the model sees it on that grid (a straight head on a grid tilted by 30 degrees: 30); ``gain``: how much
     better the rotated fit is than the best unrotated one (mutual information); ``coverage``: the share of the
-    template's brain inside the field of view."""
+    template's brain inside the field of view; ``brain_cuts``: per input index axis (i, j, k), whether the field of
+    view ends inside the brain at its (low, high) end (more than ``BRAIN_CUT_SHARE`` of the template's brain lies
+    beyond it)."""
 
     rotation: Tuple[float, ...]
     degrees: float
     gain: float
     coverage: float = 1.0
+    brain_cuts: Tuple[Tuple[bool, bool], ...] = ((False, False),) * 3
 
     @property
     def turned(self) -> bool:
@@ -230,12 +235,13 @@ def _estimate(image: sitk.Image, starts: Sequence[float]) -> HeadPose:
     rotation = u @ vt  # the similarity's isotropic scale removed
     seen = tilt.T @ rotation
     degrees = rotation_degrees(seen)
-    return HeadPose(tuple(float(v) for v in rotation.ravel()), degrees, unrotated - value, _coverage(image, transform))
+    coverage, cuts = _coverage(image, transform)
+    return HeadPose(tuple(float(v) for v in rotation.ravel()), degrees, unrotated - value, coverage, cuts)
 
 
-def _coverage(image: sitk.Image, transform: sitk.Similarity3DTransform) -> float:
+def _coverage(image: sitk.Image, transform: sitk.Similarity3DTransform) -> Tuple[float, Tuple[Tuple[bool, bool], ...]]:
     """The fraction of the template's brain that ``transform`` (template -> input) places inside ``image``'s field
-    of view."""
+    of view, and per index axis whether more than ``BRAIN_CUT_SHARE`` of it lies beyond each end."""
     brain = load_template("brain")
     k, j, i = np.nonzero(sitk.GetArrayViewFromImage(brain) > 0)
     points = physical_points(brain, np.stack([i, j, k], axis=1))
@@ -244,8 +250,16 @@ def _coverage(image: sitk.Image, transform: sitk.Similarity3DTransform) -> float
     moved = (points - centre_) @ matrix.T + centre_ + np.asarray(transform.GetTranslation())
     geometry = np.asarray(image.GetDirection()).reshape(3, 3) * np.asarray(image.GetSpacing())
     idx = (moved - np.asarray(image.GetOrigin())) @ np.linalg.inv(geometry).T
-    inside = np.all((idx >= -0.5) & (idx <= np.asarray(image.GetSize()) - 0.5), axis=1)
-    return float(inside.mean()) if len(inside) else 0.0
+    if not len(idx):
+        return 0.0, ((False, False),) * 3
+    within = (idx >= -0.5) & (idx <= np.asarray(image.GetSize()) - 0.5)
+    cuts = []
+    for axis in range(3):
+        across = np.delete(within, axis, axis=1).all(axis=1)  # in the field of view along the other two axes
+        below = float((across & (idx[:, axis] < -0.5)).mean())
+        above = float((across & (idx[:, axis] > image.GetSize()[axis] - 0.5)).mean())
+        cuts.append((below > BRAIN_CUT_SHARE, above > BRAIN_CUT_SHARE))
+    return float(within.all(axis=1).mean()), tuple(cuts)
 
 
 __all__ = [
