@@ -121,19 +121,23 @@ def end_pads(
     """Per canonical (S, P, L) axis, the voxels (low end, high end) by which slices lying across that axis are
     extended with their mirror image: ``MIRROR_PAD_MM`` where the field of view cuts through the body (``cuts``)
     and through the brain (``brain``, from the head pose) while the axis's other end does not cut the brain (a slab
-    cut on both sides would be tiled with copies of itself), 0 elsewhere. A coronal or sagittal slice of a scan that
-    ends at the thalamus then shows the model a brain that goes on beyond the cut, not one that ends in air as no
-    training slice did.
+    cut on both sides would be tiled with copies of itself), 0 elsewhere and always along the left-right axis (the
+    mirror image of a hemisphere cut at its side is a second copy of it where the other hemisphere should be). A
+    coronal or sagittal slice of a scan that ends at the thalamus then shows the model a brain that goes on beyond
+    the cut, not one that ends in air as no training slice did.
 
     Example (a scan cut at the top of the thalami, 1 mm voxels; its lowest slices cut the neck, not the brain):
         >>> end_pads(((True, True), (False, False), (False, False)), ((False, True),) + ((False, False),) * 2,
         ...          (1.0, 1.0, 1.0))
         ((0, 30), (0, 0), (0, 0))
+        >>> end_pads(((False, False),) * 2 + ((True, False),), ((False, False),) * 2 + ((True, False),),
+        ...          (1.0, 1.0, 1.0))  # cut through the right hemisphere: left as it is
+        ((0, 0), (0, 0), (0, 0))
     """
     spacing = tuple(canonical_spacing)[::-1]  # (L, P, S) -> canonical array order
     out = []
     for axis in range(3):
-        voxels = int(round(MIRROR_PAD_MM / max(float(spacing[axis]), 1e-6)))
+        voxels = 0 if axis == 2 else int(round(MIRROR_PAD_MM / max(float(spacing[axis]), 1e-6)))
         out.append(
             tuple(voxels if cuts[axis][end] and brain[axis][end] and not brain[axis][1 - end] else 0 for end in (0, 1))
         )
