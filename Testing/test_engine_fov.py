@@ -93,8 +93,12 @@ def test_a_field_of_view_cut_through_the_brain_goes_on_with_its_mirror_image(col
     res, padded = scores(open_segmenter("default", device="cpu"))
     assert res.volume.end_pads == ((0, 30), (0, 0), (0, 0))  # canonical S, P, L: the top only, not the neck
     assert res.volume.view("coronal").fit.pad == (30, 0, 0, 0) and res.volume.view("axial").fit.pad == (0, 0, 0, 0)
+    for report, value in zip(res.segments, values):  # each reaches the cut (the hippocampal tail too): said so
+        assert (ref[-1] == value).any()
+        assert any("reaches the top of the scan" in w for w in report.warnings), report.warnings
     whole = open_segmenter("default", device="cpu").segment(image, ["left putamen"])
     assert whole.volume.end_pads == ((0, 0), (0, 0), (0, 0))
+    assert not any("reaches" in w for w in whole.segments[0].warnings)
     from TextSegmentLib.engine import volume as engine_volume
 
     monkeypatch.setattr(engine_volume, "MIRROR_PAD_MM", 0.0)

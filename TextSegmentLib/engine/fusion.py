@@ -18,7 +18,8 @@ than 10 % of the volume's two outermost slices there is foreground): a field of 
 is whole there. Each view's weight is multiplied there by a ramp (distance to that edge / ``EDGE_MM``, at least
 ``EDGE_FLOOR`` = 0.25), separably along its two in-plane axes, and the weights are renormalised per voxel. A
 structure farther than ``EDGE_MM`` from every edge (the deep grey structures of a whole-head scan lie 50-80 mm from
-it) is fused exactly as before.
+it) is fused exactly as before. Where a view's slices go on beyond the edge with their mirror image
+(``PreparedVolume.end_pads``: a cut through the brain), the ramp counts that extension as distance.
 """
 
 import math

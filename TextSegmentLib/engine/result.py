@@ -8,6 +8,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from ..imaging.fov import cut_edges_reached
 from ..prompts import Query
 from .belief import Belief
 from .decode import confidence_of
@@ -174,6 +175,12 @@ class Result:
         for part in state.parts:
             if part.laterality_check == "mismatch" and (query.kind != "spatial" or part.name == state.chosen):
                 warnings.append(f"the part '{part.name}' lies mostly on the patient's other side")
+        reached = cut_edges_reached(mask, self.volume.cut_ends) if found else []
+        if reached:
+            warnings.append(
+                f"the segment reaches the {' and '.join(reached)} of the scan, where the field of view cuts through "
+                "the body: the structure may go on beyond it, and the volume is that of the part inside"
+            )
         window = state.window if (self.volume.is_ct and isinstance(state.window, str)) else None
         if self.volume.is_ct and not isinstance(state.window, str) and state.window is not None:
             window = "level {} width {}".format(*state.window)

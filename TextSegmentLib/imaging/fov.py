@@ -7,7 +7,7 @@ Example:
     ((True, False), (False, False), (False, False))
 """
 
-from typing import Tuple
+from typing import List, Tuple
 
 import numpy as np
 
@@ -28,4 +28,25 @@ def cut_ends(array: np.ndarray, foreground: float) -> Tuple[Tuple[bool, bool], .
     return tuple(out)  # type: ignore[return-value]
 
 
-__all__ = ["CUT_FRACTION", "cut_ends"]
+#: the ends of the canonical (S, P, L) axes as a reader names them (low end, high end)
+END_NAMES = (("bottom", "top"), ("front", "back"), ("right side", "left side"))
+
+
+def cut_edges_reached(mask: np.ndarray, cuts: Tuple[Tuple[bool, bool], ...]) -> List[str]:
+    """The names (:data:`END_NAMES`) of the ends of a canonical ``(S, P, L)`` mask's volume that cut through the body
+    (``cuts``, as :func:`cut_ends` gives them) and that the mask reaches (it holds voxels in the outermost slice).
+
+    Example:
+        >>> m = np.zeros((10, 10, 10), bool); m[7:, 4:6, 4:6] = True
+        >>> cut_edges_reached(m, ((True, True), (False, False), (False, False)))
+        ['top']
+    """
+    out = []
+    for axis in range(3):
+        for end, index in ((0, 0), (1, mask.shape[axis] - 1)):
+            if cuts[axis][end] and mask.shape[axis] and np.take(mask, index, axis=axis).any():
+                out.append(END_NAMES[axis][end])
+    return out
+
+
+__all__ = ["CUT_FRACTION", "END_NAMES", "cut_edges_reached", "cut_ends"]
