@@ -116,31 +116,34 @@ def slice_pixel_spacing(canonical_spacing: Sequence[float], axis: str) -> Tuple[
 
 
 def end_pads(
-    cuts: Sequence[Tuple[bool, bool]], brain: Sequence[Tuple[bool, bool]], canonical_spacing: Sequence[float]
+    cuts: Sequence[Tuple[bool, bool]], brain: Sequence[Tuple[float, float]], canonical_spacing: Sequence[float]
 ) -> Tuple[Tuple[int, int], ...]:
     """Per canonical (S, P, L) axis, the voxels (low end, high end) by which slices lying across that axis are
-    extended with their mirror image: ``MIRROR_PAD_MM`` where the field of view cuts through the body (``cuts``)
-    and through the brain (``brain``, from the head pose) while the axis's other end does not cut the brain (a slab
-    cut on both sides would be tiled with copies of itself), 0 elsewhere and always along the left-right axis (the
-    mirror image of a hemisphere cut at its side is a second copy of it where the other hemisphere should be). A
-    coronal or sagittal slice of a scan that ends at the thalamus then shows the model a brain that goes on beyond
-    the cut, not one that ends in air as no training slice did.
+    extended with their mirror image: as far as the brain goes on beyond the end (``brain``, mm, from the head
+    pose), at most ``MIRROR_PAD_MM``, where the field of view cuts through the body (``cuts``) and through the brain
+    while the axis's other end does not cut the brain (a slab cut on both sides would be tiled with copies of
+    itself); 0 elsewhere and always along the left-right axis (the mirror image of a hemisphere cut at its side is a
+    second copy of it where the other hemisphere should be). A coronal or sagittal slice of a scan that ends at the
+    thalamus then shows the model a brain that goes on beyond the cut, not one that ends in air as no training slice
+    did.
 
     Example (a scan cut at the top of the thalami, 1 mm voxels; its lowest slices cut the neck, not the brain):
-        >>> end_pads(((True, True), (False, False), (False, False)), ((False, True),) + ((False, False),) * 2,
+        >>> end_pads(((True, True), (False, False), (False, False)), ((0.0, 68.0),) + ((0.0, 0.0),) * 2,
         ...          (1.0, 1.0, 1.0))
         ((0, 30), (0, 0), (0, 0))
-        >>> end_pads(((False, False),) * 2 + ((True, False),), ((False, False),) * 2 + ((True, False),),
-        ...          (1.0, 1.0, 1.0))  # cut through the right hemisphere: left as it is
-        ((0, 0), (0, 0), (0, 0))
+        >>> end_pads(((False, True), (False, False), (True, False)), ((0.0, 21.0), (0.0, 0.0), (24.0, 0.0)),
+        ...          (1.0, 1.0, 1.0))  # 21 mm of brain above the cut; a cut through the right hemisphere: left
+        ((0, 21), (0, 0), (0, 0))
     """
     spacing = tuple(canonical_spacing)[::-1]  # (L, P, S) -> canonical array order
     out = []
     for axis in range(3):
-        voxels = 0 if axis == 2 else int(round(MIRROR_PAD_MM / max(float(spacing[axis]), 1e-6)))
-        out.append(
-            tuple(voxels if cuts[axis][end] and brain[axis][end] and not brain[axis][1 - end] else 0 for end in (0, 1))
-        )
+        ends = []
+        for end in (0, 1):
+            mm = min(MIRROR_PAD_MM, float(brain[axis][end]))  # no farther than the brain goes on
+            padded = axis != 2 and cuts[axis][end] and brain[axis][end] and not brain[axis][1 - end]
+            ends.append(int(round(mm / max(float(spacing[axis]), 1e-6))) if padded else 0)
+        out.append(tuple(ends))
     return tuple(out)  # type: ignore[return-value]
 
 
@@ -382,13 +385,13 @@ class PreparedVolume:
             self._cut_ends = cut_ends(self.canonical, foreground_level(self.is_ct, mr))
         return self._cut_ends
 
-    def _brain_ends(self) -> Tuple[Tuple[bool, bool], ...]:
+    def _brain_ends(self) -> Tuple[Tuple[float, float], ...]:
         if self.pose is None or self.grid is not None:
-            return ((False, False),) * 3
+            return ((0.0, 0.0),) * 3
         out = []
         for axis in range(3):  # canonical array axis S, P, L = canonical index 2, 1, 0
             c = 2 - axis
-            low, high = self.pose.brain_cuts[self.reorientation.permutation[c]]
+            low, high = self.pose.brain_beyond_mm[self.reorientation.permutation[c]]
             out.append((high, low) if self.reorientation.flips[c] else (low, high))
         return tuple(out)
 

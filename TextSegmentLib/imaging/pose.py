@@ -12,7 +12,10 @@ the model sees it straight, and maps the masks back onto the input's grid.
 A rotation is trusted only when the head is turned by more than ``ALIGN_DEGREES`` (and at most ``MAX_DEGREES``),
 the rotated fit is clearly better than one along the grid (``MIN_GAIN`` of mutual information) and the field of view
 holds ``MIN_COVERAGE`` of the template's brain: a slab, a cut field of view or a scan of something else leaves the
-volume as it is. About 2-3 s on one CPU core (it runs on one thread, so that the same input gives the same pose).
+volume as it is. The same fit says where the field of view ends inside the brain and how far the brain goes on
+beyond it (``HeadPose.brain_beyond_mm``): there the engine shows the cut slices going on with their mirror image, as
+far as the brain goes on (engine/volume.py). About 2-3 s on one CPU core (it runs on one thread, so that the same
+input gives the same pose).
 
 Example:
     >>> import numpy as np, SimpleITK as sitk
@@ -68,15 +71,20 @@ class HeadPose:
     superior directions in physical LPS; ``degrees``: how far the head is turned against the volume's own index
     axes, as the model sees it on that grid (a straight head on a grid tilted by 30 degrees: 30); ``gain``: how much
     better the rotated fit is than the best unrotated one (mutual information); ``coverage``: the share of the
-    template's brain inside the field of view; ``brain_cuts``: per input index axis (i, j, k), whether the field of
-    view ends inside the brain at its (low, high) end (more than ``BRAIN_CUT_SHARE`` of the template's brain lies
-    beyond it)."""
+    template's brain inside the field of view; ``brain_beyond_mm``: per input index axis (i, j, k), how far the brain
+    goes on beyond the field of view's (low, high) end, in mm (0 where no more than ``BRAIN_CUT_SHARE`` of the
+    template's brain lies beyond it)."""
 
     rotation: Tuple[float, ...]
     degrees: float
     gain: float
     coverage: float = 1.0
-    brain_cuts: Tuple[Tuple[bool, bool], ...] = ((False, False),) * 3
+    brain_beyond_mm: Tuple[Tuple[float, float], ...] = ((0.0, 0.0),) * 3
+
+    @property
+    def brain_cuts(self) -> Tuple[Tuple[bool, bool], ...]:
+        """Per input index axis, whether the field of view ends inside the brain at its (low, high) end."""
+        return tuple((low > 0, high > 0) for low, high in self.brain_beyond_mm)  # type: ignore[return-value]
 
     @property
     def turned(self) -> bool:
@@ -235,13 +243,16 @@ def _estimate(image: sitk.Image, starts: Sequence[float]) -> HeadPose:
     rotation = u @ vt  # the similarity's isotropic scale removed
     seen = tilt.T @ rotation
     degrees = rotation_degrees(seen)
-    coverage, cuts = _coverage(image, transform)
-    return HeadPose(tuple(float(v) for v in rotation.ravel()), degrees, unrotated - value, coverage, cuts)
+    coverage, beyond = _coverage(image, transform)
+    return HeadPose(tuple(float(v) for v in rotation.ravel()), degrees, unrotated - value, coverage, beyond)
 
 
-def _coverage(image: sitk.Image, transform: sitk.Similarity3DTransform) -> Tuple[float, Tuple[Tuple[bool, bool], ...]]:
+def _coverage(
+    image: sitk.Image, transform: sitk.Similarity3DTransform
+) -> Tuple[float, Tuple[Tuple[float, float], ...]]:
     """The fraction of the template's brain that ``transform`` (template -> input) places inside ``image``'s field
-    of view, and per index axis whether more than ``BRAIN_CUT_SHARE`` of it lies beyond each end."""
+    of view, and per index axis how far (mm, 98th percentile) it goes on beyond each end where more than
+    ``BRAIN_CUT_SHARE`` of it lies beyond that end (0 elsewhere)."""
     brain = load_template("brain")
     k, j, i = np.nonzero(sitk.GetArrayViewFromImage(brain) > 0)
     points = physical_points(brain, np.stack([i, j, k], axis=1))
@@ -251,15 +262,19 @@ def _coverage(image: sitk.Image, transform: sitk.Similarity3DTransform) -> Tuple
     geometry = np.asarray(image.GetDirection()).reshape(3, 3) * np.asarray(image.GetSpacing())
     idx = (moved - np.asarray(image.GetOrigin())) @ np.linalg.inv(geometry).T
     if not len(idx):
-        return 0.0, ((False, False),) * 3
+        return 0.0, ((0.0, 0.0),) * 3
     within = (idx >= -0.5) & (idx <= np.asarray(image.GetSize()) - 0.5)
-    cuts = []
+    beyond = []
     for axis in range(3):
         across = np.delete(within, axis, axis=1).all(axis=1)  # in the field of view along the other two axes
-        below = float((across & (idx[:, axis] < -0.5)).mean())
-        above = float((across & (idx[:, axis] > image.GetSize()[axis] - 0.5)).mean())
-        cuts.append((below > BRAIN_CUT_SHARE, above > BRAIN_CUT_SHARE))
-    return float(within.all(axis=1).mean()), tuple(cuts)
+        ends = []
+        for depth in (-0.5 - idx[:, axis], idx[:, axis] - (image.GetSize()[axis] - 0.5)):  # voxels past each end
+            past = across & (depth > 0)
+            share = float(past.mean())
+            mm = float(np.percentile(depth[past], 98)) * image.GetSpacing()[axis] if share > BRAIN_CUT_SHARE else 0.0
+            ends.append(round(mm, 1))
+        beyond.append(tuple(ends))
+    return float(within.all(axis=1).mean()), tuple(beyond)  # type: ignore[return-value]
 
 
 __all__ = [
