@@ -49,6 +49,8 @@ AXIS_NORMAL = {"axial": 2, "coronal": 1, "sagittal": 0}
 OBLIQUE_WARNING_DEGREES = 20.0
 #: a slice whose field of view cuts through the body is shown to the model extended by this much of its mirror image
 MIRROR_PAD_MM = 30.0
+#: ... where at least this much brain lies beyond the cut (a cap cut off near the vertex is left as it is)
+MIRROR_MIN_BRAIN_MM = 45.0
 
 WindowLike = Optional[object]
 
@@ -119,30 +121,30 @@ def end_pads(
     cuts: Sequence[Tuple[bool, bool]], brain: Sequence[Tuple[float, float]], canonical_spacing: Sequence[float]
 ) -> Tuple[Tuple[int, int], ...]:
     """Per canonical (S, P, L) axis, the voxels (low end, high end) by which slices lying across that axis are
-    extended with their mirror image: as far as the brain goes on beyond the end (``brain``, mm, from the head
-    pose), at most ``MIRROR_PAD_MM``, where the field of view cuts through the body (``cuts``) and through the brain
-    while the axis's other end does not cut the brain (a slab cut on both sides would be tiled with copies of
-    itself); 0 elsewhere and always along the left-right axis (the mirror image of a hemisphere cut at its side is a
-    second copy of it where the other hemisphere should be). A coronal or sagittal slice of a scan that ends at the
-    thalamus then shows the model a brain that goes on beyond the cut, not one that ends in air as no training slice
-    did.
+    extended with their mirror image: ``MIRROR_PAD_MM`` where the field of view cuts through the body (``cuts``)
+    and at least ``MIRROR_MIN_BRAIN_MM`` of brain lies beyond the cut (``brain``, mm, from the head pose: the cut
+    goes through the deep brain, not through a cap near the vertex) while the axis's other end does not cut the
+    brain (a slab cut on both sides would be tiled with copies of itself); 0 elsewhere and always along the
+    left-right axis (the mirror image of a hemisphere cut at its side is a second copy of it where the other
+    hemisphere should be). A coronal or sagittal slice of a scan that ends at the thalamus then shows the model a
+    brain that goes on beyond the cut, not one that ends in air as no training slice did.
 
     Example (a scan cut at the top of the thalami, 1 mm voxels; its lowest slices cut the neck, not the brain):
         >>> end_pads(((True, True), (False, False), (False, False)), ((0.0, 68.0),) + ((0.0, 0.0),) * 2,
         ...          (1.0, 1.0, 1.0))
         ((0, 30), (0, 0), (0, 0))
-        >>> end_pads(((False, True), (False, False), (True, False)), ((0.0, 21.0), (0.0, 0.0), (24.0, 0.0)),
-        ...          (1.0, 1.0, 1.0))  # 21 mm of brain above the cut; a cut through the right hemisphere: left
-        ((0, 21), (0, 0), (0, 0))
+        >>> end_pads(((False, True), (False, False), (True, False)), ((0.0, 21.0), (0.0, 0.0), (70.0, 0.0)),
+        ...          (1.0, 1.0, 1.0))  # 21 mm of brain above the cut; a cut through the right hemisphere: as they are
+        ((0, 0), (0, 0), (0, 0))
     """
     spacing = tuple(canonical_spacing)[::-1]  # (L, P, S) -> canonical array order
     out = []
     for axis in range(3):
         ends = []
         for end in (0, 1):
-            mm = min(MIRROR_PAD_MM, float(brain[axis][end]))  # no farther than the brain goes on
-            padded = axis != 2 and cuts[axis][end] and brain[axis][end] and not brain[axis][1 - end]
-            ends.append(int(round(mm / max(float(spacing[axis]), 1e-6))) if padded else 0)
+            deep = float(brain[axis][end]) >= MIRROR_MIN_BRAIN_MM
+            padded = axis != 2 and cuts[axis][end] and deep and not brain[axis][1 - end]
+            ends.append(int(round(MIRROR_PAD_MM / max(float(spacing[axis]), 1e-6))) if padded else 0)
         out.append(tuple(ends))
     return tuple(out)  # type: ignore[return-value]
 

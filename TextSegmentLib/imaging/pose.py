@@ -13,8 +13,8 @@ A rotation is trusted only when the head is turned by more than ``ALIGN_DEGREES`
 the rotated fit is clearly better than one along the grid (``MIN_GAIN`` of mutual information) and the field of view
 holds ``MIN_COVERAGE`` of the template's brain: a slab, a cut field of view or a scan of something else leaves the
 volume as it is. The same fit says where the field of view ends inside the brain and how far the brain goes on
-beyond it (``HeadPose.brain_beyond_mm``): there the engine shows the cut slices going on with their mirror image, as
-far as the brain goes on (engine/volume.py). About 2-3 s on one CPU core (it runs on one thread, so that the same
+beyond it (``HeadPose.brain_beyond_mm``): where the cut goes through the deep brain the engine shows the cut slices
+going on with their mirror image (engine/volume.py). About 2-3 s on one CPU core (it runs on one thread, so that the same
 input gives the same pose).
 
 Example:
