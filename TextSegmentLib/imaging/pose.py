@@ -14,8 +14,8 @@ the rotated fit is clearly better than one along the grid (``MIN_GAIN`` of mutua
 holds ``MIN_COVERAGE`` of the template's brain: a slab, a cut field of view or a scan of something else leaves the
 volume as it is. The same fit says where the field of view ends inside the brain and how far the brain goes on
 beyond it (``HeadPose.brain_beyond_mm``): where the cut goes through the deep brain the engine shows the cut slices
-going on with their mirror image (engine/volume.py). About 2-3 s on one CPU core (it runs on one thread, so that the same
-input gives the same pose).
+going on with their mirror image (engine/volume.py). About 2-3 s on one CPU core (it runs on one thread, so that the
+same input gives the same pose).
 
 Example:
     >>> import numpy as np, SimpleITK as sitk
