@@ -303,8 +303,9 @@ class PreparedVolume:
         self._ranges = ranges
         self._hash: Optional[str] = None
         self._cut_ends: Optional[Tuple[Tuple[bool, bool], ...]] = None
-        #: per canonical axis, whether the field of view ends inside the brain at its (low, high) end (from the head
-        #: pose's registration; never for a volume without a pose or one resampled onto other axes)
+        #: per canonical axis, how far (mm) the brain goes on beyond the field of view's (low, high) end (from the
+        #: head pose's registration; 0 at an end that does not cut the brain, and always without a pose or for a
+        #: volume resampled onto other axes)
         self.brain_ends = self._brain_ends()
         self._views: Dict[str, PlaneView] = {}
         self._mirror: Optional[PreparedVolume] = None
