@@ -127,7 +127,7 @@ def end_pads(
     brain (a slab cut on both sides would be tiled with copies of itself); 0 elsewhere and always along the
     left-right axis (the mirror image of a hemisphere cut at its side is a second copy of it where the other
     hemisphere should be). A coronal or sagittal slice of a scan that ends at the thalamus then shows the model a
-    brain that goes on beyond the cut, not one that ends in air as no training slice did.
+    brain that goes on beyond the cut, as in the whole heads it mostly learned from, not one that ends in air.
 
     Example (a scan cut at the top of the thalami, 1 mm voxels; its lowest slices cut the neck, not the brain):
         >>> end_pads(((True, True), (False, False), (False, False)), ((0.0, 68.0),) + ((0.0, 0.0),) * 2,
