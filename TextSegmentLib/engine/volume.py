@@ -186,15 +186,15 @@ class PlaneView:
         self.stack = slice_view(volume.canonical, self.plane)
         self.num_slices, self.height, self.width = (int(s) for s in self.stack.shape)
         row_sp, col_sp = slice_pixel_spacing(volume.canonical_spacing, self.plane)
-        self.pad = view_pad(self.plane, volume.end_pads)
-        self.fit = plan_fit(self.height, self.width, row_sp, col_sp, volume.image_size, self.pad)
+        pad = view_pad(self.plane, volume.end_pads)
+        self.fit = plan_fit(self.height, self.width, row_sp, col_sp, volume.image_size, pad)
         self.is_ct = volume.is_ct
         self.slice_context = volume.slice_context
 
     @property
     def content_hash(self) -> str:
         """Hash of the canonical volume, the plane and the fit: equal for the same volume in any orientation."""
-        pad = "" if not any(self.pad) else ":pad" + "-".join(str(v) for v in self.pad)
+        pad = "" if not any(self.fit.pad) else ":pad" + "-".join(str(v) for v in self.fit.pad)
         return f"{self.volume.canonical_hash}:{self.plane}:{self.fit.h}x{self.fit.w}{pad}"
 
     def window_key(self, window: WindowLike) -> str:

@@ -82,11 +82,6 @@ class HeadPose:
     brain_beyond_mm: Tuple[Tuple[float, float], ...] = ((0.0, 0.0),) * 3
 
     @property
-    def brain_cuts(self) -> Tuple[Tuple[bool, bool], ...]:
-        """Per input index axis, whether the field of view ends inside the brain at its (low, high) end."""
-        return tuple((low > 0, high > 0) for low, high in self.brain_beyond_mm)  # type: ignore[return-value]
-
-    @property
     def turned(self) -> bool:
         """Whether the head is turned beyond ``ALIGN_DEGREES``, the fit is trusted and the field of view holds the
         brain (then the engine aligns it)."""
